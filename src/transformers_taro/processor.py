@@ -1,0 +1,288 @@
+"""`TARoProcessor`: reward-guided decoding as a transformers `LogitsProcessor`."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor, PreTrainedModel
+
+from .features import guided_scores
+from .router import TARoRouter
+
+logger = logging.getLogger(__name__)
+
+
+class _RewardState:
+    """The reward model's view of the batch: its KV cache, attention mask and the base ids it has consumed."""
+
+    def __init__(self, cache: Any, mask: torch.Tensor, seen_ids: torch.Tensor):
+        self.cache = cache
+        self.mask = mask
+        self.seen_ids = seen_ids
+        self.alphas: torch.Tensor | None = None  # [rows, steps], reordered with the beams
+
+
+class TARoProcessor(LogitsProcessor):
+    r"""Token-level reward guidance (GenARM) with a fixed weight, or per-token weights from a TARo router.
+
+    At every step, with the base model's next-token scores :math:`s` (what `generate` passes in) and the reward
+    model's logits :math:`r` on the same prefix, the processor returns
+
+    .. math::
+        \text{out} = \log\mathrm{softmax}(s) + \alpha_t \cdot \log\mathrm{softmax}(r)
+
+    where :math:`\alpha_t` is the fixed `alpha`, or `router(features(log p_b, log p_r))` per row and step.
+
+    *Temperature.* `generate` applies its warpers (temperature, top-k, top-p) after this processor, so sampling
+    at temperature T draws from :math:`\propto p_b^{1/T} p_r^{\alpha/T}`. GenARM writes its target as
+    :math:`\propto (p_b \, p_r^{\alpha})^{1/T'}` normalised over the combined exponent :math:`1+\alpha`; to sample
+    that distribution at temperature T', pass ``temperature = T' / (1 + alpha)`` (fixed alpha only). Greedy and
+    beam search do not depend on T.
+
+    *Reward model state.* The reward model keeps its own KV cache: the prompt is prefilled once, then it sees
+    one new token per step. Left-padded batches get the reward model's attention mask and position ids right,
+    so a row in a padded batch equals that prompt generated alone. Beam search (rows expanded and reordered
+    between steps) is detected from `input_ids` and the cache is reordered to match. When `input_ids` is not
+    the previous step's ids plus one token per row (a new `generate` call, assisted decoding), the state is
+    rebuilt from scratch: reusing one processor never leaks the last call's cache.
+
+    Args:
+        reward_model (`PreTrainedModel`):
+            Token-level (autoregressive) reward model: a causal LM sharing the base model's vocabulary. Vocabulary
+            matrices that differ only by padding rows are fine.
+        router (`TARoRouter`, *optional*): Picks alpha per row and step. Exactly one of `router` / `alpha`.
+        alpha (`float`, *optional*): A fixed guidance weight (GenARM).
+        attention_mask (`torch.LongTensor` `[batch, prompt_len]`, *optional*):
+            The prompt's attention mask, as passed to `generate`. Required for padded batches.
+        reward_input_ids, reward_attention_mask (*optional*):
+            A separate prompt for the reward model (e.g. its own chat template); the generated tokens are
+            appended to it.
+        tokenizer, reward_tokenizer (*optional*): When both are given, their vocabularies must be identical.
+        pad_token_id (`int`, *optional*): Used to detect a padded batch passed without an attention mask.
+        check_finite (`bool`, defaults to `True`): Raise on NaN/inf reward logits (one host sync per step).
+
+    Example:
+    ```python
+    >>> import torch
+    >>> from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
+    >>> from transformers_taro import TARoProcessor
+    >>> cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    ...                   num_attention_heads=4, num_key_value_heads=2)
+    >>> base, rm = LlamaForCausalLM(cfg).eval(), LlamaForCausalLM(cfg).eval()
+    >>> ids = torch.tensor([[1, 5, 7, 9]])
+    >>> proc = TARoProcessor(rm, alpha=1.0)
+    >>> out = base.generate(ids, logits_processor=LogitsProcessorList([proc]), max_new_tokens=5, do_sample=False)
+    >>> proc.alphas.shape
+    torch.Size([1, 5])
+    ```
+    """
+
+    def __init__(
+        self,
+        reward_model: PreTrainedModel,
+        router: TARoRouter | None = None,
+        alpha: float | None = None,
+        attention_mask: torch.Tensor | None = None,
+        reward_input_ids: torch.Tensor | None = None,
+        reward_attention_mask: torch.Tensor | None = None,
+        tokenizer: Any | None = None,
+        reward_tokenizer: Any | None = None,
+        pad_token_id: int | None = None,
+        check_finite: bool = True,
+    ):
+        if (router is None) == (alpha is None):
+            raise ValueError(
+                "Give exactly one of `router` (TARo: alpha per token) or `alpha` (GenARM: one fixed weight); "
+                f"got router={'set' if router is not None else None}, alpha={alpha}."
+            )
+        if alpha is not None and not math.isfinite(float(alpha)):
+            raise ValueError(f"alpha must be a finite number, got {alpha}.")
+        if reward_attention_mask is not None and reward_input_ids is None:
+            raise ValueError("reward_attention_mask was given without reward_input_ids.")
+        if tokenizer is not None and reward_tokenizer is not None:
+            check_same_vocabulary(tokenizer, reward_tokenizer)
+        self.reward_model = reward_model
+        self.router = router
+        self.alpha = None if alpha is None else float(alpha)
+        self.attention_mask = attention_mask
+        self.reward_input_ids = reward_input_ids
+        self.reward_attention_mask = reward_attention_mask
+        if pad_token_id is None:
+            pad_token_id = getattr(reward_model.generation_config, "pad_token_id", None)
+        self.pad_token_id = pad_token_id
+        self.check_finite = check_finite
+        self._want_hidden = router is not None and router.config.use_reward_hidden_states
+        self._keep_logits = "logits_to_keep" in inspect.signature(reward_model.forward).parameters
+        self._base_prompt_len: int | None = None
+        self._state: _RewardState | None = None
+        if router is not None:
+            recorded = router.config.reward_model_name_or_path
+            actual = getattr(reward_model.config, "_name_or_path", None)
+            if recorded and actual and recorded != actual:
+                logger.warning(
+                    "This router was trained with reward model %r but is used with %r; fine if they are the same "
+                    "weights under another name.",
+                    recorded,
+                    actual,
+                )
+
+    @property
+    def alphas(self) -> torch.Tensor:
+        """`FloatTensor [rows, generated steps]`: the weight used for each row at each step of the last call."""
+        if self._state is None or self._state.alphas is None:
+            return torch.empty(0, 0)
+        return self._state.alphas
+
+    def reset(self, attention_mask: torch.Tensor | None = None) -> None:
+        """Forget the reward model's state; optionally set the attention mask of the next call's prompt."""
+        self._state = None
+        self._base_prompt_len = None
+        if attention_mask is not None:
+            self.attention_mask = attention_mask
+
+    # -- reward model state ------------------------------------------------------------------------------------
+
+    def _reward_forward(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> Any:
+        device = self.reward_model.device
+        mask = mask.to(device)
+        # Left padding: positions count real tokens only, so a padded row sees the positions it would alone.
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
+        kwargs: dict[str, Any] = {}
+        if self._keep_logits:
+            kwargs["logits_to_keep"] = 1
+        return self.reward_model(
+            input_ids=ids.to(device),
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            output_hidden_states=self._want_hidden,
+            **kwargs,
+        )
+
+    def _expand(self, tensor: torch.Tensor, rows: int, what: str) -> torch.Tensor:
+        if rows % tensor.shape[0]:
+            raise ValueError(
+                f"{what} has {tensor.shape[0]} rows but generate is decoding {rows}: pass the {what} of this "
+                "batch (proc.reset(attention_mask=...) before reusing the processor on another batch)."
+            )
+        # generate expands prompts with repeat_interleave for num_beams / num_return_sequences; so do we.
+        return tensor.repeat_interleave(rows // tensor.shape[0], dim=0)
+
+    def _prompt_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        rows, length = input_ids.shape
+        if self.attention_mask is None:
+            self._refuse_unmasked_padding(input_ids)
+            return torch.ones_like(input_ids)
+        mask = self._expand(self.attention_mask.to(input_ids.device), rows, "attention_mask")
+        if mask.shape[1] > length:
+            raise ValueError(
+                f"attention_mask covers {mask.shape[1]} tokens but the prompt has {length}: pass the mask of the "
+                "prompt given to generate."
+            )
+        # Tokens past the mask were generated (a continuation, or assisted decoding): they are all real tokens.
+        return torch.cat([mask, mask.new_ones(rows, length - mask.shape[1])], dim=1)
+
+    def _refuse_unmasked_padding(self, input_ids: torch.Tensor) -> None:
+        if self.pad_token_id is None or input_ids.shape[0] < 2:
+            return
+        is_pad = input_ids.eq(self.pad_token_id).long()
+        leading = is_pad.cumprod(dim=1).sum(dim=1)
+        # Models whose pad token is also BOS start every row with one; only differing runs mean left padding.
+        if leading.min() != leading.max():
+            raise ValueError(
+                "The batch is left-padded but TARoProcessor got no attention_mask: pass "
+                "attention_mask=enc['attention_mask'] (the mask given to generate) so the reward model skips padding."
+            )
+
+    def _prefill(self, input_ids: torch.Tensor) -> Any:
+        rows = input_ids.shape[0]
+        if self._base_prompt_len is None:
+            self._base_prompt_len = input_ids.shape[1] if self.attention_mask is None else self.attention_mask.shape[1]
+        mask = self._prompt_mask(input_ids)
+        ids = input_ids
+        if self.reward_input_ids is not None:
+            generated = input_ids[:, self._base_prompt_len :]
+            r_ids = self._expand(self.reward_input_ids.to(input_ids.device), rows, "reward_input_ids")
+            r_mask = (
+                torch.ones_like(r_ids)
+                if self.reward_attention_mask is None
+                else self._expand(self.reward_attention_mask.to(input_ids.device), rows, "reward_attention_mask")
+            )
+            ids = torch.cat([r_ids, generated], dim=1)
+            mask = torch.cat([r_mask, torch.ones_like(generated)], dim=1)
+        out = self._reward_forward(ids, mask, cache=None)
+        self._state = _RewardState(out.past_key_values, mask, input_ids.clone())
+        return out
+
+    def _beam_order(self, input_ids: torch.Tensor) -> torch.Tensor | None:
+        """Which old row each new row continues: None if `input_ids` does not extend the last step by one token."""
+        state = self._state
+        if state is None or input_ids.shape[0] != state.seen_ids.shape[0]:
+            return None
+        if input_ids.shape[1] != state.seen_ids.shape[1] + 1:
+            return None
+        prefix = input_ids[:, :-1]
+        if torch.equal(prefix, state.seen_ids):
+            return torch.arange(input_ids.shape[0], device=input_ids.device)
+        match = (prefix.unsqueeze(1) == state.seen_ids.unsqueeze(0)).all(-1)  # [new rows, old rows]
+        if not bool(match.any(dim=1).all()):
+            return None
+        return match.float().argmax(dim=1)
+
+    def _advance(self, input_ids: torch.Tensor, order: torch.Tensor) -> Any:
+        state = self._state
+        if not torch.equal(order, torch.arange(order.numel(), device=order.device)):
+            state.cache.reorder_cache(order.to(self.reward_model.device))
+            state.mask = state.mask[order.to(state.mask.device)]
+            if state.alphas is not None:
+                state.alphas = state.alphas[order.to(state.alphas.device)]
+        state.mask = torch.cat([state.mask, state.mask.new_ones(state.mask.shape[0], 1)], dim=1)
+        out = self._reward_forward(input_ids[:, -1:], state.mask, state.cache)
+        state.cache = out.past_key_values
+        state.seen_ids = input_ids.clone()
+        return out
+
+    # -- the LogitsProcessor contract ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        order = self._beam_order(input_ids)
+        out = self._prefill(input_ids) if order is None else self._advance(input_ids, order)
+        reward_logits = out.logits[:, -1].float().to(scores.device)
+        lse = torch.logsumexp(reward_logits, dim=-1, keepdim=True)
+        if self.check_finite and not bool(torch.isfinite(lse).all()):
+            raise ValueError(
+                "The reward model produced NaN/inf logits. Check its weights and dtype (fp16 overflow is the usual "
+                "cause: load it in bfloat16 or float32)."
+            )
+        reward_logprobs = reward_logits - lse
+        base_logprobs = torch.log_softmax(scores.float(), dim=-1)
+        if self.router is None:
+            alpha = torch.full((scores.shape[0],), self.alpha, device=scores.device)
+        else:
+            hidden = out.hidden_states[-1][:, -1].to(scores.device) if self._want_hidden else None
+            alpha = self.router.compute_alpha(base_logprobs, reward_logprobs, hidden).float().to(scores.device)
+        state = self._state
+        column = alpha.unsqueeze(1)
+        state.alphas = column if state.alphas is None else torch.cat([state.alphas, column], dim=1)
+        return guided_scores(base_logprobs, reward_logprobs, alpha)
+
+
+def check_same_vocabulary(tokenizer: Any, reward_tokenizer: Any) -> None:
+    """Raise a `ValueError` naming the difference when two tokenizers do not share one vocabulary."""
+    a, b = tokenizer.get_vocab(), reward_tokenizer.get_vocab()
+    if a == b:
+        return
+    only_a = sorted(set(a) - set(b))[:5]
+    only_b = sorted(set(b) - set(a))[:5]
+    moved = sorted(t for t in set(a) & set(b) if a[t] != b[t])[:5]
+    raise ValueError(
+        "The base and reward tokenizers differ, so the reward model's logits do not score the base model's tokens: "
+        f"{len(a)} vs {len(b)} tokens; only in base: {only_a}; only in reward: {only_b}; different ids: {moved}. "
+        "Use a reward model trained on the base model's tokenizer."
+    )

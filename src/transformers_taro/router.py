@@ -1,0 +1,237 @@
+"""`TARoRouterConfig` and `TARoRouter`: a small learned module that picks the guidance weight per token."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+
+from .cards import push_folder_to_hub, render_card
+from .features import guided_scores, num_features, router_features
+
+
+class TARoRouterConfig(PretrainedConfig):
+    r"""Configuration of a [`TARoRouter`].
+
+    Args:
+        num_top_logprobs (`int`, defaults to 4):
+            How many of the largest log-probs of each model enter the features. (Not called `top_k`: transformers
+            treats that name as a generation parameter.)
+        use_reward_hidden_states (`bool`, defaults to `False`):
+            Also feed the reward model's last hidden state at each position.
+        reward_hidden_size (`int`, *optional*):
+            Width of that hidden state; required when `use_reward_hidden_states` is set.
+        router_hidden_size (`int`, defaults to 64): Width of the MLP.
+        router_layers (`int`, defaults to 2): Number of hidden layers of the MLP.
+        alpha_max (`float`, defaults to 4.0): The router outputs alpha in `[0, alpha_max]`.
+        alpha_init (`float`, defaults to 1.0): Alpha of the freshly initialised router on every token.
+        vocab_size (`int`, *optional*):
+            The (shared) vocabulary size the router was trained with. A mismatch at use time is an error.
+        reward_model_name_or_path (`str`, *optional*): The reward model the router was trained with.
+        base_model_name_or_path (`str`, *optional*): The base model it was trained with (informational).
+        training_summary (`str`, *optional*): How it was trained (data, steps, final loss), for the model card.
+    """
+
+    model_type = "taro_router"
+
+    def __init__(
+        self,
+        num_top_logprobs: int = 4,
+        use_reward_hidden_states: bool = False,
+        reward_hidden_size: int | None = None,
+        router_hidden_size: int = 64,
+        router_layers: int = 2,
+        alpha_max: float = 4.0,
+        alpha_init: float = 1.0,
+        vocab_size: int | None = None,
+        reward_model_name_or_path: str | None = None,
+        base_model_name_or_path: str | None = None,
+        training_summary: str | None = None,
+        initializer_range: float = 0.02,
+        **kwargs: Any,
+    ):
+        if not 0.0 < alpha_init < alpha_max:
+            raise ValueError(f"alpha_init must lie strictly inside (0, alpha_max={alpha_max}); got {alpha_init}.")
+        if use_reward_hidden_states and not reward_hidden_size:
+            raise ValueError("use_reward_hidden_states=True needs reward_hidden_size (the reward model's hidden_size).")
+        self.num_top_logprobs = num_top_logprobs
+        self.use_reward_hidden_states = use_reward_hidden_states
+        self.reward_hidden_size = reward_hidden_size
+        self.router_hidden_size = router_hidden_size
+        self.router_layers = router_layers
+        self.alpha_max = alpha_max
+        self.alpha_init = alpha_init
+        self.vocab_size = vocab_size
+        self.reward_model_name_or_path = reward_model_name_or_path
+        self.base_model_name_or_path = base_model_name_or_path
+        self.training_summary = training_summary
+        self.initializer_range = initializer_range
+        super().__init__(**kwargs)
+
+    @property
+    def num_features(self) -> int:
+        return num_features(self.num_top_logprobs, self.reward_hidden_size if self.use_reward_hidden_states else None)
+
+
+@dataclass
+class TARoRouterOutput(ModelOutput):
+    """Output of [`TARoRouter.forward`].
+
+    Args:
+        loss: Mean next-token NLL of `labels` under the guided distribution, when labels are given.
+        alpha: The guidance weight per position, shape `[...]` (the leading shape of the inputs).
+        guided_logprobs: `log_softmax(base + alpha * reward)` per position, when labels are given.
+    """
+
+    loss: torch.Tensor | None = None
+    alpha: torch.Tensor | None = None
+    guided_logprobs: torch.Tensor | None = None
+
+
+class TARoRouter(PreTrainedModel):
+    r"""Maps the two next-token distributions to a guidance weight alpha in `[0, alpha_max]`.
+
+    `alpha = alpha_max * sigmoid(MLP(router_features(log p_base, log p_reward[, h_reward])))`. The features are
+    those of [`~transformers_taro.features.router_features`], the same function at training and decoding time.
+
+    Example:
+    ```python
+    >>> import torch
+    >>> from transformers_taro import TARoRouter, TARoRouterConfig
+    >>> router = TARoRouter(TARoRouterConfig(vocab_size=100))
+    >>> lb, lr = torch.randn(3, 100).log_softmax(-1), torch.randn(3, 100).log_softmax(-1)
+    >>> router.compute_alpha(lb, lr).shape
+    torch.Size([3])
+    >>> router.save_pretrained("my-router")  # config.json + model.safetensors + README.md
+    >>> TARoRouter.from_pretrained("my-router")  # or a Hub id  # doctest: +ELLIPSIS
+    TARoRouter(...)
+    ```
+    """
+
+    config_class = TARoRouterConfig
+    base_model_prefix = "router"
+    main_input_name = "base_logprobs"
+    _no_split_modules: list[str] = []
+
+    def __init__(self, config: TARoRouterConfig):
+        super().__init__(config)
+        layers: list[nn.Module] = []
+        width = config.num_features
+        for _ in range(config.router_layers):
+            layers += [nn.Linear(width, config.router_hidden_size), nn.GELU()]
+            width = config.router_hidden_size
+        self.mlp = nn.Sequential(*layers)
+        self.head = nn.Linear(width, 1)
+        # A hidden state has its own scale per backbone; normalising it keeps the MLP input at order one.
+        self.hidden_norm = nn.LayerNorm(config.reward_hidden_size) if config.use_reward_hidden_states else None
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            module.weight.normal_(0.0, self.config.initializer_range)
+            module.bias.zero_()
+            if module is self.head:
+                # Start at alpha_init everywhere: the fixed-alpha (GenARM) baseline the router must improve on.
+                p = self.config.alpha_init / self.config.alpha_max
+                module.bias.fill_(math.log(p / (1 - p)))
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+
+    def check_inputs(self, vocab_size: int, reward_hidden_states: torch.Tensor | None) -> None:
+        """Raise a clear error when the inputs are not what this router was trained on."""
+        if self.config.vocab_size is not None and vocab_size != self.config.vocab_size:
+            raise ValueError(
+                f"This router was trained on a vocabulary of {self.config.vocab_size} tokens, but the base and reward "
+                f"models share {vocab_size}. Use a reward model (and base) with the router's vocabulary "
+                f"(trained with {self.config.reward_model_name_or_path!r}), or train a router for this one."
+            )
+        if self.config.use_reward_hidden_states:
+            if reward_hidden_states is None:
+                raise ValueError("This router reads the reward model's hidden states; pass reward_hidden_states.")
+            if reward_hidden_states.shape[-1] != self.config.reward_hidden_size:
+                raise ValueError(
+                    f"This router expects reward hidden states of width {self.config.reward_hidden_size}, got "
+                    f"{reward_hidden_states.shape[-1]}: it was trained with another reward model."
+                )
+
+    def compute_alpha(
+        self,
+        base_logprobs: torch.Tensor,
+        reward_logprobs: torch.Tensor,
+        reward_hidden_states: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Alpha for each position: inputs `[..., V]` log-probs (and `[..., H]` hidden states), output `[...]`."""
+        vocab = min(base_logprobs.shape[-1], reward_logprobs.shape[-1])
+        self.check_inputs(vocab, reward_hidden_states)
+        if self.hidden_norm is not None:
+            reward_hidden_states = self.hidden_norm(reward_hidden_states.to(self.hidden_norm.weight.dtype))
+        else:
+            reward_hidden_states = None
+        feats = router_features(base_logprobs, reward_logprobs, self.config.num_top_logprobs, reward_hidden_states)
+        logit = self.head(self.mlp(feats.to(self.head.weight.device, self.head.weight.dtype))).squeeze(-1)
+        return self.config.alpha_max * torch.sigmoid(logit)
+
+    def forward(
+        self,
+        base_logprobs: torch.Tensor,
+        reward_logprobs: torch.Tensor,
+        reward_hidden_states: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs: Any,
+    ) -> TARoRouterOutput:
+        r"""Alpha per position, and with `labels` the guided next-token NLL.
+
+        Args:
+            base_logprobs, reward_logprobs: `[batch, seq, V]` log-probs (logits are accepted too: they are
+                log-softmaxed) of the frozen base and reward models, teacher-forced on the trace.
+            reward_hidden_states: `[batch, seq, H]`, only for routers with `use_reward_hidden_states`.
+            labels: `[batch, seq]`, the token that follows each position; -100 marks positions not scored
+                (prompt, padding). Already shifted: position t predicts `labels[:, t]`.
+        """
+        base_logprobs = torch.log_softmax(base_logprobs.float(), -1)
+        reward_logprobs = torch.log_softmax(reward_logprobs.float(), -1)
+        alpha = self.compute_alpha(base_logprobs, reward_logprobs, reward_hidden_states)
+        if labels is None:
+            return TARoRouterOutput(alpha=alpha)
+        mixed = torch.log_softmax(guided_scores(base_logprobs, reward_logprobs, alpha), -1)
+        mask = labels.ne(-100)
+        nll = -mixed.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        loss = (nll * mask).sum() / mask.sum().clamp(min=1)
+        return TARoRouterOutput(loss=loss, alpha=alpha, guided_logprobs=mixed)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any) -> TARoRouter:
+        """Load from a local folder or a Hub id (offline too, from the HF cache with `local_files_only=True`)."""
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        # Weights come memory-mapped from safetensors at arbitrary alignment, which sends CPU BLAS down another
+        # kernel and changes the last bit of alpha. The router is tiny: own aligned copies, outputs stay bitwise.
+        with torch.no_grad():
+            for param in model.parameters():
+                param.data = param.data.clone()
+        return model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """Write `config.json`, `model.safetensors` and a model card (`README.md`) from `hub_cards/router.md`."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        card = render_card("router.md", self.config.to_dict())
+        with open(os.path.join(save_directory, "README.md"), "w", encoding="utf-8") as f:
+            f.write(card)
+
+    def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload TARo router", **kwargs: Any) -> Any:
+        """Upload config, weights and the model card from `hub_cards/router.md` to the Hub repo `repo_id`.
+
+        Takes `private`, `token`, `revision`, `create_pr` as `huggingface_hub.HfApi.upload_folder` does.
+        """
+        return push_folder_to_hub(self.save_pretrained, repo_id, commit_message=commit_message, **kwargs)
+
+
+AutoConfig.register(TARoRouterConfig.model_type, TARoRouterConfig)
+AutoModel.register(TARoRouterConfig, TARoRouter)

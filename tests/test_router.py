@@ -1,0 +1,136 @@
+"""The router as a transformers model: save/load, Hub resolution offline, model card, train == decode."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+from conftest import VOCAB, left_padded, tiny_lm
+from safetensors.torch import load_file
+
+from transformers_taro import TARoProcessor, TARoRouter, TARoRouterConfig
+from transformers_taro.features import num_features, router_features
+
+
+def trained_looking_router(**kw) -> TARoRouter:
+    torch.manual_seed(0)
+    router = TARoRouter(TARoRouterConfig(vocab_size=VOCAB, reward_model_name_or_path="org/rm", **kw))
+    with torch.no_grad():
+        for p in router.parameters():
+            p.add_(torch.randn_like(p) * 0.5)  # move away from init so a load that re-initialises would show
+    return router
+
+
+def test_save_load_is_bitwise_identical(tmp_path):
+    router = trained_looking_router()
+    router.save_pretrained(tmp_path)
+    assert {"config.json", "model.safetensors", "README.md"} <= set(os.listdir(tmp_path))
+    loaded = TARoRouter.from_pretrained(tmp_path)
+    for (n1, p1), (n2, p2) in zip(router.state_dict().items(), loaded.state_dict().items()):
+        assert n1 == n2 and torch.equal(p1, p2)
+    lb, lr = torch.randn(5, VOCAB).log_softmax(-1), torch.randn(5, VOCAB).log_softmax(-1)
+    assert torch.equal(router.compute_alpha(lb, lr), loaded.compute_alpha(lb, lr))
+    assert set(load_file(tmp_path / "model.safetensors")) == set(router.state_dict())
+
+
+def test_hub_id_resolves_from_offline_cache(tmp_path):
+    """A Hub id loads from a populated HF cache with local_files_only=True (no network)."""
+    router = trained_looking_router()
+    snap = tmp_path / "cache" / "models--org--my-router" / "snapshots" / ("a" * 40)
+    router.save_pretrained(snap)
+    (tmp_path / "cache" / "models--org--my-router" / "refs").mkdir()
+    (tmp_path / "cache" / "models--org--my-router" / "refs" / "main").write_text("a" * 40)
+    loaded = TARoRouter.from_pretrained("org/my-router", cache_dir=tmp_path / "cache", local_files_only=True)
+    assert torch.equal(loaded.head.weight, router.head.weight)
+    with pytest.raises(OSError):
+        TARoRouter.from_pretrained("org/not-cached", cache_dir=tmp_path / "cache", local_files_only=True)
+
+
+def test_model_card_is_rendered_and_pushed(tmp_path, monkeypatch):
+    router = trained_looking_router(training_summary="12 steps on GSM8K pairs")
+    uploaded = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            return type("R", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, **kw):
+            uploaded["files"] = sorted(os.listdir(folder_path))
+            uploaded["card"] = open(os.path.join(folder_path, "README.md")).read()
+            uploaded["repo"] = repo_id
+
+    monkeypatch.setattr("transformers_taro.cards.HfApi", FakeApi)
+    router.push_to_hub("me/router")
+    assert uploaded["repo"] == "me/router"
+    assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
+    assert "`org/rm`" in uploaded["card"] and "12 steps on GSM8K pairs" in uploaded["card"]
+    assert "$" not in uploaded["card"].split("## Use")[0]  # every placeholder filled
+
+
+def test_config_has_no_generation_parameter_names(tmp_path):
+    cfg = TARoRouterConfig(vocab_size=VOCAB)
+    cfg.save_pretrained(tmp_path)  # transformers refuses generation parameters in a model config
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "taro_router" and saved["num_top_logprobs"] == 4
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="alpha_init"):
+        TARoRouterConfig(alpha_init=5.0, alpha_max=4.0)
+    with pytest.raises(ValueError, match="reward_hidden_size"):
+        TARoRouterConfig(use_reward_hidden_states=True)
+
+
+def test_fresh_router_starts_at_alpha_init():
+    router = TARoRouter(TARoRouterConfig(alpha_init=0.5, alpha_max=2.0))
+    lb, lr = torch.randn(4, VOCAB).log_softmax(-1), torch.randn(4, VOCAB).log_softmax(-1)
+    assert torch.allclose(router.compute_alpha(lb, lr), torch.full((4,), 0.5), atol=0.05)
+
+
+def test_features_shape_and_finiteness_with_ruled_out_tokens():
+    lb = torch.randn(2, 3, VOCAB).log_softmax(-1)
+    lr = torch.randn(2, 3, VOCAB).log_softmax(-1)
+    lr[..., :10] = float("-inf")
+    f = router_features(lb, lr, num_top_logprobs=3)
+    assert f.shape == (2, 3, num_features(3)) and bool(torch.isfinite(f).all())
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_teacher_forced_alphas_equal_decoding_alphas(arch, hidden):
+    """The router sees at training time exactly what it sees at decoding time (one feature function)."""
+    base, rm = tiny_lm(arch, seed=1), tiny_lm(arch, seed=2)
+    cfg = dict(use_reward_hidden_states=True, reward_hidden_size=32) if hidden else {}
+    router = trained_looking_router(**cfg)
+    ids, mask = left_padded([[1, 5, 9, 14, 3, 7], [1, 22, 8]])
+    proc = TARoProcessor(rm, router=router, attention_mask=mask)
+    seqs = base.generate(input_ids=ids, attention_mask=mask, logits_processor=[proc], max_new_tokens=6,
+                         do_sample=False, pad_token_id=0, eos_token_id=None)
+    full_mask = torch.cat([mask, torch.ones(2, 6, dtype=torch.long)], 1)
+    pos = (full_mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        b = base(input_ids=seqs, attention_mask=full_mask, position_ids=pos).logits
+        r = rm(input_ids=seqs, attention_mask=full_mask, position_ids=pos, output_hidden_states=True)
+        h = r.hidden_states[-1] if hidden else None
+        alphas = router(b, r.logits, reward_hidden_states=h).alpha
+    p = ids.shape[1]
+    assert torch.allclose(alphas[:, p - 1 : -1], proc.alphas, atol=1e-4)
+
+
+def test_forward_loss_is_guided_nll():
+    router = trained_looking_router()
+    b, r = torch.randn(2, 4, VOCAB), torch.randn(2, 4, VOCAB)
+    labels = torch.tensor([[3, 4, -100, 6], [-100, 1, 2, 3]])
+    out = router(b, r, labels=labels)
+    a = out.alpha.unsqueeze(-1)
+    mixed = (b.log_softmax(-1) + a * r.log_softmax(-1)).log_softmax(-1)
+    keep = labels != -100
+    expected = -mixed[keep].gather(-1, labels[keep].unsqueeze(-1)).mean()
+    assert torch.allclose(out.loss, expected, atol=1e-5)
+    out.loss.backward()
+    assert router.head.weight.grad is not None and router.head.weight.grad.abs().sum() > 0
