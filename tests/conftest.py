@@ -10,21 +10,22 @@ VOCAB = 96
 ARCHS = ("llama", "qwen2", "gpt2")
 
 
-def tiny_lm(arch: str = "llama", vocab: int = VOCAB, width: int = 32, layers: int = 2, seed: int = 0):
+def tiny_lm(arch: str = "llama", vocab: int = VOCAB, width: int = 32, layers: int = 2, seed: int = 0,
+            max_positions: int = 256):
     """A tiny causal LM. A large init range makes next-token distributions peaked, so greedy choices are not
     decided by float noise and equality tests between two correct computations are meaningful."""
     torch.manual_seed(seed)
     common = dict(vocab_size=vocab, bos_token_id=1, eos_token_id=2, pad_token_id=0, initializer_range=0.3)
     if arch == "llama":
         cfg = LlamaConfig(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **common)
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions, **common)
         model = LlamaForCausalLM(cfg)
     elif arch == "qwen2":
         cfg = Qwen2Config(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **common)
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions, **common)
         model = Qwen2ForCausalLM(cfg)
     elif arch == "gpt2":
-        cfg = GPT2Config(n_embd=width, n_layer=layers, n_head=4, n_positions=256, **common)
+        cfg = GPT2Config(n_embd=width, n_layer=layers, n_head=4, n_positions=max_positions, **common)
         model = GPT2LMHeadModel(cfg)
     else:
         raise ValueError(arch)
@@ -43,3 +44,36 @@ def left_padded(rows: list[list[int]], pad: int = 0) -> tuple[torch.Tensor, torc
     ids = torch.tensor([[pad] * (n - len(r)) + r for r in rows])
     mask = torch.tensor([[0] * (n - len(r)) + [1] * len(r) for r in rows])
     return ids, mask
+
+
+GSM8K_TRAIN = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k" / "train.jsonl"
+
+
+def gsm8k_rows(n: int) -> list[dict]:
+    """The first n rows of the real GSM8K train file (../shared/data)."""
+    import json
+
+    with open(GSM8K_TRAIN) as f:
+        return [json.loads(next(f)) for _ in range(n)]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A folder with a tiny Llama and a small byte-level BPE tokenizer trained here on GSM8K text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [r["question"] + "\n" + r["answer"] for r in gsm8k_rows(200)]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    model = tiny_lm("llama", vocab=len(hf_tok), width=32, seed=3, max_positions=1024)
+    model.config.pad_token_id, model.config.bos_token_id, model.config.eos_token_id = 0, 1, 2
+    model.save_pretrained(folder)
+    hf_tok.save_pretrained(folder)
+    return str(folder)

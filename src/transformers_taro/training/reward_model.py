@@ -1,0 +1,207 @@
+"""Token-level (autoregressive) reward models, trained with TRL.
+
+GenARM's reference-free loss on summed token log-probs of the step that follows a context,
+
+    L = -log sigmoid(beta * (sum_t log pi_r(chosen_t | ...) - sum_t log pi_r(rejected_t | ...)))
+
+with the context tokens masked out, is exactly TRL's CPO loss with `loss_type="sigmoid"` and `cpo_alpha=0` (no
+behaviour-cloning term; CPO sums log-probs for the sigmoid loss). So the trainer is TRL's `CPOTrainer`, with those
+settings fixed, a model card from `hub_cards/`, and an atomic final save.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..cards import push_folder_to_hub, render_card
+from .common import atomic_save, resume_checkpoint
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+from trl.experimental.cpo import CPOConfig, CPOTrainer  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RewardModelConfig(CPOConfig):
+    """`CPOConfig` set to GenARM's loss, plus LoRA settings.
+
+    Args:
+        beta: Temperature of the pairwise loss (GenARM's beta).
+        lora: Train a LoRA adapter (peft) instead of all weights.
+        lora_r, lora_alpha, lora_dropout, lora_target_modules: The adapter's shape (`"all-linear"` by default).
+    """
+
+    loss_type: str = field(default="sigmoid", metadata={"help": "Must be 'sigmoid' (GenARM's loss)."})
+    cpo_alpha: float = field(default=0.0, metadata={"help": "Must be 0: no behaviour-cloning term."})
+    beta: float = field(default=0.1, metadata={"help": "beta of -log sigmoid(beta * (logp_c - logp_r))."})
+    lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str = field(default="all-linear", metadata={"help": "Modules LoRA adapts."})
+
+    def __post_init__(self) -> None:
+        if self.loss_type != "sigmoid" or self.cpo_alpha != 0:
+            raise ValueError(
+                "A GenARM reward model uses the reference-free sigmoid loss on summed log-probs: keep "
+                f"loss_type='sigmoid' and cpo_alpha=0 (got loss_type={self.loss_type!r}, cpo_alpha={self.cpo_alpha})."
+            )
+        if self.beta <= 0:
+            raise ValueError(f"beta must be positive, got {self.beta}.")
+        if self.bf16 is None and not torch.cuda.is_available():
+            # TRL defaults to bf16, which transformers refuses without a GPU; CPU training runs in float32.
+            self.bf16 = False
+        super().__post_init__()
+
+    def lora_config(self) -> Any:
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+            target_modules=self.lora_target_modules, task_type="CAUSAL_LM",
+        )
+
+
+class RewardModelTrainer(CPOTrainer):
+    """TRL's `CPOTrainer` with GenARM's loss; see the module docstring for why that is the same loss."""
+
+
+@torch.no_grad()
+def continuation_logprobs(model: Any, tokenizer: Any, prompts: list[str], continuations: list[str],
+                          batch_size: int = 8) -> torch.Tensor:
+    """Sum of token log-probs of each continuation after its prompt: the GenARM reward of that step."""
+    totals = []
+    for i in range(0, len(prompts), batch_size):
+        seqs, starts = [], []
+        for prompt, cont in zip(prompts[i : i + batch_size], continuations[i : i + batch_size]):
+            p = tokenizer(prompt)["input_ids"]
+            c = tokenizer(cont, add_special_tokens=False)["input_ids"]
+            seqs.append(p + c)
+            starts.append(len(p))
+        width = max(map(len, seqs))
+        ids = torch.zeros(len(seqs), width, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for j, seq in enumerate(seqs):
+            ids[j, : len(seq)], mask[j, : len(seq)] = torch.tensor(seq), 1
+        logprobs = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
+        logprobs = logprobs.log_softmax(-1)[:, :-1].gather(-1, ids[:, 1:, None].to(model.device)).squeeze(-1)
+        for j, (seq, start) in enumerate(zip(seqs, starts)):
+            totals.append(logprobs[j, start - 1 : len(seq) - 1].sum().cpu())
+    return torch.stack(totals)
+
+
+def evaluate_reward_model(model: Any, tokenizer: Any, pairs: list[dict[str, str]], beta: float = 0.1) -> dict:
+    """GenARM loss and pairwise accuracy (chosen step scored above rejected) of a reward model on step pairs."""
+    prompts = [p["prompt"] for p in pairs]
+    margin = continuation_logprobs(model, tokenizer, prompts, [p["chosen"] for p in pairs]) - continuation_logprobs(
+        model, tokenizer, prompts, [p["rejected"] for p in pairs]
+    )
+    loss = -torch.nn.functional.logsigmoid(beta * margin).mean()
+    return {"loss": float(loss), "accuracy": float((margin > 0).float().mean()), "n": len(pairs)}
+
+
+def _write_card(folder: str, fields: dict[str, Any]) -> None:
+    with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
+        f.write(render_card("reward_model.md", fields))
+
+
+def train_reward_model(
+    model: str | None,
+    data: str,
+    output_dir: str,
+    config: RewardModelConfig | None = None,
+    limit: int | None = None,
+    resume: bool = False,
+    sample_rejected: bool = False,
+    samples_per_step: int = 2,
+) -> str:
+    """Train a reward model on step pairs built from `data` and save it (a causal LM or LoRA adapter) in `output_dir`.
+
+    Args:
+        model: Hub id or folder of the starting causal LM (None: the embedded default).
+        data: GSM8K or Math-Step-DPO rows, a local JSON/JSONL file or a Hub id.
+        config: Training settings; `output_dir` overrides its `output_dir`.
+        limit: Use the first `limit` source rows.
+        resume: Continue from the newest checkpoint in `output_dir`.
+        sample_rejected: For GSM8K, rejected steps are sampled from `model` and labelled automatically
+            (`data.sample_incorrect_steps`); steps with no incorrect sample fall back to a corrupted gold step.
+
+    Returns:
+        `output_dir`, which `TARoProcessor` takes after `load_causal_lm(output_dir)`.
+    """
+    import datasets
+
+    from ..data import build_step_pairs, detect_format, gsm8k_solutions, load_rows, sample_incorrect_steps
+    from ..models import DEFAULT_MODEL, load_causal_lm, load_tokenizer
+
+    config = config or RewardModelConfig(output_dir=output_dir)
+    config.output_dir = output_dir
+    tokenizer = load_tokenizer(model, padding_side="left")
+    policy = load_causal_lm(model)
+    rejected = None
+    if sample_rejected:
+        rows = load_rows(data)[:limit] if limit else load_rows(data)
+        if detect_format(rows) != "gsm8k":
+            raise ValueError("sample_rejected works on GSM8K-format data (question, answer).")
+        solutions, _ = gsm8k_solutions(rows)
+        rejected, counts = sample_incorrect_steps(policy, tokenizer, solutions, samples_per_step=samples_per_step)
+        logger.warning("Sampled step labels: %s", counts)
+    pairs = build_step_pairs(data, tokenizer, limit=limit, rejected_steps=rejected)
+    if not pairs:
+        raise ValueError(f"No step pairs could be built from {data}.")
+    logger.warning("Training the reward model on %d step pairs from %s", len(pairs), data)
+    policy.train()
+    trainer = RewardModelTrainer(
+        model=policy,
+        args=config,
+        train_dataset=datasets.Dataset.from_list(pairs),
+        processing_class=tokenizer,
+        peft_config=config.lora_config() if config.lora else None,
+    )
+    trainer.train(resume_from_checkpoint=resume_checkpoint(output_dir, resume))
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    name = model or DEFAULT_MODEL
+    summary = (
+        f"{trainer.state.global_step} steps on {len(pairs)} step pairs from `{data}`"
+        + (f"; loss {losses[0]:.4f} → {losses[-1]:.4f}" if losses else "")
+        + f"; beta={config.beta}, lr={config.learning_rate}, batch={config.per_device_train_batch_size}."
+    )
+
+    def save(folder: str) -> None:
+        trainer.save_model(folder)
+        tokenizer.save_pretrained(folder)
+        adapter = Path(folder) / "adapter_config.json"
+        if adapter.is_file():
+            # Record the name the user gave, not a machine-local path, so the adapter loads elsewhere too.
+            cfg = json.loads(adapter.read_text())
+            cfg["base_model_name_or_path"] = name
+            adapter.write_text(json.dumps(cfg, indent=2))
+        _write_card(folder, {
+            "library_name": "peft" if config.lora else "transformers", "base_model_name_or_path": name,
+            "beta": config.beta, "data": data, "lora": f"r={config.lora_r}" if config.lora else "no",
+            "max_steps": trainer.state.global_step, "training_summary": summary,
+        })
+
+    atomic_save(save, output_dir)
+    return output_dir
+
+
+def push_reward_model(folder: str, repo_id: str, **kwargs: Any) -> Any:
+    """Upload a trained reward-model folder (weights or adapter, tokenizer, model card) to the Hub."""
+    import shutil
+
+    def copy(target: str) -> None:
+        for name in os.listdir(folder):
+            src = os.path.join(folder, name)
+            if os.path.isfile(src):
+                shutil.copy2(src, target)
+
+    return push_folder_to_hub(copy, repo_id, commit_message="Upload TARo reward model", **kwargs)

@@ -1,0 +1,213 @@
+"""Router training: only the router learns; the base and reward models are frozen.
+
+Objective, on correct step-wise traces (prompt tokens masked):
+
+    L = mean_t  -log softmax(log p_b(.|y<t) + alpha_t * log p_r(.|y<t))[y_t]          (guided NLL)
+        + alpha_reg * mean_t (alpha_t - alpha_prior)^2                                 (prior)
+
+The prior term keeps alpha near a sensible fixed weight (GenARM's) wherever the likelihood is indifferent, so the
+router cannot drift to 0 or alpha_max on tokens the data says nothing about; where the two models disagree in a
+way the data resolves, the NLL term dominates and alpha moves per token.
+
+Built on transformers' `Trainer`: checkpointing, `--resume`, logging and `accelerate launch` come with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, Trainer, TrainingArguments
+
+from ..router import TARoRouter, TARoRouterConfig
+from .common import atomic_save, resume_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RouterTrainingConfig(TrainingArguments):
+    """`TrainingArguments` plus the router's shape and objective.
+
+    Args:
+        num_top_logprobs, use_reward_hidden_states, router_hidden_size, router_layers, alpha_max, alpha_init:
+            See [`TARoRouterConfig`].
+        alpha_reg: Weight of the prior term `(alpha - alpha_prior)^2`.
+        alpha_prior: The fixed weight alpha is pulled toward (defaults to `alpha_init`).
+        max_length: Traces are cut to this many tokens (prompt included).
+    """
+
+    num_top_logprobs: int = field(default=4, metadata={"help": "Top log-probs of each model in the features."})
+    use_reward_hidden_states: bool = field(default=False, metadata={"help": "Also read the RM's hidden state."})
+    router_hidden_size: int = field(default=64, metadata={"help": "Width of the router MLP."})
+    router_layers: int = field(default=2, metadata={"help": "Hidden layers of the router MLP."})
+    alpha_max: float = field(default=4.0, metadata={"help": "Alpha lies in [0, alpha_max]."})
+    alpha_init: float = field(default=1.0, metadata={"help": "Alpha of the untrained router."})
+    alpha_reg: float = field(default=0.01, metadata={"help": "Weight of (alpha - alpha_prior)^2."})
+    alpha_prior: float | None = field(default=None, metadata={"help": "Prior alpha (default: alpha_init)."})
+    max_length: int = field(default=512, metadata={"help": "Maximum trace length in tokens."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "The router is small: a large rate is fine."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Rows are tokenized by the collator."})
+
+    def router_config(self, vocab_size: int, reward_hidden_size: int, **names: Any) -> TARoRouterConfig:
+        return TARoRouterConfig(
+            num_top_logprobs=self.num_top_logprobs,
+            use_reward_hidden_states=self.use_reward_hidden_states,
+            reward_hidden_size=reward_hidden_size if self.use_reward_hidden_states else None,
+            router_hidden_size=self.router_hidden_size,
+            router_layers=self.router_layers,
+            alpha_max=self.alpha_max,
+            alpha_init=self.alpha_init,
+            vocab_size=vocab_size,
+            **names,
+        )
+
+
+class TraceCollator:
+    """Tokenizes `prompt` + `completion` rows: right-padded ids, mask, and shifted labels on completion tokens.
+
+    `labels[:, t]` is the token that follows position t, or -100 where it belongs to the prompt or padding. The
+    prompt is tokenized exactly as generation tokenizes it, so training contexts equal decoding contexts.
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int = 512):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __call__(self, rows: list[dict[str, str]]) -> dict[str, torch.Tensor]:
+        seqs, starts = [], []
+        for row in rows:
+            prompt = self.tokenizer(row["prompt"])["input_ids"]
+            completion = self.tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
+            if self.tokenizer.eos_token_id is not None:
+                completion = completion + [self.tokenizer.eos_token_id]
+            if len(prompt) >= self.max_length:
+                raise ValueError(
+                    f"A prompt has {len(prompt)} tokens, at least max_length={self.max_length}: raise max_length."
+                )
+            seqs.append((prompt + completion)[: self.max_length])
+            starts.append(len(prompt))
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+        for i, (seq, start) in enumerate(zip(seqs, starts)):
+            ids[i, : len(seq)] = torch.tensor(seq)
+            mask[i, : len(seq)] = 1
+            # Position t predicts token t+1: score the positions whose next token is a completion token.
+            labels[i, start - 1 : len(seq) - 1] = torch.tensor(seq[start:])
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+class RouterTrainer(Trainer):
+    """`Trainer` whose model is the router; the frozen base and reward models supply its inputs."""
+
+    def __init__(self, base_model: PreTrainedModel, reward_model: PreTrainedModel, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.base_model = base_model.eval().requires_grad_(False)
+        self.reward_model = reward_model.eval().requires_grad_(False)
+        for frozen in (self.base_model, self.reward_model):
+            if getattr(frozen, "hf_device_map", None) is None:  # device_map="auto" models stay where they are
+                frozen.to(self.args.device)
+        self._alpha_log: list[torch.Tensor] = []
+
+    def _frozen_logits(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor], keep: torch.Tensor,
+                       hidden: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        device = model.device
+        out = model(
+            input_ids=inputs["input_ids"].to(device), attention_mask=inputs["attention_mask"].to(device),
+            logits_to_keep=keep.to(device), output_hidden_states=hidden,
+        )
+        states = out.hidden_states[-1][:, keep.to(device)] if hidden else None
+        return out.logits, states
+
+    def compute_loss(self, model: TARoRouter, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        labels = inputs["labels"]
+        scored = labels.ne(-100).any(dim=0).nonzero().squeeze(-1)
+        # Only positions that predict a completion token need logits: skip the prompt's [seq, vocab] block.
+        keep = torch.arange(int(scored.min()), int(scored.max()) + 1, device=labels.device)
+        want_hidden = model.config.use_reward_hidden_states
+        with torch.no_grad():
+            base_logits, _ = self._frozen_logits(self.base_model, inputs, keep, hidden=False)
+            reward_logits, hidden = self._frozen_logits(self.reward_model, inputs, keep, hidden=want_hidden)
+        router_device = model.head.weight.device if hasattr(model, "head") else self.args.device
+        out = model(
+            base_logits.to(router_device), reward_logits.to(router_device),
+            reward_hidden_states=None if hidden is None else hidden.to(router_device),
+            labels=labels[:, keep].to(router_device),
+        )
+        mask = labels[:, keep].ne(-100).to(router_device)
+        prior = self.args.alpha_prior if self.args.alpha_prior is not None else self.args.alpha_init
+        reg = ((out.alpha - prior) ** 2 * mask).sum() / mask.sum().clamp(min=1)
+        loss = out.loss + self.args.alpha_reg * reg
+        self._alpha_log.append(out.alpha.detach()[mask])
+        return (loss, out) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if self._alpha_log:
+            alphas = torch.cat(self._alpha_log)
+            logs["alpha_mean"] = round(float(alphas.mean()), 4)
+            logs["alpha_std"] = round(float(alphas.std()), 4) if alphas.numel() > 1 else 0.0
+            self._alpha_log.clear()
+        super().log(logs, *args, **kwargs)
+
+
+def _vocab_rows(model: PreTrainedModel) -> int:
+    return model.get_output_embeddings().weight.shape[0]
+
+
+def train_router(
+    base_model: str | None,
+    reward_model: str,
+    data: str,
+    output_dir: str,
+    config: RouterTrainingConfig | None = None,
+    limit: int | None = None,
+    resume: bool = False,
+    device_map: str | None = None,
+) -> str:
+    """Train a router on correct traces from `data`, with frozen `base_model` and `reward_model`; save it.
+
+    Args:
+        base_model: Hub id or folder of the base (None: the embedded default).
+        reward_model: Hub id, folder, or LoRA adapter folder of the reward model.
+        data: GSM8K or Math-Step-DPO rows (local file or Hub id).
+        device_map: `"auto"` to spread large frozen models over the GPUs with accelerate.
+
+    Returns:
+        `output_dir`; `TARoRouter.from_pretrained(output_dir)` loads the result.
+    """
+    import datasets
+
+    from ..data import build_traces
+    from ..models import DEFAULT_MODEL, load_causal_lm, load_tokenizer
+
+    config = config or RouterTrainingConfig(output_dir=output_dir)
+    config.output_dir = output_dir
+    tokenizer = load_tokenizer(base_model, padding_side="right")
+    base = load_causal_lm(base_model, device_map=device_map)
+    rm = load_causal_lm(reward_model, device_map=device_map)
+    traces = build_traces(data, tokenizer, limit=limit)
+    if not traces:
+        raise ValueError(f"No traces could be built from {data}.")
+    vocab = min(_vocab_rows(base), _vocab_rows(rm))
+    names = dict(base_model_name_or_path=base_model or DEFAULT_MODEL, reward_model_name_or_path=reward_model)
+    router = TARoRouter(config.router_config(vocab, rm.config.get_text_config().hidden_size, **names))
+    logger.warning("Training the router on %d traces from %s", len(traces), data)
+    trainer = RouterTrainer(
+        base_model=base, reward_model=rm, model=router, args=config,
+        train_dataset=datasets.Dataset.from_list(traces), data_collator=TraceCollator(tokenizer, config.max_length),
+    )
+    trainer.train(resume_from_checkpoint=resume_checkpoint(output_dir, resume))
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    router.config.training_summary = (
+        f"{trainer.state.global_step} steps on {len(traces)} correct traces from `{data}`"
+        + (f"; loss {losses[0]:.4f} → {losses[-1]:.4f}" if losses else "")
+        + f"; alpha_reg={config.alpha_reg}, lr={config.learning_rate}."
+    )
+    atomic_save(trainer.save_model, output_dir)
+    return output_dir

@@ -1,0 +1,140 @@
+"""Both trainers on tiny models and a few rows of real GSM8K: loss goes down, artifacts reload, resume works."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from conftest import gsm8k_rows
+
+from transformers_taro import TARoProcessor, TARoRouter
+from transformers_taro.data import build_step_pairs, build_traces
+from transformers_taro.models import load_causal_lm, load_tokenizer
+from transformers_taro.training import (
+    RewardModelConfig,
+    RouterTrainingConfig,
+    TraceCollator,
+    evaluate_reward_model,
+    train_reward_model,
+    train_router,
+)
+
+
+@pytest.fixture(scope="module")
+def gsm8k_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "gsm8k.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in gsm8k_rows(12)))
+    return str(path)
+
+
+def rm_config(out, **kw):
+    base = dict(output_dir=out, max_steps=6, per_device_train_batch_size=4, learning_rate=5e-3, logging_steps=1,
+                save_steps=3, report_to="none", beta=0.5, use_cpu=True, max_length=768, disable_tqdm=True)
+    base.update(kw)
+    return RewardModelConfig(**base)
+
+
+def losses(folder):
+    state = json.load(open(os.path.join(folder, "checkpoint-6", "trainer_state.json")))
+    return [h["loss"] for h in state["log_history"] if "loss" in h]
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_reward_model_trains_and_reloads(tiny_model_dir, gsm8k_file, tmp_path, lora):
+    out = str(tmp_path / "rm")
+    tok = load_tokenizer(tiny_model_dir)
+    pairs = build_step_pairs(gsm8k_file, tok)
+    before = evaluate_reward_model(load_causal_lm(tiny_model_dir), tok, pairs, beta=0.5)
+    cfg = rm_config(out, max_steps=10, lora=lora, lora_r=4, lora_alpha=8, learning_rate=2e-2 if lora else 5e-3)
+    train_reward_model(tiny_model_dir, gsm8k_file, out, cfg)
+    after = evaluate_reward_model(load_causal_lm(out), tok, pairs, beta=0.5)
+    assert after["loss"] < before["loss"] - 0.01, (before, after)
+    files = set(os.listdir(out))
+    assert ("adapter_config.json" in files) == lora and "README.md" in files
+    assert "pairs" in open(os.path.join(out, "README.md")).read()
+    rm = load_causal_lm(out)  # a LoRA adapter is merged into a plain causal LM
+    tok = load_tokenizer(out)
+    assert not hasattr(rm, "peft_config")
+    enc = tok(["Tom has 3 apples."], return_tensors="pt")
+    proc = TARoProcessor(rm, alpha=1.0, attention_mask=enc["attention_mask"])
+    base = load_causal_lm(tiny_model_dir)
+    base.generate(**enc, logits_processor=[proc], max_new_tokens=3, pad_token_id=0)
+    assert proc.alphas.shape == (1, 3)
+
+
+def test_reward_model_rejects_a_non_genarm_loss(tmp_path):
+    with pytest.raises(ValueError, match="sigmoid"):
+        RewardModelConfig(output_dir=str(tmp_path), loss_type="hinge")
+    with pytest.raises(ValueError, match="cpo_alpha=0"):
+        RewardModelConfig(output_dir=str(tmp_path), cpo_alpha=1.0)
+
+
+def test_reward_model_resume_keeps_finished_steps(tiny_model_dir, gsm8k_file, tmp_path):
+    out = str(tmp_path / "rm")
+    train_reward_model(tiny_model_dir, gsm8k_file, out, rm_config(out, max_steps=3))
+    assert os.path.isdir(os.path.join(out, "checkpoint-3"))
+    train_reward_model(tiny_model_dir, gsm8k_file, out, rm_config(out, max_steps=6), resume=True)
+    state = json.load(open(os.path.join(out, "checkpoint-6", "trainer_state.json")))
+    logged_steps = [h["step"] for h in state["log_history"] if "loss" in h]
+    assert logged_steps == [1, 2, 3, 4, 5, 6]  # steps 1-3 come from the first run, not redone
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train_reward_model(tiny_model_dir, gsm8k_file, str(tmp_path / "empty"), rm_config(str(tmp_path / "e")),
+                           resume=True)
+
+
+def router_config(out, **kw):
+    base = dict(output_dir=out, max_steps=6, per_device_train_batch_size=4, logging_steps=1, save_steps=3,
+                learning_rate=1e-2, use_cpu=True, disable_tqdm=True, alpha_reg=0.0)
+    base.update(kw)
+    return RouterTrainingConfig(**base)
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_router_trains_and_reloads(tiny_model_dir, gsm8k_file, tmp_path, hidden):
+    rm_dir = str(tmp_path / "rm")
+    # A reward model that differs from the base, so the guided NLL depends on alpha.
+    train_reward_model(tiny_model_dir, gsm8k_file, rm_dir, rm_config(rm_dir, max_steps=4, save_steps=100))
+    out = str(tmp_path / "router")
+    cfg = router_config(out, use_reward_hidden_states=hidden, max_steps=10)
+    base, rm = load_causal_lm(tiny_model_dir), load_causal_lm(rm_dir)
+    tok = load_tokenizer(tiny_model_dir, padding_side="right")
+    batch = TraceCollator(tok, 768)(build_traces(gsm8k_file, tok)[:8])
+
+    def guided_nll(router):
+        with torch.no_grad():
+            b = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            r = rm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+            h = r.hidden_states[-1] if hidden else None
+            return float(router(b, r.logits, reward_hidden_states=h, labels=batch["labels"]).loss)
+
+    untrained = TARoRouter(cfg.router_config(base.config.vocab_size, rm.config.hidden_size))
+    train_router(tiny_model_dir, rm_dir, gsm8k_file, out, cfg)
+    router = TARoRouter.from_pretrained(out)
+    assert guided_nll(router) < guided_nll(untrained) - 1e-3
+    assert router.config.use_reward_hidden_states == hidden
+    assert router.config.reward_model_name_or_path == rm_dir
+    assert "traces" in router.config.training_summary
+
+
+def test_router_resume(tiny_model_dir, gsm8k_file, tmp_path):
+    out = str(tmp_path / "router")
+    train_router(tiny_model_dir, tiny_model_dir, gsm8k_file, out, router_config(out, max_steps=3))
+    train_router(tiny_model_dir, tiny_model_dir, gsm8k_file, out, router_config(out, max_steps=6), resume=True)
+    state = json.load(open(os.path.join(out, "checkpoint-6", "trainer_state.json")))
+    assert [h["step"] for h in state["log_history"] if "loss" in h] == [1, 2, 3, 4, 5, 6]
+
+
+def test_trace_collator_labels_only_the_completion(tiny_model_dir):
+    tok = load_tokenizer(tiny_model_dir, padding_side="right")
+    rows = [{"prompt": "Question: 2+2?\nAnswer:\n", "completion": "2+2 = 4\nThe answer is 4.\n"},
+            {"prompt": "Question: 1?\nAnswer:\n", "completion": "1\n"}]
+    batch = TraceCollator(tok, max_length=64)(rows)
+    for i, row in enumerate(rows):
+        p = tok(row["prompt"])["input_ids"]
+        c = tok(row["completion"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        scored = batch["labels"][i][batch["labels"][i] != -100].tolist()
+        assert scored == c
+        assert batch["labels"][i, len(p) - 1] == c[0]
+        assert torch.equal(batch["input_ids"][i, : len(p) + len(c)], torch.tensor(p + c))
