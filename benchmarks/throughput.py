@@ -54,8 +54,10 @@ def main() -> None:
         "reward model alone": lambda enc: timed(rm, enc, []),
         "TARo fixed alpha": lambda enc: timed(base, enc, [TARoProcessor(rm, alpha=1.0, attention_mask=enc["attention_mask"])]),
         "TARo router": lambda enc: timed(base, enc, [TARoProcessor(rm, router=router, attention_mask=enc["attention_mask"])]),
+        # The guide reads the whole prompt, as a reward model must: same work as TARo's prefill.
         "CFG processor (transformers)": lambda enc: timed(
-            base, enc, [UnbatchedClassifierFreeGuidanceLogitsProcessor(1.5, rm)]
+            base, enc, [UnbatchedClassifierFreeGuidanceLogitsProcessor(
+                1.5, rm, unconditional_ids=enc["input_ids"], unconditional_attention_mask=enc["attention_mask"])]
         ),
     }
     results: dict[tuple[str, int], float] = {}

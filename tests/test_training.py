@@ -138,3 +138,18 @@ def test_trace_collator_labels_only_the_completion(tiny_model_dir):
         assert scored == c
         assert batch["labels"][i, len(p) - 1] == c[0]
         assert torch.equal(batch["input_ids"][i, : len(p) + len(c)], torch.tensor(p + c))
+
+
+def test_cli_train_commands(tiny_model_dir, gsm8k_file, tmp_path, capsys):
+    from transformers_taro.cli import main
+
+    rm_dir, router_dir = str(tmp_path / "rm"), str(tmp_path / "router")
+    main(["train-rm", "--model", tiny_model_dir, "--data", gsm8k_file, "--output-dir", rm_dir, "--lora",
+          "--max-steps", "2", "--per-device-train-batch-size", "2", "--max-length", "768", "--use-cpu"])
+    main(["train-router", "--base-model", tiny_model_dir, "--reward-model", rm_dir, "--data", gsm8k_file,
+          "--output-dir", router_dir, "--max-steps", "2", "--per-device-train-batch-size", "2", "--use-cpu"])
+    out = capsys.readouterr().out
+    assert f"Reward model saved to {rm_dir}" in out and f"Router saved to {router_dir}" in out
+    assert TARoRouter.from_pretrained(router_dir).config.vocab_size == load_causal_lm(tiny_model_dir).config.vocab_size
+    with pytest.raises(SystemExit, match="--data"):
+        main(["train-rm", "--output-dir", rm_dir])

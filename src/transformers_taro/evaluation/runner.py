@@ -1,0 +1,93 @@
+"""`taro eval`: batched guided generation over a task, graded, with a bootstrap CI and throughput.
+
+Under `accelerate launch`, each process takes a contiguous shard of the problems; the main process merges the
+shards into one `generations.jsonl` and one `report.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .session import Session
+from .tasks import Task
+
+
+def bootstrap_ci(correct: list[bool], samples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the accuracy."""
+    if not correct:
+        return (0.0, 0.0)
+    values = np.asarray(correct, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def summarize(records: list[dict[str, Any]], task: str, method: str, seconds: float, extra: dict | None = None) -> dict:
+    correct = [bool(r["correct"]) for r in records]
+    tokens = sum(r["new_tokens"] for r in records)
+    alphas = [r["mean_alpha"] for r in records if r["mean_alpha"] is not None]
+    return {
+        "task": task, "method": method, "n": len(records),
+        "accuracy": sum(correct) / len(correct) if correct else 0.0,
+        "ci95": list(bootstrap_ci(correct)),
+        "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+        "generation_seconds": seconds, "new_tokens": tokens,
+        "mean_alpha": sum(alphas) / len(alphas) if alphas else None,
+        **(extra or {}),
+    }
+
+
+def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = None, offset: int = 0,
+             batch_size: int = 8, max_new_tokens: int = 256) -> dict:
+    """Evaluate `session` on `task`; write `generations.jsonl` and `report.json`; return the report."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    rows = task.rows[offset : offset + limit if limit else None]
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records: list[dict[str, Any]] = []
+    seconds = 0.0
+    with state.split_between_processes(list(range(len(rows)))) as mine:
+        for start in tqdm(range(0, len(mine), batch_size), desc=f"{task.name} {session.method}",
+                          disable=not state.is_local_main_process):
+            batch = [rows[i] for i in mine[start : start + batch_size]]
+            prompts = [session.prompt(task.question(r), task.system) for r in batch]
+            t0 = time.perf_counter()
+            gens = session.generate(prompts, max_new_tokens=max_new_tokens)
+            seconds += time.perf_counter() - t0
+            for i, row, prompt, gen in zip(mine[start:], batch, prompts, gens):
+                gold = task.gold(row)
+                pred = task.extract(gen.text)
+                records.append({
+                    "index": offset + i, "prompt": prompt, "output": gen.text, "extracted": pred, "gold": gold,
+                    "correct": bool(task.grade(pred, gold)), "mean_alpha": gen.mean_alpha,
+                    "new_tokens": len(gen.token_ids),
+                })
+    shard = out / f"generations.rank{state.process_index}.jsonl"
+    shard.write_text("".join(json.dumps(r) + "\n" for r in records))
+    (out / f"seconds.rank{state.process_index}").write_text(str(seconds))
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return {}
+    merged, total_seconds = [], 0.0
+    for rank in range(state.num_processes):
+        part = out / f"generations.rank{rank}.jsonl"
+        merged += [json.loads(line) for line in part.read_text().splitlines() if line]
+        # Processes run in parallel: the wall time is the slowest shard's.
+        total_seconds = max(total_seconds, float((out / f"seconds.rank{rank}").read_text()))
+        part.unlink()
+        (out / f"seconds.rank{rank}").unlink()
+    merged.sort(key=lambda r: r["index"])
+    (out / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in merged))
+    extra = {"alpha": session.alpha, "offset": offset, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+             "processes": state.num_processes, **(session.names or {})}
+    report = summarize(merged, task.name, session.method, total_seconds, extra)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return report

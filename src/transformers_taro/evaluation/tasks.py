@@ -1,0 +1,116 @@
+"""Benchmark tasks: where their rows come from, how a question is asked, how an answer is graded."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data import parse_number, read_jsonl
+from .graders import extract_choice, extract_number, grade_math, grade_number
+
+_DEFAULT_FILES = {
+    "gsm8k": "gsm8k/test.jsonl",
+    "math500": "math500/test.jsonl",
+    "svamp": "svamp/test.jsonl",
+    "medxpertqa": "medxpertqa/sampled_text.jsonl",
+}
+MC_SUFFIX = "\nThink step by step, then end with 'The answer is (X)' where X is the letter of the correct option."
+
+
+def data_dir() -> Path:
+    """`$TARO_DATA_DIR`, else the `shared/data` folder beside the checkout (or beside the working directory)."""
+    if os.environ.get("TARO_DATA_DIR"):
+        return Path(os.environ["TARO_DATA_DIR"])
+    for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        candidate = root.parent / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return Path.cwd().parent / "shared" / "data"
+
+
+@dataclass
+class Task:
+    """Rows plus three functions: the question to ask, the gold answer, and whether a generation is correct."""
+
+    name: str
+    rows: list[dict[str, Any]]
+    question: Callable[[dict[str, Any]], str]
+    gold: Callable[[dict[str, Any]], Any]
+    extract: Callable[[str], Any]
+    grade: Callable[[Any, Any], bool]
+    system: str | None = None
+
+
+def _svamp_question(row: dict[str, Any]) -> str:
+    body = row["Body"].strip()
+    return f"{body}{'' if body.endswith('.') else '.'} {row['Question'].strip()}"
+
+
+def _medx_question(row: dict[str, Any]) -> str:
+    return row["question"].strip() + MC_SUFFIX
+
+
+def _medx_gold(row: dict[str, Any]) -> str:
+    label = row["label"]
+    if isinstance(label, str):
+        label = ast.literal_eval(label) if label.startswith("[") else [label]
+    return str(label[0]).strip().upper()
+
+
+def _math_gold(row: dict[str, Any]) -> str:
+    match = re.search(r"The answer is:\s*(.+)$", row["answer"].strip(), re.S)
+    return match.group(1).strip() if match else row["answer"]
+
+
+def _numeric_gold(field: str) -> Callable[[dict[str, Any]], float]:
+    def gold(row: dict[str, Any]) -> float:
+        value = row[field]
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value)
+        parsed = parse_number(text.rsplit("####", 1)[1] if "####" in text else text)
+        if parsed is None:
+            raise ValueError(f"Unparseable numeric answer {value!r} in field {field!r}.")
+        return parsed
+
+    return gold
+
+
+def load_task(name: str, path: str | None = None, question_field: str = "question",
+              answer_field: str = "answer") -> Task:
+    """A task by name; `path` overrides its default file under `../shared/data`."""
+    if name not in TASKS:
+        raise ValueError(f"Unknown task {name!r}: choose one of {sorted(TASKS)}.")
+    if path is None:
+        if name == "jsonl":
+            raise ValueError("Task 'jsonl' needs --data PATH (a JSONL file with a question and a numeric answer).")
+        path = str(data_dir() / _DEFAULT_FILES[name])
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file. Pass --data, or set TARO_DATA_DIR to the data folder.")
+    rows = list(read_jsonl(path))
+    if name == "jsonl":
+        missing = [f for f in (question_field, answer_field) if f not in rows[0]]
+        if missing:
+            raise ValueError(f"{path}: rows have no field(s) {missing}; fields are {sorted(rows[0])}. "
+                             "Use --question-field / --answer-field.")
+        return Task("jsonl", rows, lambda r: str(r[question_field]), _numeric_gold(answer_field),
+                    extract_number, grade_number)
+    return TASKS[name](rows)
+
+
+TASKS: dict[str, Callable[[list[dict[str, Any]]], Task]] = {
+    "gsm8k": lambda rows: Task("gsm8k", rows, lambda r: r["question"], _numeric_gold("answer"),
+                               extract_number, grade_number),
+    "svamp": lambda rows: Task("svamp", rows, _svamp_question, _numeric_gold("Answer"), extract_number, grade_number),
+    "math500": lambda rows: Task("math500", rows, lambda r: r["question"], _math_gold, lambda text: text, grade_math,
+                                 system="Solve the problem step by step and put the final answer in \\boxed{}."),
+    "medxpertqa": lambda rows: Task("medxpertqa", rows, _medx_question, _medx_gold, extract_choice,
+                                    lambda p, g: p == g, system="You are a careful medical expert."),
+    "jsonl": lambda rows: Task("jsonl", rows, lambda r: r["question"], _numeric_gold("answer"), extract_number,
+                               grade_number),
+}

@@ -1,0 +1,116 @@
+"""Graders on real answers, the eval runner and CLI on a tiny model, and the alpha visualisations."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import torch
+
+from transformers_taro import TARoRouter, TARoRouterConfig
+from transformers_taro.cli import main
+from transformers_taro.evaluation import extract_choice, extract_number, grade_math, load_task
+from transformers_taro.evaluation.runner import bootstrap_ci
+from transformers_taro.visualize import alpha_html, alpha_png, alpha_text
+
+
+@pytest.mark.parametrize("text,value", [
+    ("3 + 4 = 7\nThe answer is 7.", 7.0), ("so it is 1,200 dollars", 1200.0), ("#### 72", 72.0),
+    ("The answer is $-3.5.", -3.5), ("no number here", None),
+])
+def test_extract_number(text, value):
+    assert extract_number(text) == value
+
+
+def test_extract_choice():
+    assert extract_choice("Thinking... The answer is (C).") == "C"
+    assert extract_choice("I pick option B. Final: (E)") == "E"
+    assert extract_choice("unsure") is None
+
+
+def test_math500_grading_is_symbolic_and_works_off_the_main_thread():
+    task = load_task("math500")
+    gold = task.gold(task.rows[0])
+    assert gold == "\\left( 3, \\frac{\\pi}{2} \\right)"
+    assert grade_math("Thus \\boxed{\\left(3, \\pi/2\\right)}", gold)
+    assert not grade_math("Thus \\boxed{(3, \\pi)}", gold)
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("ok", grade_math("\\boxed{(3,\\frac{\\pi}{2})}", gold)))
+    t.start()
+    t.join()
+    assert result["ok"] is True
+
+
+def test_tasks_read_the_shared_data():
+    assert [len(load_task(n).rows) for n in ("gsm8k", "svamp", "math500", "medxpertqa")] == [1319, 1000, 500, 244]
+    svamp = load_task("svamp")
+    assert svamp.gold(svamp.rows[0]) == 145.0 and svamp.question(svamp.rows[0]).endswith("bananas?")
+    med = load_task("medxpertqa")
+    assert med.gold(med.rows[0]) in "ABCDEFGHIJ"
+
+
+def test_jsonl_task_names_missing_fields(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({"q": "1+1?", "a": 2}) + "\n")
+    with pytest.raises(ValueError, match="question-field"):
+        load_task("jsonl", str(path))
+    task = load_task("jsonl", str(path), question_field="q", answer_field="a")
+    assert task.gold(task.rows[0]) == 2.0
+
+
+def test_bootstrap_ci_brackets_the_accuracy():
+    lo, hi = bootstrap_ci([True] * 30 + [False] * 70)
+    assert lo < 0.3 < hi and hi - lo < 0.25
+
+
+@pytest.mark.parametrize("method", ["base", "genarm", "taro"])
+def test_eval_cli_writes_generations_and_report(tiny_model_dir, tmp_path, method, capsys):
+    router_dir = tmp_path / "router"
+    from transformers import AutoConfig
+
+    vocab = AutoConfig.from_pretrained(tiny_model_dir).vocab_size
+    TARoRouter(TARoRouterConfig(vocab_size=vocab)).save_pretrained(router_dir)
+    out = tmp_path / "eval"
+    args = ["eval", "--task", "gsm8k", "--method", method, "--base-model", tiny_model_dir, "--limit", "3",
+            "--batch-size", "2", "--max-new-tokens", "6", "--output-dir", str(out)]
+    if method != "base":
+        args += ["--reward-model", tiny_model_dir]
+    if method == "genarm":
+        args += ["--alpha", "0.5"]
+    if method == "taro":
+        args += ["--router", str(router_dir)]
+    main(args)
+    report = json.loads((out / "report.json").read_text())
+    rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    assert report["n"] == 3 and len(rows) == 3 and report["method"] == method
+    assert set(rows[0]) >= {"prompt", "output", "extracted", "gold", "correct", "mean_alpha"}
+    assert report["accuracy"] == sum(r["correct"] for r in rows) / 3
+    assert report["tokens_per_s"] > 0 and len(report["ci95"]) == 2
+    assert (rows[0]["mean_alpha"] is None) == (method == "base")
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_eval_cli_refuses_missing_parts(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="reward-model"):
+        main(["eval", "--task", "gsm8k", "--method", "genarm", "--base-model", tiny_model_dir, "--alpha", "1",
+              "--output-dir", str(tmp_path)])
+
+
+def test_alpha_visualisations(tmp_path):
+    tokens, alphas = ["The", " answer", " is", " 7", ".\n", "Done"], [0.0, 0.5, 1.0, 2.0, 0.1, 0.0]
+    text = alpha_text(tokens, alphas, alpha_max=2.0)
+    assert text.plain == "".join(tokens) and len(text.spans) == len(tokens)
+    page = alpha_html([("Problem 1", tokens, alphas)], alpha_max=2.0)
+    assert 'title="alpha=2.00"' in page and "rgb(230, 90, 20)" in page and "rgb(255, 255, 255)" in page
+    alpha_png([("Problem 1", tokens, alphas)], str(tmp_path / "a.png"), alpha_max=2.0)
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_generate_cli_streams_and_colours(tiny_model_dir, tmp_path, capsys):
+    html = tmp_path / "a.html"
+    main(["generate", "--base-model", tiny_model_dir, "--reward-model", tiny_model_dir, "--alpha", "1.0",
+          "--max-new-tokens", "5", "--html", str(html), "Tom has 3 apples."])
+    out = capsys.readouterr().out
+    assert "guidance weight per token" in out
+    assert html.read_text().count('title="alpha=1.00"') >= 1
