@@ -118,8 +118,10 @@ def test_reusing_a_processor_resets_its_state():
     second = run(base, ids, mask, proc)
     assert torch.equal(first.sequences, second.sequences)
     assert proc.alphas.shape == (2, GEN["max_new_tokens"])
-    # A different batch: a new mask through reset(), and the result of a fresh processor.
+    # A different batch: refused without a new mask, then a new mask through reset() gives a fresh result.
     ids2, mask2 = left_padded([[1, 40, 41], [1, 3, 3, 3, 3], [1, 7]])
+    with pytest.raises(ValueError, match="reset"):
+        run(base, ids2[:2], mask2[:2], proc)
     proc.reset(attention_mask=mask2)
     reused = run(base, ids2, mask2, proc)
     fresh = run(base, ids2, mask2, TARoProcessor(rm, alpha=1.0, attention_mask=mask2))

@@ -118,6 +118,7 @@ class TARoProcessor(LogitsProcessor):
         self._want_hidden = router is not None and router.config.use_reward_hidden_states
         self._keep_logits = "logits_to_keep" in inspect.signature(reward_model.forward).parameters
         self._base_prompt_len: int | None = None
+        self._mask_prompts: torch.Tensor | None = None
         self._state: _RewardState | None = None
         if router is not None:
             recorded = router.config.reward_model_name_or_path
@@ -141,6 +142,7 @@ class TARoProcessor(LogitsProcessor):
         """Forget the reward model's state; optionally set the attention mask of the next call's prompt."""
         self._state = None
         self._base_prompt_len = None
+        self._mask_prompts = None
         if attention_mask is not None:
             self.attention_mask = attention_mask
 
@@ -179,6 +181,15 @@ class TARoProcessor(LogitsProcessor):
             self._refuse_unmasked_padding(input_ids)
             return torch.ones_like(input_ids)
         mask = self._expand(self.attention_mask.to(input_ids.device), rows, "attention_mask")
+        # The mask belongs to one batch of prompts: using it on another would silently mis-mask padding.
+        prompts = input_ids[:: rows // self.attention_mask.shape[0], : mask.shape[1]]
+        if self._mask_prompts is None:
+            self._mask_prompts = prompts.clone()
+        elif self._mask_prompts.shape != prompts.shape or not torch.equal(self._mask_prompts, prompts):
+            raise ValueError(
+                "This processor's attention_mask belongs to another batch of prompts. Call "
+                "proc.reset(attention_mask=enc['attention_mask']) before generating for a new batch."
+            )
         if mask.shape[1] > length:
             raise ValueError(
                 f"attention_mask covers {mask.shape[1]} tokens but the prompt has {length}: pass the mask of the "

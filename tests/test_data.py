@@ -1,0 +1,94 @@
+"""Step-wise pairs from real GSM8K rows and Math-Step-DPO rows; automatic step labels; malformed rows."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from conftest import gsm8k_rows
+
+from transformers_taro.data import (
+    MalformedRow,
+    build_step_pairs,
+    build_traces,
+    gsm8k_solutions,
+    label_step,
+    math_step_dpo_pairs,
+    sample_incorrect_steps,
+    step_pairs_from_solutions,
+)
+from transformers_taro.models import load_causal_lm, load_tokenizer
+
+
+def test_gsm8k_steps_are_checked_and_pairs_differ_only_in_the_step():
+    solutions, report = gsm8k_solutions(gsm8k_rows(20))
+    assert report.skipped == 0 and len(solutions) == 20
+    first = solutions[0]
+    assert first.steps == ["Natalia sold 48/2 = 24 clips in May.\n",
+                           "Natalia sold 48+24 = 72 clips altogether in April and May.\n"]
+    assert first.results == [24.0, 72.0] and first.answer == "72"
+    pairs = step_pairs_from_solutions(solutions)
+    assert len(pairs) > 40
+    for p in pairs:
+        assert p["chosen"] != p["rejected"] and p["chosen"].endswith("\n")
+    # Context = question + the correct steps so far.
+    second = [p for p in pairs if p["chosen"] == first.steps[1]][0]
+    assert second["prompt"].endswith("Answer:\n" + first.steps[0])
+
+
+def test_step_labels():
+    sol = gsm8k_solutions(gsm8k_rows(1))[0][0]
+    assert label_step("She sold 48/2 = 24 clips in May.", sol, 0) is True
+    assert label_step("She sold 48/2 = 25 clips in May.", sol, 0) is False  # wrong arithmetic
+    assert label_step("She sold 48*2 = 96 clips in May.", sol, 0) is False  # right arithmetic, wrong step
+    assert label_step("She sold 48 clips in April.", sol, 0) is None  # a number from the problem: can't tell
+    assert label_step("", sol, 0) is None
+
+
+def test_malformed_gsm8k_rows_are_counted_and_reported(caplog):
+    rows = gsm8k_rows(3) + [{"question": "x"}, {"question": "y", "answer": "no final line"},
+                            {"question": "", "answer": "1\n#### 1"}]
+    with caplog.at_level(logging.WARNING):
+        solutions, report = gsm8k_solutions(rows)
+    assert len(solutions) == 3 and report.skipped == 3 and report.first[0] == 3
+    assert "skipped 3 malformed rows of 6 (first: row 3" in caplog.text
+    with pytest.raises(MalformedRow, match="row 3"):
+        gsm8k_solutions(rows, strict=True)
+
+
+def test_math_step_dpo_rows(tmp_path, caplog):
+    rows = [
+        {"prompt": "What is 2+3*4?", "initial_reason_steps": "Step 1: 3*4 = 12.\n", "chosen": "Step 2: 2+12 = 14.",
+         "rejected": "Step 2: 2+12 = 13."},
+        {"prompt": "Q2", "initial_reason_steps": "", "chosen": "", "rejected": "x"},
+        {"prompt": "Q3", "initial_reason_steps": "", "chosen": "same", "rejected": "same"},
+    ]
+    with caplog.at_level(logging.WARNING):
+        pairs = math_step_dpo_pairs(rows)
+    assert len(pairs) == 1 and "skipped 2 malformed rows" in caplog.text
+    assert pairs[0]["prompt"].endswith("Step 1: 3*4 = 12.\n") and pairs[0]["chosen"] == "Step 2: 2+12 = 14."
+    path = tmp_path / "steps.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert build_step_pairs(str(path)) == pairs
+    assert build_traces(str(path)) == [{"prompt": pairs[0]["prompt"], "completion": pairs[0]["chosen"]}]
+
+
+def test_unknown_format_and_missing_file_are_clear_errors(tmp_path):
+    path = tmp_path / "odd.jsonl"
+    path.write_text(json.dumps({"text": "hi"}) + "\n")
+    with pytest.raises(ValueError, match="Unrecognised data"):
+        build_step_pairs(str(path))
+    with pytest.raises(FileNotFoundError):
+        build_step_pairs(str(tmp_path / "missing.jsonl"))
+
+
+def test_sampled_incorrect_steps_are_labelled(tiny_model_dir):
+    model, tok = load_causal_lm(tiny_model_dir), load_tokenizer(tiny_model_dir)
+    solutions, _ = gsm8k_solutions(gsm8k_rows(3))
+    found, counts = sample_incorrect_steps(model, tok, solutions, samples_per_step=2, max_step_tokens=12,
+                                           progress=False)
+    total_steps = sum(len(s.steps) for s in solutions)
+    assert sum(counts.values()) == 2 * total_steps
+    for (si, k), steps in found.items():
+        assert all(label_step(s, solutions[si], k) is False for s in steps)
