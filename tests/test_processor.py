@@ -228,3 +228,16 @@ def test_different_tokenizers_are_refused_with_the_difference_named():
     with pytest.raises(ValueError, match="four"):
         TARoProcessor(tiny_lm(), alpha=1.0, tokenizer=a, reward_tokenizer=b)
     TARoProcessor(tiny_lm(), alpha=1.0, tokenizer=a, reward_tokenizer=_word_tokenizer(["<unk>", "one", "two", "three"]))
+
+
+def test_router_trained_with_another_reward_model_warns(caplog):
+    import logging
+
+    rm = tiny_lm(seed=2)
+    rm.config._name_or_path = "/models/org/rm"
+    with caplog.at_level(logging.WARNING):
+        TARoProcessor(rm, router=TARoRouter(TARoRouterConfig(reward_model_name_or_path="org/rm")))
+    assert "trained with reward model" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        TARoProcessor(rm, router=TARoRouter(TARoRouterConfig(reward_model_name_or_path="org/other-rm")))
+    assert "trained with reward model 'org/other-rm'" in caplog.text

@@ -143,6 +143,7 @@ def load_causal_lm(
         model = AutoModelForCausalLM.from_pretrained(resolve(base), dtype=dtype, device_map=device_map, **kwargs)
         # Merging makes the reward model a plain causal LM: no adapter overhead per decoding step.
         model = PeftModel.from_pretrained(model, path).merge_and_unload()
+        model.config._name_or_path = str(name_or_path)
     else:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=device_map, **kwargs)
     return model.eval()

@@ -123,7 +123,8 @@ class TARoProcessor(LogitsProcessor):
         if router is not None:
             recorded = router.config.reward_model_name_or_path
             actual = getattr(reward_model.config, "_name_or_path", None)
-            if recorded and actual and recorded != actual:
+            # Paths may be given relative or absolute: only names that don't end one another differ.
+            if recorded and actual and not (str(actual).endswith(recorded) or recorded.endswith(str(actual))):
                 logger.warning(
                     "This router was trained with reward model %r but is used with %r; fine if they are the same "
                     "weights under another name.",
