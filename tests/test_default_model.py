@@ -37,7 +37,7 @@ def test_default_model_converts_once_and_loads_offline(converted):
     model, tok = load_causal_lm(None), load_tokenizer(None)
     assert type(model).__name__ == "LlamaForCausalLM" and tok.padding_side == "left"
     enc = tok(["What is 2 + 3?"], return_tensors="pt")
-    out = model.generate(**enc, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
+    out = model.generate(**enc, max_new_tokens=3, min_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
     assert out.shape[1] == enc["input_ids"].shape[1] + 3
 
 
