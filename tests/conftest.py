@@ -46,7 +46,14 @@ def left_padded(rows: list[list[int]], pad: int = 0) -> tuple[torch.Tensor, torc
     return ids, mask
 
 
-GSM8K_TRAIN = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k" / "train.jsonl"
+def _gsm8k_train():
+    # The same lookup the library uses ($TARO_DATA_DIR, else shared/data beside the checkout).
+    from transformers_taro.evaluation.tasks import data_dir
+
+    return data_dir() / "gsm8k" / "train.jsonl"
+
+
+GSM8K_TRAIN = _gsm8k_train()
 
 
 def gsm8k_rows(n: int) -> list[dict]:
