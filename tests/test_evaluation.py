@@ -114,3 +114,21 @@ def test_generate_cli_streams_and_colours(tiny_model_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "guidance weight per token" in out
     assert html.read_text().count('title="alpha=1.00"') >= 1
+
+
+def test_write_guide_info_picks_the_best_validation_alpha(tmp_path):
+    from transformers_taro.evaluation.runner import best_alpha, write_guide_info
+
+    dirs = []
+    for alpha, acc in [(0.1, 0.2), (0.25, 0.3), (0.5, 0.3), (1.0, 0.1)]:
+        d = tmp_path / f"val-{alpha}"
+        d.mkdir()
+        (d / "report.json").write_text(json.dumps({"method": "genarm", "alpha": alpha, "accuracy": acc,
+                                                   "task": "gsm8k", "n": 10, "offset": 7000}))
+        dirs.append(str(d))
+    assert write_guide_info(dirs, str(tmp_path / "guide.json")) == 0.25  # tie with 0.5: the smaller alpha
+    info = json.loads((tmp_path / "guide.json").read_text())
+    assert info["best_alpha"] == 0.25 and info["validation_accuracy_by_alpha"]["1"] == 0.1
+    assert best_alpha({2.0: 0.5, 4.0: 0.6}) == 4.0
+    with pytest.raises(ValueError, match="No validation"):
+        best_alpha({})

@@ -5,6 +5,7 @@
     taro eval --task gsm8k --method taro --limit 300 --output-dir runs/gsm8k-taro
     taro train-rm --model ID --data PATH --output-dir DIR [--lora] [--max-steps N] [--beta B] ...
     taro train-router --base-model ID --reward-model ID --data PATH --output-dir DIR [--max-steps N] ...
+    taro lm-eval --model taro --model_args method=taro --tasks gsm8k [any lm-evaluation-harness flag]
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-COMMANDS = ("demo", "generate", "eval", "train-rm", "train-router")
+COMMANDS = ("demo", "generate", "eval", "train-rm", "train-router", "lm-eval")
 
 
 @dataclass
@@ -139,6 +140,14 @@ def demo(argv: list[str]) -> None:
     run_demo(a.problems, a.alpha, a.max_new_tokens, a.data, a.output_dir)
 
 
+def lm_eval_cmd(argv: list[str]) -> None:
+    try:
+        from .evaluation.harness import main as harness_main
+    except ImportError as err:
+        raise SystemExit(f"taro lm-eval needs lm-evaluation-harness: pip install 'transformers-taro[lm-eval]' ({err})")
+    harness_main(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
@@ -147,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     command, rest = argv[0], argv[1:]
     {"demo": demo, "generate": generate, "eval": evaluate_cmd, "train-rm": train_rm,
-     "train-router": train_router_cmd}[command](rest)
+     "train-router": train_router_cmd, "lm-eval": lm_eval_cmd}[command](rest)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,30 @@ def bootstrap_ci(correct: list[bool], samples: int = 2000, seed: int = 0) -> tup
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def best_alpha(accuracy_by_alpha: dict[float, float]) -> float:
+    """The fixed alpha with the highest validation accuracy; ties go to the smallest (least guidance)."""
+    if not accuracy_by_alpha:
+        raise ValueError("No validation accuracies to choose an alpha from.")
+    return max(sorted(accuracy_by_alpha), key=lambda a: accuracy_by_alpha[a])
+
+
+def write_guide_info(report_dirs: list[str], path: str) -> float:
+    """Choose GenARM's alpha from `taro eval --method genarm` reports on a validation split; record it in `path`.
+
+    `path` is the shipped `guide.json` that `taro eval/demo --method genarm` read when `--alpha` is not given.
+    """
+    reports = [json.loads((Path(d) / "report.json").read_text()) for d in report_dirs]
+    if any(r["method"] != "genarm" for r in reports):
+        raise ValueError("write_guide_info takes reports of --method genarm runs only.")
+    accuracy = {float(r["alpha"]): r["accuracy"] for r in reports}
+    best = best_alpha(accuracy)
+    info = {"best_alpha": best, "chosen_on": {"task": reports[0]["task"], "n": reports[0]["n"],
+                                              "offset": reports[0]["offset"]},
+            "validation_accuracy_by_alpha": {f"{a:g}": accuracy[a] for a in sorted(accuracy)}}
+    Path(path).write_text(json.dumps(info, indent=2) + "\n")
+    return best
+
+
 def summarize(records: list[dict[str, Any]], task: str, method: str, seconds: float, extra: dict | None = None) -> dict:
     correct = [bool(r["correct"]) for r in records]
     tokens = sum(r["new_tokens"] for r in records)

@@ -22,7 +22,7 @@ import torch
 
 from ..data import gsm8k_solutions, traces_from_solutions
 from ..evaluation.graders import extract_number, grade_number
-from ..evaluation.runner import run_eval
+from ..evaluation.runner import best_alpha, run_eval
 from ..evaluation.session import Session
 from ..evaluation.tasks import Task, _numeric_gold
 from ..models import load_causal_lm, load_tokenizer
@@ -43,8 +43,8 @@ class MiniworldConfig:
     n_ood: int = 300
     ood_steps: tuple[int, int] = (7, 8)
     small: tuple[int, int] = (64, 2)  # hidden size, layers
-    large: tuple[int, int] = (96, 4)  # about 4x the small model's non-embedding parameters
-    base_steps: int = 1200
+    large: tuple[int, int] = (128, 2)  # 4x the small model's non-embedding parameters (12 * hidden^2 * layers)
+    base_steps: int = 800
     base_lr: float = 3e-3
     batch_size: int = 32
     rm_steps: int = 200
@@ -151,7 +151,7 @@ def evaluate_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], 
 
     # The fixed alpha to compare against elsewhere is chosen on validation problems only.
     val = {a: run(small, "genarm", "val", a)["accuracy"] for a in cfg.alphas}
-    best = max(val, key=val.get)
+    best = best_alpha(val)
     methods = {"base": run(small, "base", "test")}
     for a in cfg.alphas:
         methods[f"genarm alpha={a:g}"] = run(small, "genarm", "test", a)
