@@ -34,3 +34,16 @@ def test_character_tokenizer_round_trips():
     text = make_problems(1, seed=0)[0]["question"] + "\n12 + 30 = 42\n"
     ids = tok(text)["input_ids"]
     assert len(ids) == len(text) and tok.decode(ids) == text
+
+
+def test_character_tokenizer_gives_the_short_prompt_after_a_save(tmp_path):
+    from transformers import AutoTokenizer
+
+    from transformers_taro.data import format_prompt
+
+    make_tokenizer().save_pretrained(tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    assert format_prompt("Ann has 12 pens, buys 30. How many pens now?", tok) == (
+        "Q: Ann has 12 pens, buys 30. How many pens now?\nA:\n"
+    )
+    assert tok.padding_side == "left"

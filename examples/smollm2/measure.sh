@@ -5,30 +5,37 @@
 #    reward model's 0-99 and the router's 100-299) and written to the shipped guide.json; the test split is
 #    never used to choose anything.
 # 2. base / genarm (that alpha) / taro on the first N_GSM8K GSM8K test problems and N_SVAMP SVAMP problems.
-# Usage: N_GSM8K=300 N_SVAMP=300 bash examples/smollm2/measure.sh   (outputs under runs/smollm2-eval/)
+# Runs whose report.json exists are skipped, so an interrupted measurement resumes.
+# Usage: N_GSM8K=300 N_SVAMP=100 bash examples/smollm2/measure.sh   (outputs under runs/smollm2-eval/)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N_GSM8K=${N_GSM8K:-300}
-N_SVAMP=${N_SVAMP:-300}
+N_SVAMP=${N_SVAMP:-100}
 N_VAL=${N_VAL:-64}
 ALPHAS=${ALPHAS:-"0.1 0.25 0.5"}
 OUT=${OUT:-runs/smollm2-eval}
 GUIDE=src/transformers_taro/pretrained/smollm2-135m-gsm8k/guide.json
 TRAIN=${TRAIN:-$(python -c "from transformers_taro.evaluation.tasks import data_dir; print(data_dir() / 'gsm8k' / 'train.jsonl')")}
-common=(--batch-size 32 --max-new-tokens 200)
+
+run() {  # run OUTPUT_DIR taro-eval-args...
+  local dir=$1; shift
+  [ -f "$dir/report.json" ] || taro eval "$@" --batch-size 32 --output-dir "$dir"
+}
 
 val_dirs=()
 for a in $ALPHAS; do
-  taro eval --task gsm8k --data "$TRAIN" --offset 7000 --limit "$N_VAL" --method genarm --alpha "$a" \
-    "${common[@]}" --output-dir "$OUT/val-genarm-$a"
+  run "$OUT/val-genarm-$a" --task gsm8k --data "$TRAIN" --offset 7000 --limit "$N_VAL" --method genarm --alpha "$a" \
+    --max-new-tokens 200
   val_dirs+=("$OUT/val-genarm-$a")
 done
 python -c "import sys; from transformers_taro.evaluation.runner import write_guide_info; \
 print('best alpha on validation:', write_guide_info(sys.argv[2:], sys.argv[1]))" "$GUIDE" "${val_dirs[@]}"
 
+# SVAMP solutions are one or two steps: 128 new tokens hold them.
 for task in gsm8k svamp; do
   n=$([ "$task" = gsm8k ] && echo "$N_GSM8K" || echo "$N_SVAMP")
-  taro eval --task "$task" --method base --limit "$n" "${common[@]}" --output-dir "$OUT/$task-base"
-  taro eval --task "$task" --method genarm --limit "$n" "${common[@]}" --output-dir "$OUT/$task-genarm"
-  taro eval --task "$task" --method taro --limit "$n" "${common[@]}" --output-dir "$OUT/$task-taro"
+  tokens=$([ "$task" = gsm8k ] && echo 200 || echo 128)
+  for method in base genarm taro; do
+    run "$OUT/$task-$method" --task "$task" --method "$method" --limit "$n" --max-new-tokens "$tokens"
+  done
 done

@@ -19,29 +19,34 @@ MUL = ["doubles them", "triples them"]
 
 
 def make_problem(rng: random.Random, steps: int) -> dict[str, Any]:
-    """One problem with `steps` operations: `question` and a GSM8K-style `answer` ending in `#### N`."""
+    """One problem with `steps` operations: `question` and a GSM8K-style `answer` ending in `#### N`.
+
+    The question numbers its clauses and each solution line restates its clause before the arithmetic
+    (`(2) gets 10: 196 + 10 = 206`). A model this small cannot learn to count clauses to find the k-th operand,
+    but it learns to copy the clause that follows `(k)` quickly; what is left hard is the arithmetic, which is
+    where the guidance has something to fix.
+    """
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    total = rng.randint(10, 99)
-    sentences, lines = [], []
-    for _ in range(steps):
+    start = total = rng.randint(10, 99)
+    clauses, lines = [], []
+    for k in range(1, steps + 1):
         kind = rng.random()
         if kind < 0.15 and total < 200:
             factor = 2 if rng.random() < 0.6 else 3
-            sentences.append(MUL[factor - 2])
+            clause, op, n = MUL[factor - 2], "*", factor
             new = total * factor
-            lines.append(f"{total} * {factor} = <<{total}*{factor}={new}>>{new}")
         elif kind < 0.55 and total > 20:
             n = rng.randint(10, min(99, total - 1))
-            sentences.append(rng.choice(SUB).format(n=n))
+            clause, op = rng.choice(SUB).format(n=n), "-"
             new = total - n
-            lines.append(f"{total} - {n} = <<{total}-{n}={new}>>{new}")
         else:
             n = rng.randint(10, 99)
-            sentences.append(rng.choice(ADD).format(n=n))
+            clause, op = rng.choice(ADD).format(n=n), "+"
             new = total + n
-            lines.append(f"{total} + {n} = <<{total}+{n}={new}>>{new}")
+        clauses.append(f"({k}) {clause}")
+        lines.append(f"({k}) {clause}: {total} {op} {n} = <<{total}{op}{n}={new}>>{new}")
         total = new
-    question = f"{name} has {lines[0].split(' ')[0]} {item}, " + ", ".join(sentences) + f". How many {item} now?"
+    question = f"{name} has {start} {item}, then " + ", ".join(clauses) + f". How many {item} now?"
     return {"question": question, "answer": "\n".join(lines) + f"\n#### {total}", "steps": steps}
 
 
