@@ -37,6 +37,21 @@ def check_method(method: str, reward_model: Any, router: Any, alpha: float | Non
         raise ValueError("method 'taro' needs a reward model and a router (--router).")
 
 
+def make_processor(method: str, reward_model: PreTrainedModel | None, router: TARoRouter | None,
+                   alpha: float | None, attention_mask: torch.Tensor | None,
+                   pad_token_id: int | None) -> TARoProcessor | None:
+    """The `TARoProcessor` a method decodes with (None for `base`), for a batch with this attention mask."""
+    if method == "base":
+        return None
+    return TARoProcessor(
+        reward_model,
+        router=router if method == "taro" else None,
+        alpha=alpha if method == "genarm" else None,
+        attention_mask=attention_mask,
+        pad_token_id=pad_token_id,
+    )
+
+
 def guided_generate(
     base: PreTrainedModel,
     tokenizer: Any,
@@ -55,15 +70,7 @@ def guided_generate(
     """
     check_method(method, reward_model, router, alpha)
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(base.device)
-    proc = None
-    if method != "base":
-        proc = TARoProcessor(
-            reward_model,
-            router=router if method == "taro" else None,
-            alpha=alpha if method == "genarm" else None,
-            attention_mask=enc["attention_mask"],
-            pad_token_id=tokenizer.pad_token_id,
-        )
+    proc = make_processor(method, reward_model, router, alpha, enc["attention_mask"], tokenizer.pad_token_id)
     kwargs = {"do_sample": False, "pad_token_id": tokenizer.pad_token_id, **generate_kwargs}
     with torch.inference_mode():
         out = base.generate(

@@ -27,7 +27,7 @@ from lm_eval.models.huggingface import HFLM
 from transformers import LogitsProcessorList
 
 from ..features import guided_scores
-from ..processor import TARoProcessor
+from ..generation import make_processor
 from .session import Session, load_session
 
 
@@ -43,16 +43,10 @@ class TARoLM(HFLM):
         kwargs.pop("tokenizer", None)
         super().__init__(pretrained=self.session.base, tokenizer=self.session.tokenizer, **kwargs)
 
-    def _processor(self, attention_mask: torch.Tensor | None) -> TARoProcessor | None:
-        s = self.session
-        if s.method == "base":
-            return None
-        return TARoProcessor(s.reward_model, router=s.router if s.method == "taro" else None,
-                             alpha=s.alpha if s.method == "genarm" else None, attention_mask=attention_mask,
-                             pad_token_id=self.tokenizer.pad_token_id)
-
     def _model_generate(self, context: torch.Tensor, max_length: int, stop: list[str], **generation_kwargs: Any):
-        proc = self._processor(generation_kwargs.get("attention_mask"))
+        s = self.session
+        proc = make_processor(s.method, s.reward_model, s.router, s.alpha, generation_kwargs.get("attention_mask"),
+                              self.tokenizer.pad_token_id)
         if proc is not None:
             extra = generation_kwargs.pop("logits_processor", None) or []
             generation_kwargs["logits_processor"] = LogitsProcessorList([proc, *extra])
