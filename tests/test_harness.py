@@ -105,3 +105,10 @@ def test_taro_lm_eval_command_writes_results(tiny_model_dir, guide, tmp_path):
     results = [json.loads(p.read_text()) for p in out.rglob("results_*.json")]
     assert results and TASK in results[0]["results"]
     assert "exact_match,none" in results[0]["results"][TASK]
+
+
+def test_taro_refuses_a_tokenizer_of_its_own(tiny_model_dir):
+    from transformers_taro.evaluation.harness import TARoLM
+
+    with pytest.raises(ValueError, match="base model's tokenizer"):
+        TARoLM(pretrained=tiny_model_dir, method="base", tokenizer="gpt2")

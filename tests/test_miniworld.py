@@ -29,14 +29,17 @@ def test_test_sets_never_overlap_training_problems():
     assert splits(cfg, 7)["test"] != splits(cfg, None)["test"]
 
 
-def test_character_tokenizer_round_trips():
+def test_tokenizer_round_trips_with_single_digit_tokens():
     tok = make_tokenizer()
-    text = make_problems(1, seed=0)[0]["question"] + "\n12 + 30 = 42\n"
+    text = make_problems(1, seed=0)[0]["question"] + "\n12+30=42\nZed eats 7 kiwis!  ok\n"
     ids = tok(text)["input_ids"]
-    assert len(ids) == len(text) and tok.decode(ids) == text
+    assert tok.decode(ids) == text and tok.unk_token_id not in ids
+    pieces = tok.convert_ids_to_tokens(tok("Ann has 12 pens, buys 305.")["input_ids"])
+    assert pieces == ["Ann ", "has ", "1", "2", " pens", ",", " buys ", "3", "0", "5", "."]
+    assert len(ids) < 0.8 * len(text)  # the generator's words are one token each
 
 
-def test_character_tokenizer_gives_the_short_prompt_after_a_save(tmp_path):
+def test_tokenizer_gives_the_short_prompt_after_a_save(tmp_path):
     from transformers import AutoTokenizer
 
     from transformers_taro.data import format_prompt

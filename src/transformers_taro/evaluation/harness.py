@@ -38,6 +38,11 @@ class TARoLM(HFLM):
     def __init__(self, pretrained: str | None = None, reward_model: str | None = None, router: str | None = None,
                  method: str = "taro", alpha: float | str | None = None, device_map: str | None = None,
                  **kwargs: Any):
+        if kwargs.get("tokenizer") not in (None, "", "None"):
+            # The processor and the reward model share the base model's vocabulary; another tokenizer would
+            # silently misalign them, so it is refused rather than ignored.
+            raise ValueError(f"model 'taro' always uses the base model's tokenizer; remove tokenizer="
+                             f"{kwargs['tokenizer']!r} from --model_args (set pretrained= to the model you want).")
         alpha = None if alpha in (None, "", "None") else float(alpha)
         self.session: Session = load_session(pretrained, reward_model, router, method, alpha, device_map)
         kwargs.pop("tokenizer", None)

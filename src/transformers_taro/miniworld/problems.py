@@ -7,6 +7,7 @@ calculator annotation (`<<a+b=c>>`), so step labels are checked automatically ex
 from __future__ import annotations
 
 import random
+import re
 import string
 from typing import Any
 
@@ -22,7 +23,7 @@ def make_problem(rng: random.Random, steps: int) -> dict[str, Any]:
     """One problem with `steps` operations: `question` and a GSM8K-style `answer` ending in `#### N`.
 
     The question numbers its clauses and each solution line restates its clause before the arithmetic
-    (`(2) gets 10: 196 + 10 = 206`). A model this small cannot learn to count clauses to find the k-th operand,
+    (`(2) gets 10: 196+10=206`). A model this small cannot learn to count clauses to find the k-th operand,
     but it learns to copy the clause that follows `(k)` quickly; what is left hard is the arithmetic, which is
     where the guidance has something to fix.
     """
@@ -44,7 +45,7 @@ def make_problem(rng: random.Random, steps: int) -> dict[str, Any]:
             clause, op = rng.choice(ADD).format(n=n), "+"
             new = total + n
         clauses.append(f"({k}) {clause}")
-        lines.append(f"({k}) {clause}: {total} {op} {n} = <<{total}{op}{n}={new}>>{new}")
+        lines.append(f"({k}) {clause}: <<{total}{op}{n}={new}>>{total}{op}{n}={new}")
         total = new
     question = f"{name} has {start} {item}, then " + ", ".join(clauses) + f". How many {item} now?"
     return {"question": question, "answer": "\n".join(lines) + f"\n#### {total}", "steps": steps}
@@ -70,19 +71,35 @@ CHAT_TEMPLATE = (
 )
 
 
+def _words() -> list[str]:
+    """Every word the generator and the prompt write: each becomes one token, with and without a leading space."""
+    text = " ".join(NAMES + ITEMS + ADD + SUB + MUL) + " has then How many now Q A The answer is"
+    return sorted(set(re.findall(r"[A-Za-z]+", text.replace("{n}", ""))), key=len, reverse=True)
+
+
 def make_tokenizer() -> Any:
-    """A character-level tokenizer (digits stay single tokens, so arithmetic is learnable by a tiny model)."""
+    """The mini-world's tokenizer: the generator's words are single tokens, everything else one per character.
+
+    Digits stay single tokens so arithmetic is learnable by a tiny model; whole words keep sequences short (about
+    half the characters), which is what training and decoding pay for here. Any other text still round-trips,
+    spelled out character by character, so nothing a user types is lost to `<unk>`.
+    """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
+    words = _words()
     chars = sorted(set(string.printable) - set("\x0b\x0c\r"))
-    vocab = {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>"] + chars)}
+    spaced = [" " + c for c in chars if not c.isalnum() and c != " "]
+    whole = [lead + w + trail for w in words for lead in ("", " ") for trail in ("", " ")]
+    vocab = {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>"] + chars + spaced + whole)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    # A known word takes the spaces around it, a space before punctuation joins it; anything else is one character.
+    pattern = " ?(?:" + "|".join(words) + ")(?![A-Za-z]) ?| ?[^0-9A-Za-z ]|."
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
     tok.decoder = decoders.Fuse()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
                                    unk_token="<unk>", padding_side="left")
-    # A chat template makes `format_prompt` use this short prompt instead of the long system prompt: at one token
-    # per character that prompt would be a third of every sequence the tiny models train and decode on.
+    # A chat template makes `format_prompt` use this short prompt instead of the long system prompt, which would
+    # otherwise be most of every sequence the tiny models train and decode on.
     fast.chat_template = CHAT_TEMPLATE
     return fast
