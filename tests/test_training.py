@@ -67,8 +67,9 @@ def test_reward_model_trains_and_reloads(tiny_model_dir, gsm8k_file, tmp_path, l
 def test_reward_model_rejects_a_non_genarm_loss(tmp_path):
     with pytest.raises(ValueError, match="sigmoid"):
         RewardModelConfig(output_dir=str(tmp_path), loss_type="hinge")
-    with pytest.raises(ValueError, match="cpo_alpha=0"):
-        RewardModelConfig(output_dir=str(tmp_path), cpo_alpha=1.0)
+    with pytest.raises(ValueError, match="cpo_alpha >= 0"):
+        RewardModelConfig(output_dir=str(tmp_path), cpo_alpha=-1.0)
+    assert RewardModelConfig(output_dir=str(tmp_path), cpo_alpha=0.5).cpo_alpha == 0.5
 
 
 def test_reward_model_resume_keeps_finished_steps(tiny_model_dir, gsm8k_file, tmp_path):
@@ -153,3 +154,25 @@ def test_cli_train_commands(tiny_model_dir, gsm8k_file, tmp_path, capsys):
     assert TARoRouter.from_pretrained(router_dir).config.vocab_size == load_causal_lm(tiny_model_dir).config.vocab_size
     with pytest.raises(SystemExit, match="--data"):
         main(["train-rm", "--output-dir", rm_dir])
+
+
+def test_reward_model_ends_only_the_last_step_with_eos(tiny_model_dir, tmp_path):
+    from datasets import Dataset
+
+    from transformers_taro.training.reward_model import RewardModelTrainer
+
+    tok = load_tokenizer(tiny_model_dir)
+    rows = [{"prompt": "Question: 2+3?\nAnswer:\n", "chosen": "2+3=5\n", "rejected": "2+3=6\n", "final": False},
+            {"prompt": "Question: 2+3?\nAnswer:\n2+3=5\n", "chosen": "The answer is 5.\n",
+             "rejected": "The answer is 6.\n", "final": True}]
+    args = RewardModelConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, report_to=[], max_length=64)
+    trainer = RewardModelTrainer(model=load_causal_lm(tiny_model_dir), args=args, train_dataset=Dataset.from_list(rows),
+                                 processing_class=tok)
+    middle, last = trainer.train_dataset[0], trainer.train_dataset[1]
+    for side in ("chosen", "rejected"):
+        assert middle[f"{side}_input_ids"][-1] != tok.eos_token_id
+        assert last[f"{side}_input_ids"][-1] == tok.eos_token_id
+        # What decoding sees: the tokenizer's own encoding of prompt + step, no BOS it would not add.
+        text = rows[0]["prompt"] + rows[0][side]
+        assert tok.decode(middle[f"{side}_input_ids"]) == text
+        assert len(middle[f"{side}_labels"]) == len(middle[f"{side}_input_ids"])

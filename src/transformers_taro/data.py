@@ -303,7 +303,8 @@ def step_pairs_from_solutions(
                 rejected = corrupt_step(chosen, parse_number(sol.answer), rng)
             if rejected is None or rejected == chosen:
                 continue
-            pairs.append({"prompt": prompt + "".join(sol.all_steps[:k]), "chosen": chosen, "rejected": rejected})
+            pairs.append({"prompt": prompt + "".join(sol.all_steps[:k]), "chosen": chosen, "rejected": rejected,
+                          "final": k == len(sol.all_steps) - 1})
     return pairs
 
 

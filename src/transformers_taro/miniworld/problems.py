@@ -74,7 +74,7 @@ CHAT_TEMPLATE = (
 def _words() -> list[str]:
     """Every word the generator and the prompt write: each becomes one token, with and without a leading space."""
     text = " ".join(NAMES + ITEMS + ADD + SUB + MUL) + " has then How many now Q A The answer is"
-    return sorted(set(re.findall(r"[A-Za-z]+", text.replace("{n}", ""))), key=len, reverse=True)
+    return sorted(set(re.findall(r"[A-Za-z]+", text.replace("{n}", ""))), key=lambda w: (-len(w), w))
 
 
 def make_tokenizer() -> Any:

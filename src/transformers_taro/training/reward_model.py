@@ -5,8 +5,10 @@ GenARM's reference-free loss on summed token log-probs of the step that follows 
     L = -log sigmoid(beta * (sum_t log pi_r(chosen_t | ...) - sum_t log pi_r(rejected_t | ...)))
 
 with the context tokens masked out, is exactly TRL's CPO loss with `loss_type="sigmoid"` and `cpo_alpha=0` (no
-behaviour-cloning term; CPO sums log-probs for the sigmoid loss). So the trainer is TRL's `CPOTrainer`, with those
-settings fixed, a model card from `hub_cards/`, and an atomic final save.
+behaviour-cloning term; CPO sums log-probs for the sigmoid loss). So the trainer is TRL's `CPOTrainer`, with that
+loss, a model card from `hub_cards/`, and an atomic final save. `cpo_alpha > 0` (off by default) adds CPO's NLL term
+on the chosen steps: the pure loss only separates pairs and lets the likelihood of correct steps fall, which can
+make the reward model's token distribution a poor guide where no pair separates anything.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ class RewardModelConfig(CPOConfig):
     """
 
     loss_type: str = field(default="sigmoid", metadata={"help": "Must be 'sigmoid' (GenARM's loss)."})
-    cpo_alpha: float = field(default=0.0, metadata={"help": "Must be 0: no behaviour-cloning term."})
+    cpo_alpha: float = field(
+        default=0.0,
+        metadata={"help": "Weight of an NLL term on the chosen steps (CPO's). 0 is GenARM's loss exactly."},
+    )
     beta: float = field(default=0.1, metadata={"help": "beta of -log sigmoid(beta * (logp_c - logp_r))."})
     lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
@@ -49,10 +54,11 @@ class RewardModelConfig(CPOConfig):
     lora_target_modules: str = field(default="all-linear", metadata={"help": "Modules LoRA adapts."})
 
     def __post_init__(self) -> None:
-        if self.loss_type != "sigmoid" or self.cpo_alpha != 0:
+        if self.loss_type != "sigmoid" or self.cpo_alpha < 0:
             raise ValueError(
                 "A GenARM reward model uses the reference-free sigmoid loss on summed log-probs: keep "
-                f"loss_type='sigmoid' and cpo_alpha=0 (got loss_type={self.loss_type!r}, cpo_alpha={self.cpo_alpha})."
+                f"loss_type='sigmoid' and cpo_alpha >= 0 (got loss_type={self.loss_type!r}, "
+                f"cpo_alpha={self.cpo_alpha})."
             )
         if self.beta <= 0:
             raise ValueError(f"beta must be positive, got {self.beta}.")
@@ -72,6 +78,31 @@ class RewardModelConfig(CPOConfig):
 
 class RewardModelTrainer(CPOTrainer):
     """TRL's `CPOTrainer` with GenARM's loss; see the module docstring for why that is the same loss."""
+
+    def tokenize_row(self, feature: dict[str, Any], model: Any = None) -> dict[str, Any]:
+        """TRL's tokenization without the special tokens that guided decoding never sees at those places.
+
+        TRL reads every response as a whole answer: BOS before the prompt, EOS after the response. A step in the
+        middle of a solution is not the end of the answer: trained with that EOS, the reward model learns to end
+        after every step, and guidance then cuts solutions short. So EOS stays only where the row says the step
+        is the last one (`final`, written by `step_pairs_from_solutions`; rows without it keep TRL's EOS), and BOS
+        only if the tokenizer itself adds one, as it does when the reward model guides decoding.
+        """
+        batch = super().tokenize_row(feature, model)
+        tok = self.processing_class
+        if not feature.get("final", True) and tok.eos_token_id is not None:
+            for side in ("chosen", "rejected"):
+                if batch[f"{side}_input_ids"][-1:] == [tok.eos_token_id]:
+                    for key in ("input_ids", "attention_mask", "labels"):
+                        batch[f"{side}_{key}"] = batch[f"{side}_{key}"][:-1]
+        bos = tok.bos_token_id
+        if bos is not None and tok("x")["input_ids"][:1] != [bos]:
+            for prefix in ("prompt_", "chosen_", "rejected_"):
+                if batch[f"{prefix}input_ids"][:1] == [bos]:
+                    for key in ("input_ids", "attention_mask", "labels"):
+                        if f"{prefix}{key}" in batch:
+                            batch[f"{prefix}{key}"] = batch[f"{prefix}{key}"][1:]
+        return batch
 
 
 @torch.no_grad()
