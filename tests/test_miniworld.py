@@ -85,7 +85,7 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     cfg = MiniworldConfig(n_train=24, n_rm=6, n_router=8, n_val=4, n_test=6, n_ood=3,
                           small=BaseSpec(16, 1, 3, 1e-3), large=BaseSpec(32, 1, 3, 1e-3), batch_size=4,
-                          rm_steps=2, router_steps=2, alphas=(0.5, 2.0), max_new_tokens=12)
+                          rm_sft_steps=2, rm_steps=2, router_steps=2, alphas=(0.5, 2.0), max_new_tokens=12)
     kw = dict(results_dir=str(tmp_path / "res"), checkpoints=str(tmp_path / "ckpt"), cfg=cfg,
               work_dir=str(tmp_path / "work"))
     results = reproduce(**kw)

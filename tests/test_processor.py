@@ -241,3 +241,15 @@ def test_router_trained_with_another_reward_model_warns(caplog):
     with caplog.at_level(logging.WARNING):
         TARoProcessor(rm, router=TARoRouter(TARoRouterConfig(reward_model_name_or_path="org/other-rm")))
     assert "trained with reward model 'org/other-rm'" in caplog.text
+
+
+def test_the_reward_model_name_warning_is_given_once(caplog):
+    import logging
+
+    rm = tiny_lm(seed=2)
+    rm.config._name_or_path = "/models/org/rm-once"
+    router = TARoRouter(TARoRouterConfig(reward_model_name_or_path="org/trained-with"))
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):  # one processor per batch, as in evaluation
+            TARoProcessor(rm, router=router)
+    assert caplog.text.count("trained with reward model 'org/trained-with'") == 1

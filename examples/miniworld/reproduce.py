@@ -21,5 +21,8 @@ if __name__ == "__main__":
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     results = reproduce(a.results_dir, a.checkpoints, a.eval_only, a.test_seed)
-    for name, r in results["methods"].items():
-        print(f"{name:20s} {r['accuracy']:.3f}  CI {r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}  {r['tokens_per_s']:.0f} tok/s")
+    for section in ("methods", "transfer", "ood"):
+        print(f"-- {section}")
+        for name, r in results[section].items():
+            print(f"{name:20s} {r['accuracy']:.3f}  CI {r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}  "
+                  f"equations right {r['step_accuracy']:.3f}  {r['tokens_per_s']:.0f} tok/s")

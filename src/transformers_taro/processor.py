@@ -14,6 +14,7 @@ from .features import guided_scores
 from .router import TARoRouter
 
 logger = logging.getLogger(__name__)
+_WARNED_PAIRS: set[tuple[str, str]] = set()
 
 
 class _RewardState:
@@ -124,7 +125,10 @@ class TARoProcessor(LogitsProcessor):
             recorded = router.config.reward_model_name_or_path
             actual = getattr(reward_model.config, "_name_or_path", None)
             # Paths may be given relative or absolute: only names that don't end one another differ.
-            if recorded and actual and not (str(actual).endswith(recorded) or recorded.endswith(str(actual))):
+            mismatch = recorded and actual and not (str(actual).endswith(recorded) or recorded.endswith(str(actual)))
+            # Once per pair of names: a processor is built per batch, and the message would repeat for each.
+            if mismatch and (recorded, str(actual)) not in _WARNED_PAIRS:
+                _WARNED_PAIRS.add((recorded, str(actual)))
                 logger.warning(
                     "This router was trained with reward model %r but is used with %r; fine if they are the same "
                     "weights under another name.",

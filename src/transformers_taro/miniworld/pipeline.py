@@ -1,9 +1,10 @@
 """The mini-world reproduction: train everything from nothing, then evaluate the paper's claims.
 
-1. Problems: train / validation / test (disjoint), and out-of-distribution problems with longer chains.
-2. Two character-level Llama bases trained from scratch on the train solutions: a small one and one ~4x larger.
-3. A reward model (`train_reward_model`, from the small base, incorrect steps sampled and auto-labelled) and a
-   router (`train_router`, with the small base only).
+1. Problems: disjoint pools for the bases, the reward model and the router, plus validation, test and
+   out-of-distribution problems with longer chains (`splits`).
+2. Two Llama bases trained from scratch on the bases' pool: a small one and one with ~4x its parameters.
+3. A reward model: the small base fine-tuned on the reward model's pool, then `train_reward_model` on step pairs
+   whose incorrect steps it samples and labels automatically; a router (`train_router`) with the small base only.
 4. Evaluation on held-out problems: base, GenARM at fixed alphas, TARo; then the same reward model and router on
    the larger base (transfer) and on longer chains (OOD). The fixed alpha compared there is the one that was best
    on the validation split, never the test split.
@@ -52,19 +53,21 @@ class MiniworldConfig:
     seed: int = 0
     test_seed: int = 1
     n_train: int = 4000  # problems the bases are trained on
-    n_rm: int = 6000  # further problems whose step pairs train the reward model
+    n_rm: int = 4000  # further problems whose step pairs train the reward model
     n_router: int = 2000  # further problems whose solutions train the router
-    n_val: int = 200
-    n_test: int = 400
+    n_val: int = 400
+    n_test: int = 800
     n_ood: int = 300
     ood_steps: tuple[int, int] = (7, 8)
     # The larger base has 4x the small one's non-embedding parameters (12 * hidden^2 * layers). Both stop short
     # of what they could learn (30-70% of problems right), so guidance has slips to fix; the larger one's rate is
     # lower because at the small one's it learns more slowly than the small one (measured, see the README).
-    small: BaseSpec = BaseSpec(64, 2, 1000, 3e-3)
+    small: BaseSpec = BaseSpec(64, 2, 1500, 3e-3)
     large: BaseSpec = BaseSpec(128, 2, 1500, 1e-3)
     batch_size: int = 32
-    rm_steps: int = 1000
+    rm_sft_steps: int = 1000
+    rm_sft_lr: float = 1e-3
+    rm_steps: int = 600
     rm_lr: float = 5e-4
     rm_beta: float = 0.5
     rm_nll: float = 1.0  # RewardModelConfig.cpo_alpha
@@ -87,9 +90,10 @@ def _base_model(tokenizer: Any, hidden: int, layers: int, seed: int) -> Any:
     return LlamaForCausalLM(cfg)
 
 
-def train_base(tokenizer: Any, rows: list[dict], spec: BaseSpec, cfg: MiniworldConfig, out: Path) -> None:
-    """Supervised training from scratch on the gold solutions (loss on the solution tokens), then save."""
-    model = _base_model(tokenizer, spec.hidden, spec.layers, cfg.seed)
+def train_base(tokenizer: Any, rows: list[dict], spec: BaseSpec, cfg: MiniworldConfig, out: Path,
+               init: Path | None = None) -> None:
+    """Supervised training on the gold solutions (loss on the solution tokens), from scratch or from `init`."""
+    model = load_causal_lm(str(init)).train() if init else _base_model(tokenizer, spec.hidden, spec.layers, cfg.seed)
     solutions, _ = gsm8k_solutions(rows)
     traces = traces_from_solutions(solutions, tokenizer)
     collate = TraceCollator(tokenizer, max_length=1024)
@@ -157,22 +161,33 @@ def train_guide(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], w
     rm_file, router_file = work / "rm.jsonl", work / "router.jsonl"
     _write(rm_file, data["rm"])
     _write(router_file, data["router"])
+    # Like an RLHF reward model, it starts from the small base fine-tuned on its own problems (the solved problems
+    # of its pool), then learns from step pairs: the guide must know something the bases do not.
+    small = cfg.small
+    train_base(load_tokenizer(str(ckpt / "small")), data["rm"],
+               BaseSpec(small.hidden, small.layers, cfg.rm_sft_steps, cfg.rm_sft_lr), cfg, work / "rm_start",
+               init=ckpt / "small")
     rm_cfg = RewardModelConfig(output_dir=str(work / "rm"), max_steps=cfg.rm_steps, per_device_train_batch_size=16,
                                learning_rate=cfg.rm_lr, beta=cfg.rm_beta, cpo_alpha=cfg.rm_nll, logging_steps=50,
                                save_steps=cfg.rm_steps, max_length=1024, use_cpu=True, disable_tqdm=True)
-    train_reward_model(str(ckpt / "small"), str(rm_file), str(work / "rm"), rm_cfg, sample_rejected=True,
+    train_reward_model(str(work / "rm_start"), str(rm_file), str(work / "rm"), rm_cfg, sample_rejected=True,
                        samples_per_step=1)
+    _ship(work / "rm", ckpt / "reward_model")
     router_cfg = RouterTrainingConfig(output_dir=str(work / "router"), max_steps=cfg.router_steps,
                                       per_device_train_batch_size=16, learning_rate=cfg.router_lr,
                                       alpha_max=cfg.alpha_max, alpha_init=1.0, alpha_reg=0.01, logging_steps=50,
                                       save_steps=cfg.router_steps, max_length=1024, use_cpu=True, disable_tqdm=True)
-    train_router(str(ckpt / "small"), str(work / "rm"), str(router_file), str(work / "router"), router_cfg)
-    for name in ("rm", "router"):
-        target = ckpt / ("reward_model" if name == "rm" else "router")
-        target.mkdir(parents=True, exist_ok=True)
-        for f in (work / name).iterdir():
-            if f.is_file():
-                (target / f.name).write_bytes(f.read_bytes())
+    # Trained against the shipped copy, so the router records the reward model it will be used with.
+    train_router(str(ckpt / "small"), str(ckpt / "reward_model"), str(router_file), str(work / "router"), router_cfg)
+    _ship(work / "router", ckpt / "router")
+
+
+def _ship(folder: Path, target: Path) -> None:
+    """Copy a trained folder's final files (no intermediate checkpoints, no pickled training args)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for f in folder.iterdir():
+        if f.is_file() and f.suffix != ".bin":
+            (target / f.name).write_bytes(f.read_bytes())
 
 
 def evaluate_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work: Path) -> dict[str, Any]:
@@ -222,18 +237,19 @@ def _plot(results: dict[str, Any], path: Path, alphas: tuple[float, ...]) -> Non
     import matplotlib.pyplot as plt
 
     m = results["methods"]
-    xs = [0.0, *alphas]
-    ys = [m["base"]["accuracy"]] + [m[f"genarm alpha={a:g}"]["accuracy"] for a in alphas]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(xs, ys, "o-", label="GenARM, fixed alpha (alpha=0: base)")
+    ax.plot(alphas, [m[f"genarm alpha={a:g}"]["accuracy"] for a in alphas], "o-", label="GenARM, fixed alpha")
+    ax.axhline(m["base"]["accuracy"], color="gray", linestyle="--", label="base (alpha = 0)")
     ax.axhline(m["taro"]["accuracy"], color="tab:red", label=f"TARo (mean alpha {m['taro']['mean_alpha']:.2f})")
     lo, hi = m["taro"]["ci95"]
-    ax.axhspan(lo, hi, color="tab:red", alpha=0.12)
-    ax.set_xscale("symlog", linthresh=0.25)
+    ax.axhspan(lo, hi, color="tab:red", alpha=0.12, label="TARo 95% CI")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(alphas, [f"{a:g}" for a in alphas])
+    ax.margins(x=0.08)
     ax.set_xlabel("alpha")
     ax.set_ylabel("accuracy (held-out test problems)")
-    ax.set_title("Mini-world: small base")
-    ax.legend()
+    ax.set_title("Mini-world: small base, held-out test")
+    ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
