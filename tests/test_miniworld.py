@@ -62,7 +62,8 @@ def test_tokenizer_vocabulary_does_not_depend_on_the_process():
     import subprocess
     import sys
 
-    code = "from transformers_taro.miniworld.problems import make_tokenizer; print(sorted(make_tokenizer().get_vocab().items()))"
+    code = ("from transformers_taro.miniworld.problems import make_tokenizer; "
+            "print(sorted(make_tokenizer().get_vocab().items()))")
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout for seed in ("1", "2")}
     assert len(runs) == 1
@@ -90,7 +91,8 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
               work_dir=str(tmp_path / "work"))
     results = reproduce(**kw)
     assert set(results["methods"]) == {"base", "genarm alpha=0.5", "genarm alpha=2", "taro"}
-    assert set(results["transfer"]) == set(results["ood"]) == {"base", f"genarm alpha={results['best_alpha_on_validation']:g}", "taro"}
+    best = f"genarm alpha={results['best_alpha_on_validation']:g}"
+    assert set(results["transfer"]) == set(results["ood"]) == {"base", best, "taro"}
     for section in ("methods", "transfer", "ood"):
         for r in results[section].values():
             assert 0 <= r["accuracy"] <= 1 and r["ci95"][0] <= r["accuracy"] <= r["ci95"][1] and r["tokens_per_s"] > 0
