@@ -98,7 +98,7 @@ def _base_model(tokenizer: Any, hidden: int, layers: int, seed: int) -> Any:
 def train_base(tokenizer: Any, rows: list[dict], spec: BaseSpec, cfg: MiniworldConfig, out: Path,
                init: Path | None = None) -> None:
     """Supervised training on the gold solutions (loss on the solution tokens), from scratch or from `init`."""
-    model = load_causal_lm(str(init)).train() if init else _base_model(tokenizer, spec.hidden, spec.layers, cfg.seed)
+    model = load_causal_lm(str(init)) if init else _base_model(tokenizer, spec.hidden, spec.layers, cfg.seed)
     solutions, _ = gsm8k_solutions(rows)
     traces = traces_from_solutions(solutions, tokenizer)
     collate = TraceCollator(tokenizer, max_length=1024)

@@ -13,6 +13,7 @@ make the reward model's token distribution a poor guide where no pair separates 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -79,6 +80,11 @@ class RewardModelConfig(CPOConfig):
 class RewardModelTrainer(CPOTrainer):
     """TRL's `CPOTrainer` with GenARM's loss; see the module docstring for why that is the same loss."""
 
+    @functools.cached_property
+    def _tokenizer_adds_bos(self) -> bool:
+        tok = self.processing_class
+        return tok("x")["input_ids"][:1] == [tok.bos_token_id]
+
     def tokenize_row(self, feature: dict[str, Any], model: Any = None) -> dict[str, Any]:
         """TRL's tokenization without the special tokens that guided decoding never sees at those places.
 
@@ -91,18 +97,21 @@ class RewardModelTrainer(CPOTrainer):
         batch = super().tokenize_row(feature, model)
         tok = self.processing_class
         if not feature.get("final", True) and tok.eos_token_id is not None:
-            for side in ("chosen", "rejected"):
-                if batch[f"{side}_input_ids"][-1:] == [tok.eos_token_id]:
-                    for key in ("input_ids", "attention_mask", "labels"):
-                        batch[f"{side}_{key}"] = batch[f"{side}_{key}"][:-1]
-        bos = tok.bos_token_id
-        if bos is not None and tok("x")["input_ids"][:1] != [bos]:
-            for prefix in ("prompt_", "chosen_", "rejected_"):
-                if batch[f"{prefix}input_ids"][:1] == [bos]:
-                    for key in ("input_ids", "attention_mask", "labels"):
-                        if f"{prefix}{key}" in batch:
-                            batch[f"{prefix}{key}"] = batch[f"{prefix}{key}"][1:]
+            for side in ("chosen_", "rejected_"):
+                if batch[f"{side}input_ids"][-1:] == [tok.eos_token_id]:
+                    _trim(batch, side, slice(None, -1))
+        if tok.bos_token_id is not None and not self._tokenizer_adds_bos:
+            for side in ("prompt_", "chosen_", "rejected_"):
+                if batch[f"{side}input_ids"][:1] == [tok.bos_token_id]:
+                    _trim(batch, side, slice(1, None))
         return batch
+
+
+def _trim(batch: dict[str, Any], side: str, keep: slice) -> None:
+    """Cut one side's token ids, attention mask and labels (where present) the same way."""
+    for key in ("input_ids", "attention_mask", "labels"):
+        if f"{side}{key}" in batch:
+            batch[f"{side}{key}"] = batch[f"{side}{key}"][keep]
 
 
 @torch.no_grad()
