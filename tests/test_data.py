@@ -15,10 +15,10 @@ from transformers_taro.data import (
     gsm8k_solutions,
     label_step,
     math_step_dpo_pairs,
-    sample_incorrect_steps,
     step_pairs_from_solutions,
 )
 from transformers_taro.models import load_causal_lm, load_tokenizer
+from transformers_taro.training.sampling import sample_incorrect_steps
 
 
 def test_gsm8k_steps_are_checked_and_pairs_differ_only_in_the_step():

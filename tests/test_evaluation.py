@@ -12,7 +12,7 @@ from transformers_taro import TARoRouter, TARoRouterConfig
 from transformers_taro.cli import main
 from transformers_taro.evaluation import extract_choice, extract_number, grade_math, load_task
 from transformers_taro.evaluation.runner import bootstrap_ci
-from transformers_taro.visualize import alpha_html, alpha_png, alpha_text
+from transformers_taro.visualize import AlphaScale, alpha_html, alpha_legend, alpha_png, alpha_text
 
 
 @pytest.mark.parametrize("text,value", [
@@ -92,19 +92,37 @@ def test_eval_cli_writes_generations_and_report(tiny_model_dir, tmp_path, method
 
 
 def test_eval_cli_refuses_missing_parts(tiny_model_dir, tmp_path):
-    with pytest.raises(ValueError, match="reward-model"):
+    with pytest.raises(ValueError, match="--reward-model"):  # the shipped guide does not fit another base
         main(["eval", "--task", "gsm8k", "--method", "genarm", "--base-model", tiny_model_dir, "--alpha", "1",
               "--output-dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="--router"):
+        main(["eval", "--task", "gsm8k", "--method", "taro", "--base-model", tiny_model_dir, "--reward-model",
+              tiny_model_dir, "--alpha", "1", "--output-dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="negative"):
+        main(["eval", "--task", "gsm8k", "--base-model", tiny_model_dir, "--reward-model", tiny_model_dir,
+              "--alpha", "-3", "--output-dir", str(tmp_path)])
 
 
 def test_alpha_visualisations(tmp_path):
-    tokens, alphas = ["The", " answer", " is", " 7", ".\n", "Done"], [0.0, 0.5, 1.0, 2.0, 0.1, 0.0]
-    text = alpha_text(tokens, alphas, alpha_max=2.0)
+    # A narrow range, as a real router gives: the scale must spread it over the whole palette.
+    tokens, alphas = ["The", " answer", " is", " 7", ".\n", "Done"], [0.07, 0.12, 0.2, 0.28, 0.1, 0.07]
+    scale = AlphaScale.fit([alphas])
+    assert (scale.low, scale.high) == (0.07, 0.28)
+    assert scale.level(0.07) == 0 and scale.level(0.28) == 4  # lowest and highest shade are both used
+    text = alpha_text(tokens, alphas, scale)
     assert text.plain == "".join(tokens) and len(text.spans) == len(tokens)
-    page = alpha_html([("Problem 1", tokens, alphas)], alpha_max=2.0)
-    assert 'title="alpha=2.00"' in page and "rgb(230, 90, 20)" in page and "rgb(255, 255, 255)" in page
-    alpha_png([("Problem 1", tokens, alphas)], str(tmp_path / "a.png"), alpha_max=2.0)
+    assert len({str(span.style) for span in text.spans}) >= 4
+    # Terminal colours come from the 256-colour palette, so no truecolor terminal is needed to tell them apart.
+    assert all("color(" in str(span.style) and "rgb" not in str(span.style) for span in text.spans)
+    assert "0.07-" in alpha_legend(scale).plain and "-0.28" in alpha_legend(scale).plain
+    page = alpha_html([("Problem 1", tokens, alphas)], scale)
+    assert 'title="alpha=0.28"' in page and "rgb(135, 0, 0)" in page and "rgb(255, 255, 215)" in page
+    assert "0.07" in page.split("<h3>")[0] and "0.28" in page.split("<h3>")[0]  # the legend, before the answers
+    alpha_png([("Problem 1", tokens, alphas)], str(tmp_path / "a.png"), scale)
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    # One fixed alpha: one colour and a legend that says so.
+    fixed = AlphaScale.fit([[0.5, 0.5]])
+    assert fixed.rgb(0.5) == fixed.rgb(0.5) and "0.50 on every token" in alpha_legend(fixed).plain
 
 
 def test_generate_cli_streams_and_colours(tiny_model_dir, tmp_path, capsys):
@@ -116,8 +134,9 @@ def test_generate_cli_streams_and_colours(tiny_model_dir, tmp_path, capsys):
     assert html.read_text().count('title="alpha=1.00"') >= 1
 
 
-def test_write_guide_info_picks_the_best_validation_alpha(tmp_path):
-    from transformers_taro.evaluation.runner import best_alpha, write_guide_info
+def test_record_alpha_choice_picks_the_best_validation_alpha(tmp_path):
+    from transformers_taro import TARoGuideConfig
+    from transformers_taro.evaluation.runner import best_alpha, record_alpha_choice
 
     dirs = []
     for alpha, acc in [(0.1, 0.2), (0.25, 0.3), (0.5, 0.3), (1.0, 0.1)]:
@@ -126,9 +145,13 @@ def test_write_guide_info_picks_the_best_validation_alpha(tmp_path):
         (d / "report.json").write_text(json.dumps({"method": "genarm", "alpha": alpha, "accuracy": acc,
                                                    "task": "gsm8k", "n": 10, "offset": 7000}))
         dirs.append(str(d))
-    assert write_guide_info(dirs, str(tmp_path / "guide.json")) == 0.25  # tie with 0.5: the smaller alpha
-    info = json.loads((tmp_path / "guide.json").read_text())
-    assert info["best_alpha"] == 0.25 and info["validation_accuracy_by_alpha"]["1"] == 0.1
+    guide = tmp_path / "guide"
+    guide.mkdir()
+    (guide / "guide_config.json").write_text(json.dumps({"method": "taro", "vocab_size": 96}))
+    assert record_alpha_choice(dirs, str(guide)) == 0.25  # tie with 0.5: the smaller alpha
+    config = TARoGuideConfig.from_file(guide / "guide_config.json")
+    assert config.alpha == 0.25 and config.alpha_selection["accuracy_by_alpha"]["1"] == 0.1
+    assert config.method == "taro" and config.vocab_size == 96
     assert best_alpha({2.0: 0.5, 4.0: 0.6}) == 4.0
     with pytest.raises(ValueError, match="No validation"):
         best_alpha({})

@@ -9,10 +9,12 @@ from conftest import tiny_lm
 from transformers_taro.cli import main
 from transformers_taro.evaluation.tasks import data_dir
 from transformers_taro.generation import guided_generate
+from transformers_taro.guide import TARoGuide
 from transformers_taro.models import load_causal_lm, load_tokenizer
 from transformers_taro.router import TARoRouter, TARoRouterConfig
 
 lm_eval = pytest.importorskip("lm_eval")
+pytestmark = pytest.mark.slow
 
 TASK = "taro_test_gsm8k"
 
@@ -73,9 +75,9 @@ def test_harness_generations_equal_guided_generate(tiny_model_dir, guide, method
     prompts = [s["arguments"][0][0] for s in samples]
     tok = load_tokenizer(tiny_model_dir)
     base, rm = load_causal_lm(tiny_model_dir), load_causal_lm(guide["rm"])
-    router = TARoRouter.from_pretrained(guide["router"])
-    want = guided_generate(base, tok, prompts, method, rm, router, alpha, max_new_tokens=8)
-    plain = guided_generate(base, tok, prompts, "base", max_new_tokens=8)
+    router = TARoRouter.from_pretrained(guide["router"]) if method == "taro" else None
+    want = guided_generate(base, tok, prompts, TARoGuide(rm, router=router, alpha=alpha), max_new_tokens=8)
+    plain = guided_generate(base, tok, prompts, None, max_new_tokens=8)
     got = [s["resps"][0][0] for s in samples]
     assert got == [w.text.split("Question:")[0] for w in want]
     # The processor really was attached: guidance changed at least one answer.

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import gsm8k_rows
 
-from transformers_taro import TARoProcessor, TARoRouter
+from transformers_taro import TARoGuide, TARoProcessor, TARoRouter
 from transformers_taro.data import build_step_pairs, build_traces
 from transformers_taro.models import load_causal_lm, load_tokenizer
 from transformers_taro.training import (
@@ -20,6 +20,9 @@ from transformers_taro.training import (
     train_reward_model,
     train_router,
 )
+
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -36,23 +39,37 @@ def rm_config(out, **kw):
     return RewardModelConfig(**base)
 
 
+@pytest.fixture(scope="module")
+def trained_rm(tiny_model_dir, gsm8k_file, tmp_path_factory):
+    """One reward model, trained once, that differs from the base, so the guided NLL depends on alpha."""
+    rm_dir = str(tmp_path_factory.mktemp("shared-rm") / "rm")
+    train_reward_model(tiny_model_dir, gsm8k_file, rm_dir, rm_config(rm_dir, max_steps=4, save_steps=100))
+    return rm_dir
+
+
+def lora(r: int = 4):
+    from trl import ModelConfig, get_peft_config
+
+    return get_peft_config(ModelConfig(use_peft=True, lora_r=r, lora_alpha=2 * r, lora_target_modules="all-linear"))
+
+
 def losses(folder):
     state = json.load(open(os.path.join(folder, "checkpoint-6", "trainer_state.json")))
     return [h["loss"] for h in state["log_history"] if "loss" in h]
 
 
-@pytest.mark.parametrize("lora", [False, True])
-def test_reward_model_trains_and_reloads(tiny_model_dir, gsm8k_file, tmp_path, lora):
+@pytest.mark.parametrize("use_lora", [False, True])
+def test_reward_model_trains_and_reloads(tiny_model_dir, gsm8k_file, tmp_path, use_lora):
     out = str(tmp_path / "rm")
     tok = load_tokenizer(tiny_model_dir)
     pairs = build_step_pairs(gsm8k_file, tok)
     before = evaluate_reward_model(load_causal_lm(tiny_model_dir), tok, pairs, beta=0.5)
-    cfg = rm_config(out, max_steps=10, lora=lora, lora_r=4, lora_alpha=8, learning_rate=2e-2 if lora else 5e-3)
-    train_reward_model(tiny_model_dir, gsm8k_file, out, cfg)
+    cfg = rm_config(out, max_steps=10, learning_rate=2e-2 if use_lora else 5e-3)
+    train_reward_model(tiny_model_dir, gsm8k_file, out, cfg, peft_config=lora() if use_lora else None)
     after = evaluate_reward_model(load_causal_lm(out), tok, pairs, beta=0.5)
     assert after["loss"] < before["loss"] - 0.01, (before, after)
     files = set(os.listdir(out))
-    assert ("adapter_config.json" in files) == lora and "README.md" in files
+    assert ("adapter_config.json" in files) == use_lora and "README.md" in files
     assert "pairs" in open(os.path.join(out, "README.md")).read()
     rm = load_causal_lm(out)  # a LoRA adapter is merged into a plain causal LM
     tok = load_tokenizer(out)
@@ -80,7 +97,7 @@ def test_reward_model_resume_keeps_finished_steps(tiny_model_dir, gsm8k_file, tm
     state = json.load(open(os.path.join(out, "checkpoint-6", "trainer_state.json")))
     logged_steps = [h["step"] for h in state["log_history"] if "loss" in h]
     assert logged_steps == [1, 2, 3, 4, 5, 6]  # steps 1-3 come from the first run, not redone
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(ValueError, match="No valid checkpoint"):
         train_reward_model(tiny_model_dir, gsm8k_file, str(tmp_path / "empty"), rm_config(str(tmp_path / "e")),
                            resume=True)
 
@@ -93,10 +110,8 @@ def router_config(out, **kw):
 
 
 @pytest.mark.parametrize("hidden", [False, True])
-def test_router_trains_and_reloads(tiny_model_dir, gsm8k_file, tmp_path, hidden):
-    rm_dir = str(tmp_path / "rm")
-    # A reward model that differs from the base, so the guided NLL depends on alpha.
-    train_reward_model(tiny_model_dir, gsm8k_file, rm_dir, rm_config(rm_dir, max_steps=4, save_steps=100))
+def test_router_trains_and_reloads(tiny_model_dir, gsm8k_file, trained_rm, tmp_path, hidden):
+    rm_dir = trained_rm
     out = str(tmp_path / "router")
     cfg = router_config(out, use_reward_hidden_states=hidden, max_steps=10)
     base, rm = load_causal_lm(tiny_model_dir), load_causal_lm(rm_dir)
@@ -117,6 +132,9 @@ def test_router_trains_and_reloads(tiny_model_dir, gsm8k_file, tmp_path, hidden)
     assert router.config.use_reward_hidden_states == hidden
     assert router.config.reward_model_name_or_path == rm_dir
     assert "traces" in router.config.training_summary
+    guide = TARoGuide.from_pretrained(os.path.join(out, "guide"))  # the router and its reward model, as one folder
+    assert guide.method == "taro" and guide.router.config.use_reward_hidden_states == hidden
+    assert torch.equal(guide.router.head.weight, router.head.weight)
 
 
 def test_router_resume(tiny_model_dir, gsm8k_file, tmp_path):
@@ -145,15 +163,19 @@ def test_cli_train_commands(tiny_model_dir, gsm8k_file, tmp_path, capsys):
     from transformers_taro.cli import main
 
     rm_dir, router_dir = str(tmp_path / "rm"), str(tmp_path / "router")
-    main(["train-rm", "--model", tiny_model_dir, "--data", gsm8k_file, "--output-dir", rm_dir, "--lora",
-          "--max-steps", "2", "--per-device-train-batch-size", "2", "--max-length", "768", "--use-cpu"])
+    main(["train-rm", "--model_name_or_path", tiny_model_dir, "--data", gsm8k_file, "--output-dir", rm_dir,
+          "--use_peft", "--lora_r", "4", "--max-steps", "2", "--per-device-train-batch-size", "2",
+          "--max-length", "768", "--use-cpu"])
+    assert json.load(open(os.path.join(rm_dir, "adapter_config.json")))["r"] == 4
     main(["train-router", "--base-model", tiny_model_dir, "--reward-model", rm_dir, "--data", gsm8k_file,
           "--output-dir", router_dir, "--max-steps", "2", "--per-device-train-batch-size", "2", "--use-cpu"])
     out = capsys.readouterr().out
     assert f"Reward model saved to {rm_dir}" in out and f"Router saved to {router_dir}" in out
     assert TARoRouter.from_pretrained(router_dir).config.vocab_size == load_causal_lm(tiny_model_dir).config.vocab_size
-    with pytest.raises(SystemExit, match="--data"):
+    assert TARoGuide.from_pretrained(os.path.join(router_dir, "guide")).method == "taro"
+    with pytest.raises(SystemExit):
         main(["train-rm", "--output-dir", rm_dir])
+    assert "required: --data" in capsys.readouterr().err
 
 
 def test_reward_model_ends_only_the_last_step_with_eos(tiny_model_dir, tmp_path):

@@ -1,12 +1,4 @@
-"""`taro`: the command line. Each command parses its arguments and calls the library; nothing else lives here.
-
-    taro demo
-    taro generate [--base-model ID] [--reward-model ID] [--router ID | --alpha A] "prompt"
-    taro eval --task gsm8k --method taro --limit 300 --output-dir runs/gsm8k-taro
-    taro train-rm --model ID --data PATH --output-dir DIR [--lora] [--max-steps N] [--beta B] ...
-    taro train-router --base-model ID --reward-model ID --data PATH --output-dir DIR [--max-steps N] ...
-    taro lm-eval --model taro --model_args method=taro --tasks gsm8k [any lm-evaluation-harness flag]
-"""
+"""`taro`: the command line. Each command parses its arguments and calls the library; nothing else lives here."""
 
 from __future__ import annotations
 
@@ -17,43 +9,50 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-COMMANDS = ("demo", "generate", "eval", "train-rm", "train-router", "lm-eval")
+_Formatter = argparse.ArgumentDefaultsHelpFormatter
+DESCRIPTION = """TARo / GenARM reward-guided decoding for Hugging Face transformers.
+
+  taro demo                                     the embedded SmolLM2 with the shipped guide, offline
+  taro generate "prompt" [--guide ID]           stream a guided answer, coloured by alpha
+  taro eval --task gsm8k [--guide ID] --output-dir DIR
+  taro train-rm --data PATH --output_dir DIR [--use_peft] ...
+  taro train-router --reward_model DIR --data PATH --output_dir DIR ...
+  taro lm-eval --model taro --model_args guide=ID --tasks gsm8k ...
+
+`taro COMMAND --help` describes every option of a command."""
 
 
 @dataclass
 class TrainRMArguments:
-    model: str | None = field(default=None, metadata={"help": "Hub id or folder (default: embedded SmolLM2-135M)."})
-    data: str = field(default="", metadata={"help": "GSM8K or Math-Step-DPO rows: JSON/JSONL file or Hub id."})
+    data: str = field(metadata={"help": "GSM8K or Math-Step-DPO rows: a JSON/JSONL file or a Hub dataset id."})
     limit: int | None = field(default=None, metadata={"help": "Use only the first N source rows."})
-    resume: bool = field(default=False, metadata={"help": "Continue from the newest checkpoint in --output-dir."})
+    resume: bool = field(default=False, metadata={"help": "Continue from the newest checkpoint in --output_dir."})
     sample_rejected: bool = field(default=False, metadata={"help": "GSM8K: sample and auto-label incorrect steps."})
-    samples_per_step: int = field(default=2, metadata={"help": "Samples per gold context with --sample-rejected."})
+    samples_per_step: int = field(default=2, metadata={"help": "Samples per gold context with --sample_rejected."})
     upload_to: str | None = field(default=None, metadata={"help": "Hub repo to upload the result to."})
 
 
 @dataclass
 class TrainRouterArguments:
-    base_model: str | None = field(default=None, metadata={"help": "Hub id or folder (default: embedded)."})
-    reward_model: str = field(default="", metadata={"help": "Hub id, folder or LoRA adapter folder."})
-    data: str = field(default="", metadata={"help": "GSM8K or Math-Step-DPO rows: JSON/JSONL file or Hub id."})
+    reward_model: str = field(metadata={"help": "The reward model: Hub id, folder or LoRA adapter folder."})
+    data: str = field(metadata={"help": "GSM8K or Math-Step-DPO rows: a JSON/JSONL file or a Hub dataset id."})
+    base_model: str | None = field(default=None, metadata={"help": "Hub id or folder (None: embedded SmolLM2)."})
     limit: int | None = field(default=None, metadata={"help": "Use only the first N source rows."})
-    resume: bool = field(default=False, metadata={"help": "Continue from the newest checkpoint in --output-dir."})
+    resume: bool = field(default=False, metadata={"help": "Continue from the newest checkpoint in --output_dir."})
     device_map: str | None = field(default=None, metadata={"help": "'auto' spreads large frozen models (accelerate)."})
-    upload_to: str | None = field(default=None, metadata={"help": "Hub repo to upload the router to."})
-
-
-def _require(value: str, flag: str, command: str) -> None:
-    if not value:
-        raise SystemExit(f"taro {command}: {flag} is required (see taro {command} --help).")
+    upload_to: str | None = field(default=None, metadata={"help": "Hub repo to upload the guide to."})
 
 
 def train_rm(argv: list[str]) -> None:
+    from trl import ModelConfig, get_peft_config
+
     from .training import RewardModelConfig, push_reward_model, train_reward_model
 
-    parser = HfArgumentParser((TrainRMArguments, RewardModelConfig), prog="taro train-rm")
-    args, config = parser.parse_args_into_dataclasses(argv)
-    _require(args.data, "--data", "train-rm")
-    out = train_reward_model(args.model, args.data, config.output_dir, config, limit=args.limit, resume=args.resume,
+    parser = HfArgumentParser((TrainRMArguments, RewardModelConfig, ModelConfig), prog="taro train-rm",
+                              description="Train a token-level reward model (GenARM's loss) on step pairs.")
+    args, config, model_args = parser.parse_args_into_dataclasses(argv)
+    out = train_reward_model(model_args.model_name_or_path, args.data, config.output_dir, config,
+                             peft_config=get_peft_config(model_args), limit=args.limit, resume=args.resume,
                              sample_rejected=args.sample_rejected, samples_per_step=args.samples_per_step)
     print(f"Reward model saved to {out}")
     if args.upload_to:
@@ -62,82 +61,62 @@ def train_rm(argv: list[str]) -> None:
 
 
 def train_router_cmd(argv: list[str]) -> None:
-    from .router import TARoRouter
+    from .guide import TARoGuide
     from .training import RouterTrainingConfig, train_router
 
-    parser = HfArgumentParser((TrainRouterArguments, RouterTrainingConfig), prog="taro train-router")
+    parser = HfArgumentParser((TrainRouterArguments, RouterTrainingConfig), prog="taro train-router",
+                              description="Train a router next to a frozen base and reward model; writes a guide.")
     args, config = parser.parse_args_into_dataclasses(argv)
-    _require(args.reward_model, "--reward-model", "train-router")
-    _require(args.data, "--data", "train-router")
     out = train_router(args.base_model, args.reward_model, args.data, config.output_dir, config, limit=args.limit,
                        resume=args.resume, device_map=args.device_map)
-    print(f"Router saved to {out}")
+    print(f"Router saved to {out}; the guide (reward model + router) to {out}/guide")
     if args.upload_to:
-        TARoRouter.from_pretrained(out).push_to_hub(args.upload_to)
-        print(f"Uploaded to {args.upload_to}")
+        TARoGuide.from_pretrained(f"{out}/guide").push_to_hub(args.upload_to)
+        print(f"Uploaded the guide to {args.upload_to}")
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base-model", default=None, help="Hub id or folder (default: embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--reward-model", default=None, help="Hub id, folder or LoRA adapter (default: the shipped one)")
-    p.add_argument("--router", default=None, help="router Hub id or folder (default: the shipped one)")
-    p.add_argument("--alpha", type=float, default=None, help="fixed guidance weight (GenARM)")
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--device-map", default=None, help="'auto' to spread large models with accelerate")
+def _model_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    p.add_argument("--base-model", default=None, help="base model: Hub id or folder (None: the embedded SmolLM2)")
+    p.add_argument("--guide", default=None,
+                   help="guide folder or Hub id (None: the shipped SmolLM2 guide, for the default base only)")
+    p.add_argument("--reward-model", default=None,
+                   help="instead of --guide: assemble one from this reward model (Hub id, folder or LoRA adapter)")
+    p.add_argument("--router", default=None, help="router folder or Hub id (replaces the guide's router)")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="a fixed guidance weight (GenARM); with a TARo guide, decode GenARM at this weight")
+    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help="tokens to generate at most")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"), help="model dtype (None: as saved)")
+    p.add_argument("--device-map", default=None, help="'auto' spreads large models over the GPUs (accelerate)")
 
 
-def generate(argv: list[str]) -> None:
+def generate(a: argparse.Namespace) -> None:
     from .evaluation.session import load_session
 
-    p = argparse.ArgumentParser(prog="taro generate", description="Stream a guided answer, coloured by alpha.")
-    _model_args(p)
-    p.add_argument("--method", choices=("base", "genarm", "taro"), default=None,
-                   help="default: genarm with --alpha, else taro")
-    p.add_argument("--html", default=None, help="also write the alpha-coloured answer to this HTML file")
-    p.add_argument("prompt")
-    a = p.parse_args(argv)
-    method = a.method or ("genarm" if a.alpha is not None else "taro")
-    session = load_session(a.base_model, a.reward_model, a.router, method, a.alpha, a.device_map)
+    session = load_session(a.base_model, a.guide, reward_model=a.reward_model, router=a.router, alpha=a.alpha,
+                           method=a.method, device_map=a.device_map, dtype=a.dtype)
     session.stream(a.prompt, max_new_tokens=a.max_new_tokens, html=a.html)
 
 
-def evaluate_cmd(argv: list[str]) -> None:
+def evaluate_cmd(a: argparse.Namespace) -> None:
     from .evaluation.runner import run_eval
     from .evaluation.session import load_session
-    from .evaluation.tasks import TASKS, load_task
+    from .evaluation.tasks import load_task
 
-    p = argparse.ArgumentParser(prog="taro eval", description="Accuracy (bootstrap CI) and tokens/s on a task.")
-    _model_args(p)
-    p.add_argument("--task", required=True, choices=sorted(TASKS))
-    p.add_argument("--data", default=None, help="the task's file (default: ../shared/data/...)")
-    p.add_argument("--question-field", default="question")
-    p.add_argument("--answer-field", default="answer")
-    p.add_argument("--method", required=True, choices=("base", "genarm", "taro"))
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--offset", type=int, default=0, help="skip the first N problems")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--output-dir", required=True)
-    a = p.parse_args(argv)
     task = load_task(a.task, a.data, question_field=a.question_field, answer_field=a.answer_field)
-    session = load_session(a.base_model, a.reward_model, a.router, a.method, a.alpha, a.device_map)
+    session = load_session(a.base_model, a.guide, reward_model=a.reward_model, router=a.router, alpha=a.alpha,
+                           method=a.method, device_map=a.device_map, dtype=a.dtype)
     report = run_eval(session, task, a.output_dir, limit=a.limit, offset=a.offset, batch_size=a.batch_size,
                       max_new_tokens=a.max_new_tokens)
-    print(f"{report['task']} {report['method']}: accuracy {report['accuracy']:.3f} "
-          f"(95% CI {report['ci95'][0]:.3f}-{report['ci95'][1]:.3f}, n={report['n']}), "
-          f"{report['tokens_per_s']:.1f} tokens/s. Written to {a.output_dir}")
+    if report:  # only the main process reports under accelerate launch
+        print(f"{report['task']} {report['method']}: accuracy {report['accuracy']:.3f} "
+              f"(95% CI {report['ci95'][0]:.3f}-{report['ci95'][1]:.3f}, n={report['n']}), "
+              f"{report['tokens_per_s']:.1f} tokens/s. Written to {a.output_dir}")
 
 
-def demo(argv: list[str]) -> None:
+def demo(a: argparse.Namespace) -> None:
     from .evaluation.demo import run_demo
 
-    p = argparse.ArgumentParser(prog="taro demo", description="Base vs GenARM vs TARo on a few GSM8K problems.")
-    p.add_argument("--problems", type=int, default=4)
-    p.add_argument("--alpha", type=float, default=None, help="GenARM weight (default: the shipped best alpha)")
-    p.add_argument("--max-new-tokens", type=int, default=160)
-    p.add_argument("--data", default=None, help="GSM8K test file (default: ../shared/data/gsm8k/test.jsonl)")
-    p.add_argument("--output-dir", default="taro-demo", help="where the HTML and PNG go")
-    a = p.parse_args(argv)
-    run_demo(a.problems, a.alpha, a.max_new_tokens, a.data, a.output_dir)
+    run_demo(a.problems, a.alpha, a.max_new_tokens, a.data, a.output_dir, guide=a.guide)
 
 
 def lm_eval_cmd(argv: list[str]) -> None:
@@ -148,15 +127,77 @@ def lm_eval_cmd(argv: list[str]) -> None:
     harness_main(argv)
 
 
+_METHOD_HELP = "base: no guidance; genarm: the guide's reward model at a fixed alpha; taro: the guide's router " \
+               "(None: the guide's own method, or genarm when --alpha is given)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taro", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="base vs GenARM vs TARo on a few GSM8K problems (offline)",
+                       formatter_class=_Formatter,
+                       description="The embedded SmolLM2-135M-Instruct with the shipped guide on a few GSM8K test "
+                                   "problems: answers, accuracy, and TARo's answers coloured by alpha.")
+    p.add_argument("--problems", type=int, default=4, help="how many problems to solve")
+    p.add_argument("--alpha", type=float, default=None, help="GenARM's weight (None: the one the guide records)")
+    p.add_argument("--guide", default=None, help="guide folder or Hub id (None: the shipped one)")
+    p.add_argument("--max-new-tokens", type=int, default=160, help="tokens to generate at most per answer")
+    p.add_argument("--data", default=None,
+                   help="GSM8K-format JSONL (None: $TARO_DATA_DIR/gsm8k/test.jsonl if set, else the shipped problems)")
+    p.add_argument("--output-dir", default="taro-demo", help="where alphas.html and alphas.png go")
+    p.set_defaults(run=demo)
+
+    p = sub.add_parser("generate", help="stream a guided answer, coloured by alpha", formatter_class=_Formatter,
+                       description="Stream a guided answer to one prompt, then show it coloured by alpha.")
+    _model_args(p, max_new_tokens=256)
+    p.add_argument("--method", choices=("base", "genarm", "taro"), default=None, help=_METHOD_HELP)
+    p.add_argument("--html", default=None, help="also write the alpha-coloured answer to this HTML file")
+    p.add_argument("prompt", help="the question to answer")
+    p.set_defaults(run=generate)
+
+    from .evaluation.tasks import TASKS
+
+    p = sub.add_parser("eval", help="accuracy (bootstrap CI) and tokens/s on a task", formatter_class=_Formatter,
+                       description="Evaluate on a task; writes generations.jsonl and report.json. Under "
+                                   "`accelerate launch` the problems are sharded over processes.")
+    _model_args(p, max_new_tokens=256)
+    p.add_argument("--task", required=True, choices=sorted(TASKS), help="the benchmark")
+    p.add_argument("--method", choices=("base", "genarm", "taro"), default=None, help=_METHOD_HELP)
+    p.add_argument("--data", default=None, help="the task's file (None: under ../shared/data or $TARO_DATA_DIR)")
+    p.add_argument("--question-field", default="question", help="task jsonl: the field holding the question")
+    p.add_argument("--answer-field", default="answer", help="task jsonl: the field holding the numeric answer")
+    p.add_argument("--limit", type=int, default=None, help="evaluate at most N problems (None: all)")
+    p.add_argument("--offset", type=int, default=0, help="skip the first N problems")
+    p.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
+    p.add_argument("--output-dir", required=True, help="where generations.jsonl and report.json go")
+    p.set_defaults(run=evaluate_cmd)
+
+    # These parse their own arguments (HfArgumentParser, lm-eval): everything after the command goes to them.
+    for name, text, run in (
+        ("train-rm", "train a token-level reward model (TRL, GenARM's loss)", train_rm),
+        ("train-router", "train a router next to a frozen base and reward model; writes a guide", train_router_cmd),
+        ("lm-eval", "lm-evaluation-harness with the `taro` model registered", lm_eval_cmd),
+    ):
+        p = sub.add_parser(name, help=text, add_help=False, prefix_chars="\0")
+        p.add_argument("argv", nargs=argparse.REMAINDER)
+        p.set_defaults(run_argv=run)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(__doc__)
-        raise SystemExit(0 if not argv or argv[0] in ("-h", "--help") else f"unknown command {argv[0]!r}")
+    parser = build_parser()
+    if not argv:
+        parser.print_help()
+        return
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    command, rest = argv[0], argv[1:]
-    {"demo": demo, "generate": generate, "eval": evaluate_cmd, "train-rm": train_rm,
-     "train-router": train_router_cmd, "lm-eval": lm_eval_cmd}[command](rest)
+    if hasattr(args, "run_argv"):
+        args.run_argv(args.argv)
+    else:
+        args.run(args)
 
 
 if __name__ == "__main__":

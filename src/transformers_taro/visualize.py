@@ -1,22 +1,68 @@
-"""Where the router applied guidance: tokens coloured by alpha, in the terminal (rich), HTML and PNG."""
+"""Where guidance was applied: tokens coloured by alpha, in the terminal (rich), HTML and PNG, with a legend.
+
+The colour scale is fitted to the alphas shown (`AlphaScale.fit`), not to the router's whole range: a router that
+keeps alpha within 0.07-0.28 would otherwise paint every token the same pale shade.
+"""
 
 from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rich.text import Text
+from transformers import PreTrainedTokenizerBase
 
-# One colour scale everywhere: white at alpha = 0, deep orange at alpha = alpha_max.
-_HIGH = (230, 90, 20)
+# A sequential palette, light to dark. Terminal colours are the xterm-256 entries nearest to these, so a terminal
+# without truecolor shows the same five steps instead of rounding every pale shade to white.
+_PALETTE = ((255, 255, 215), (255, 215, 95), (255, 135, 0), (215, 0, 0), (135, 0, 0))
+_TERMINAL = ("color(230)", "color(221)", "color(208)", "color(160)", "color(88)")
+_Section = tuple[str, Sequence[str], Sequence[float]]
 
 
-def _rgb(alpha: float, alpha_max: float) -> tuple[int, int, int]:
-    w = 0.0 if alpha_max <= 0 else max(0.0, min(1.0, alpha / alpha_max))
-    return tuple(round(255 + (h - 255) * w) for h in _HIGH)  # type: ignore[return-value]
+@dataclass(frozen=True)
+class AlphaScale:
+    """Maps alpha in `[low, high]` to a colour; one scale per picture so its legend is true for every token."""
+
+    low: float
+    high: float
+
+    @classmethod
+    def fit(cls, alphas: Sequence[Sequence[float]]) -> AlphaScale:
+        """The range of the alphas to show (a fixed alpha gives a one-value scale)."""
+        values = [a for row in alphas for a in row]
+        if not values:
+            return cls(0.0, 1.0)
+        return cls(min(values), max(values))
+
+    def position(self, alpha: float) -> float:
+        """Where alpha lies on the scale, in [0, 1] (0.5 when every alpha is the same)."""
+        if self.high - self.low < 1e-9:
+            return 0.5
+        return max(0.0, min(1.0, (alpha - self.low) / (self.high - self.low)))
+
+    def rgb(self, alpha: float) -> tuple[int, int, int]:
+        x = self.position(alpha) * (len(_PALETTE) - 1)
+        i = min(int(x), len(_PALETTE) - 2)
+        w = x - i
+        return tuple(round(a + (b - a) * w) for a, b in zip(_PALETTE[i], _PALETTE[i + 1]))  # type: ignore[return-value]
+
+    def level(self, alpha: float) -> int:
+        """One of five steps, for terminals."""
+        return min(int(self.position(alpha) * len(_TERMINAL)), len(_TERMINAL) - 1)
+
+    def ticks(self, n: int = 5) -> list[float]:
+        if self.high - self.low < 1e-9:
+            return [self.low]
+        return [self.low + (self.high - self.low) * k / (n - 1) for k in range(n)]
 
 
-def token_strings(tokenizer, token_ids: Sequence[int]) -> list[str]:
+def _terminal_style(scale: AlphaScale, alpha: float) -> str:
+    level = scale.level(alpha)
+    return f"{'white' if level >= 3 else 'black'} on {_TERMINAL[level]}"
+
+
+def token_strings(tokenizer: PreTrainedTokenizerBase, token_ids: Sequence[int]) -> list[str]:
     """Each token as the text it adds (decoding the prefix incrementally keeps multi-byte characters whole)."""
     out, previous = [], ""
     for i in range(len(token_ids)):
@@ -26,48 +72,57 @@ def token_strings(tokenizer, token_ids: Sequence[int]) -> list[str]:
     return out
 
 
-def alpha_text(tokens: Sequence[str], alphas: Sequence[float], alpha_max: float) -> Text:
-    """A rich `Text` with each token's background shaded by its alpha."""
+def alpha_text(tokens: Sequence[str], alphas: Sequence[float], scale: AlphaScale) -> Text:
+    """A rich `Text` with each token's background shaded by its alpha (five steps of `scale`)."""
     text = Text()
     for tok, a in zip(tokens, alphas):
-        r, g, b = _rgb(a, alpha_max)
-        text.append(tok, style=f"black on rgb({r},{g},{b})")
+        text.append(tok, style=_terminal_style(scale, a))
     return text
 
 
-def alpha_html(sections: Sequence[tuple[str, Sequence[str], Sequence[float]]], alpha_max: float,
-               title: str = "TARo: guidance weight per token") -> str:
+def alpha_legend(scale: AlphaScale) -> Text:
+    """The terminal legend: what alpha each shade stands for."""
+    text = Text("alpha: ")
+    if scale.high - scale.low < 1e-9:
+        return text.append(f" {scale.low:.2f} on every token ", style=_terminal_style(scale, scale.low))
+    step = (scale.high - scale.low) / len(_TERMINAL)
+    for k in range(len(_TERMINAL)):
+        lo = scale.low + k * step
+        text.append(f" {lo:.2f}-{lo + step:.2f} ", style=_terminal_style(scale, lo + step / 2))
+    return text
+
+
+def alpha_html(sections: Sequence[_Section], scale: AlphaScale, title: str = "TARo: guidance weight per token") -> str:
     """A standalone HTML page: one block per (heading, tokens, alphas), tokens shaded by alpha (hover shows it)."""
     blocks = []
     for heading, tokens, alphas in sections:
         spans = "".join(
-            f'<span title="alpha={a:.2f}" style="background:rgb{_rgb(a, alpha_max)}">{html.escape(t)}</span>'
+            f'<span title="alpha={a:.2f}" style="background:rgb{scale.rgb(a)}">{html.escape(t)}</span>'
             for t, a in zip(tokens, alphas)
         )
         blocks.append(f"<h3>{html.escape(heading)}</h3><pre>{spans}</pre>")
-    legend = "".join(
-        f'<span style="background:rgb{_rgb(alpha_max * k / 4, alpha_max)}">&nbsp;{alpha_max * k / 4:.2f}&nbsp;</span>'
-        for k in range(5)
-    )
+    legend = "".join(f'<span style="background:rgb{scale.rgb(a)}">&nbsp;{a:.2f}&nbsp;</span>' for a in scale.ticks())
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
         "pre{white-space:pre-wrap;font-size:15px;line-height:1.6}</style></head>"
-        f"<body><h2>{html.escape(title)}</h2><p>alpha: {legend}</p>{''.join(blocks)}</body></html>"
+        f"<body><h2>{html.escape(title)}</h2><p>alpha (scale fitted to these answers): {legend}</p>"
+        f"{''.join(blocks)}</body></html>"
     )
 
 
-def alpha_png(sections: Sequence[tuple[str, Sequence[str], Sequence[float]]], path: str, alpha_max: float,
-              width_chars: int = 90) -> None:
-    """The same picture as `alpha_html`, drawn with matplotlib into a PNG."""
+def alpha_png(sections: Sequence[_Section], path: str, scale: AlphaScale, width_chars: int = 90) -> None:
+    """The same picture as `alpha_html`, drawn with matplotlib into a PNG, with a colour bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import LinearSegmentedColormap, Normalize
 
     lines: list[list[tuple[str, float]]] = []
     for heading, tokens, alphas in sections:
-        lines.append([(heading, -1.0)])
+        lines.append([(heading, float("nan"))])
         current: list[tuple[str, float]] = []
         used = 0
         for tok, a in zip(tokens, alphas):
@@ -80,19 +135,24 @@ def alpha_png(sections: Sequence[tuple[str, Sequence[str], Sequence[float]]], pa
                     used += len(piece)
         lines.append(current)
         lines.append([])
-    height = 0.22 * len(lines) + 0.5
+    height = 0.22 * len(lines) + 1.2
     fig = plt.figure(figsize=(width_chars * 0.085 + 0.5, height))
-    char_w, line_h = 1.0 / (width_chars + 4), 1.0 / (len(lines) + 1)
+    char_w, line_h = 1.0 / (width_chars + 4), (1.0 - 0.9 / height) / (len(lines) + 1)
     for row, line in enumerate(lines):
         x = char_w
         y = 1 - (row + 1) * line_h
         for piece, a in line:
-            if a < 0:
+            if a != a:  # NaN marks a heading
                 fig.text(x, y, piece, fontsize=10, weight="bold", family="monospace", va="center")
                 continue
-            color = tuple(c / 255 for c in _rgb(a, alpha_max))
+            color = tuple(c / 255 for c in scale.rgb(a))
             fig.text(x, y, piece, fontsize=9, family="monospace", va="center",
                      bbox=dict(facecolor=color, edgecolor="none", pad=0.6))
             x += char_w * len(piece)
+    cmap = LinearSegmentedColormap.from_list("alpha", [tuple(c / 255 for c in rgb) for rgb in _PALETTE])
+    low, high = (scale.low, scale.high) if scale.high > scale.low else (scale.low - 0.5, scale.low + 0.5)
+    bar_axes = fig.add_axes((0.15, 0.25 / height, 0.7, 0.18 / height))
+    bar = fig.colorbar(ScalarMappable(Normalize(low, high), cmap), cax=bar_axes, orientation="horizontal")
+    bar.set_label("alpha (guidance weight) per token", fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)

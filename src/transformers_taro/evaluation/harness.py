@@ -7,10 +7,10 @@ lm-eval 0.4 discovers models only from its own package, so a plain `lm_eval --mo
 external one unless `transformers_taro.evaluation.harness` was imported. From Python, importing this module is
 enough: `lm_eval.simple_evaluate(model="taro", model_args="method=genarm,alpha=0.5", tasks=["gsm8k"])`.
 
-`--model_args` (all optional): `pretrained` (base model; default the embedded SmolLM2-135M-Instruct),
-`reward_model`, `router`, `method` (`base` | `genarm` | `taro`, default `taro`), `alpha` (GenARM's weight), plus
-any `HFLM` argument (`batch_size`, `max_length`, `device`, ...). With the default base, the shipped reward model
-and router are used when none is named.
+`--model_args` (all optional): `pretrained` (base model; default the embedded SmolLM2-135M-Instruct), `guide`
+(a guide folder or Hub id; default the shipped one), or its parts `reward_model` with `router` / `alpha`,
+`method` (`base` | `genarm` | `taro`; default: the guide's), `alpha` (GenARM's weight), plus any `HFLM` argument
+(`batch_size`, `max_length`, `device`, ...).
 
 Generation tasks decode with [`TARoProcessor`]; log-likelihood tasks score with the same mixed distribution,
 `log_softmax(log p_b + alpha_t * log p_r)`, alpha_t from the router teacher-forced on the request.
@@ -26,8 +26,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from transformers import LogitsProcessorList
 
-from ..features import guided_scores
-from ..generation import make_processor
+from ..features import mix
 from .session import Session, load_session
 
 
@@ -35,24 +34,25 @@ from .session import Session, load_session
 class TARoLM(HFLM):
     """`HFLM` whose next-token distribution is the reward-guided one (see the module docstring)."""
 
-    def __init__(self, pretrained: str | None = None, reward_model: str | None = None, router: str | None = None,
-                 method: str = "taro", alpha: float | str | None = None, device_map: str | None = None,
-                 **kwargs: Any):
+    def __init__(self, pretrained: str | None = None, guide: str | None = None, reward_model: str | None = None,
+                 router: str | None = None, method: str | None = None, alpha: float | str | None = None,
+                 device_map: str | None = None, **kwargs: Any):
         if kwargs.get("tokenizer") not in (None, "", "None"):
             # The processor and the reward model share the base model's vocabulary; another tokenizer would
             # silently misalign them, so it is refused rather than ignored.
             raise ValueError(f"model 'taro' always uses the base model's tokenizer; remove tokenizer="
                              f"{kwargs['tokenizer']!r} from --model_args (set pretrained= to the model you want).")
         alpha = None if alpha in (None, "", "None") else float(alpha)
-        self.session: Session = load_session(pretrained, reward_model, router, method, alpha, device_map)
+        self.session: Session = load_session(pretrained, guide, reward_model=reward_model, router=router, alpha=alpha,
+                                             method=method, device_map=device_map)
         kwargs.pop("tokenizer", None)
         super().__init__(pretrained=self.session.base, tokenizer=self.session.tokenizer, **kwargs)
 
     def _model_generate(self, context: torch.Tensor, max_length: int, stop: list[str], **generation_kwargs: Any):
-        s = self.session
-        proc = make_processor(s.method, s.reward_model, s.router, s.alpha, generation_kwargs.get("attention_mask"),
-                              self.tokenizer.pad_token_id)
-        if proc is not None:
+        guide = self.session.guide
+        if guide is not None:
+            proc = guide.processor(attention_mask=generation_kwargs.get("attention_mask"),
+                                   pad_token_id=self.tokenizer.pad_token_id)
             extra = generation_kwargs.pop("logits_processor", None) or []
             generation_kwargs["logits_processor"] = LogitsProcessorList([proc, *extra])
         return super()._model_generate(context, max_length, stop, **generation_kwargs)
@@ -60,21 +60,19 @@ class TARoLM(HFLM):
     def _model_call(self, inps: torch.Tensor, attn_mask: torch.Tensor | None = None,
                     labels: torch.Tensor | None = None) -> torch.Tensor:
         base_logits = super()._model_call(inps, attn_mask, labels)
-        s = self.session
-        if s.method == "base":
+        guide = self.session.guide
+        if guide is None:
             return base_logits
+        router = guide.router if guide.method == "taro" else None
+        want_hidden = router is not None and router.config.use_reward_hidden_states
         with torch.no_grad():
-            want_hidden = s.method == "taro" and s.router.config.use_reward_hidden_states
-            out = s.reward_model(inps.to(s.reward_model.device), output_hidden_states=want_hidden)
-            base_lp = torch.log_softmax(base_logits.float(), -1)
-            reward_lp = torch.log_softmax(out.logits.float().to(base_lp.device), -1)
-            if s.method == "taro":
-                hidden = out.hidden_states[-1].to(base_lp.device) if want_hidden else None
-                alpha = s.router.compute_alpha(base_lp, reward_lp, hidden)
-            else:
-                alpha = torch.full(base_lp.shape[:-1], float(s.alpha), device=base_lp.device)
+            rm = guide.reward_model
+            out = rm(inps.to(rm.device), output_hidden_states=want_hidden)
+            hidden = out.hidden_states[-1].to(base_logits.device) if want_hidden else None
             # HFLM log-softmaxes what this returns: the guided scores become the normalised mixed distribution.
-            return guided_scores(base_lp, reward_lp, alpha)
+            scores, _ = mix(base_logits, out.logits.to(base_logits.device), router=router,
+                            alpha=None if router is not None else guide.alpha, reward_hidden_states=hidden)
+            return scores
 
 
 def main(argv: list[str] | None = None) -> None:

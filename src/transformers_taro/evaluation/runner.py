@@ -1,12 +1,14 @@
 """`taro eval`: batched guided generation over a task, graded, with a bootstrap CI and throughput.
 
-Under `accelerate launch`, each process takes a contiguous shard of the problems; the main process merges the
-shards into one `generations.jsonl` and one `report.json`.
+Under `accelerate launch`, each process takes a contiguous shard of the problems; the records are gathered to the
+main process, which writes one `generations.jsonl` and one `report.json`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -35,20 +37,29 @@ def best_alpha(accuracy_by_alpha: dict[float, float]) -> float:
     return max(sorted(accuracy_by_alpha), key=lambda a: accuracy_by_alpha[a])
 
 
-def write_guide_info(report_dirs: list[str], path: str) -> float:
-    """Choose GenARM's alpha from `taro eval --method genarm` reports on a validation split; record it in `path`.
+def record_alpha_choice(report_dirs: list[str], guide_folder: str) -> float:
+    """Choose GenARM's alpha from `taro eval --method genarm` reports on a validation split; record it in a guide.
 
-    `path` is the shipped `guide.json` that `taro eval/demo --method genarm` read when `--alpha` is not given.
+    Writes `alpha` and `alpha_selection` into the guide folder's `guide_config.json` (atomically), so
+    `guide.fixed()` and `taro eval --method genarm` use that alpha when none is given.
     """
+    from ..guide import GUIDE_CONFIG_NAME, TARoGuideConfig
+
     reports = [json.loads((Path(d) / "report.json").read_text()) for d in report_dirs]
     if any(r["method"] != "genarm" for r in reports):
-        raise ValueError("write_guide_info takes reports of --method genarm runs only.")
+        raise ValueError("record_alpha_choice takes reports of --method genarm runs only.")
     accuracy = {float(r["alpha"]): r["accuracy"] for r in reports}
     best = best_alpha(accuracy)
-    info = {"best_alpha": best, "chosen_on": {"task": reports[0]["task"], "n": reports[0]["n"],
-                                              "offset": reports[0]["offset"]},
-            "validation_accuracy_by_alpha": {f"{a:g}": accuracy[a] for a in sorted(accuracy)}}
-    Path(path).write_text(json.dumps(info, indent=2) + "\n")
+    path = Path(guide_folder) / GUIDE_CONFIG_NAME
+    config = dataclasses.replace(
+        TARoGuideConfig.from_file(path), alpha=best,
+        alpha_selection={"task": reports[0]["task"], "n": reports[0]["n"], "offset": reports[0]["offset"],
+                         "accuracy_by_alpha": {f"{a:g}": accuracy[a] for a in sorted(accuracy)},
+                         "rule": "highest validation accuracy; ties go to the smaller alpha"},
+    )
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    os.replace(tmp, path)
     return best
 
 
@@ -69,13 +80,17 @@ def summarize(records: list[dict[str, Any]], task: str, method: str, seconds: fl
 
 def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = None, offset: int = 0,
              batch_size: int = 8, max_new_tokens: int = 256) -> dict:
-    """Evaluate `session` on `task`; write `generations.jsonl` and `report.json`; return the report."""
+    """Evaluate `session` on `task`; write `generations.jsonl` and `report.json`; return the report.
+
+    Under `accelerate launch` each process generates a contiguous shard; the records are gathered to the main
+    process (accelerate's `gather_object`), which writes the files. Other processes return an empty dict.
+    """
     from accelerate import PartialState
+    from accelerate.utils import gather_object
 
     state = PartialState()
     rows = task.rows[offset : offset + limit if limit else None]
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
     seconds = 0.0
     with state.split_between_processes(list(range(len(rows)))) as mine:
@@ -94,24 +109,17 @@ def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = 
                     "correct": bool(task.grade(pred, gold)), "mean_alpha": gen.mean_alpha,
                     "new_tokens": len(gen.token_ids),
                 })
-    shard = out / f"generations.rank{state.process_index}.jsonl"
-    shard.write_text("".join(json.dumps(r) + "\n" for r in records))
-    (out / f"seconds.rank{state.process_index}").write_text(str(seconds))
-    state.wait_for_everyone()
+    if state.num_processes > 1:
+        records = gather_object(records)
+        # Processes run in parallel: the wall time is the slowest shard's.
+        seconds = max(gather_object([seconds]))
     if not state.is_main_process:
         return {}
-    merged, total_seconds = [], 0.0
-    for rank in range(state.num_processes):
-        part = out / f"generations.rank{rank}.jsonl"
-        merged += [json.loads(line) for line in part.read_text().splitlines() if line]
-        # Processes run in parallel: the wall time is the slowest shard's.
-        total_seconds = max(total_seconds, float((out / f"seconds.rank{rank}").read_text()))
-        part.unlink()
-        (out / f"seconds.rank{rank}").unlink()
-    merged.sort(key=lambda r: r["index"])
-    (out / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in merged))
-    extra = {"alpha": session.alpha, "offset": offset, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
-             "processes": state.num_processes, **(session.names or {})}
-    report = summarize(merged, task.name, session.method, total_seconds, extra)
+    records.sort(key=lambda r: r["index"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    extra = {"offset": offset, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+             "processes": state.num_processes, **session.names}
+    report = summarize(records, task.name, session.method, seconds, extra)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return report

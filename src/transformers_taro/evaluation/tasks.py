@@ -67,7 +67,9 @@ def _math_gold(row: dict[str, Any]) -> str:
     return match.group(1).strip() if match else row["answer"]
 
 
-def _numeric_gold(field: str) -> Callable[[dict[str, Any]], float]:
+def numeric_gold(field: str) -> Callable[[dict[str, Any]], float]:
+    """The gold answer of a row as a number: a number, or text (GSM8K's `... #### 42` too)."""
+
     def gold(row: dict[str, Any]) -> float:
         value = row[field]
         if isinstance(value, (int, float)):
@@ -94,23 +96,28 @@ def load_task(name: str, path: str | None = None, question_field: str = "questio
         raise FileNotFoundError(f"{path}: no such file. Pass --data, or set TARO_DATA_DIR to the data folder.")
     rows = list(read_jsonl(path))
     if name == "jsonl":
-        missing = [f for f in (question_field, answer_field) if f not in rows[0]]
+        missing = [f for f in (question_field, answer_field) if rows and f not in rows[0]]
         if missing:
             raise ValueError(f"{path}: rows have no field(s) {missing}; fields are {sorted(rows[0])}. "
                              "Use --question-field / --answer-field.")
-        return Task("jsonl", rows, lambda r: str(r[question_field]), _numeric_gold(answer_field),
-                    extract_number, grade_number)
-    return TASKS[name](rows)
+    return TASKS[name](rows, question_field=question_field, answer_field=answer_field)
 
 
-TASKS: dict[str, Callable[[list[dict[str, Any]]], Task]] = {
-    "gsm8k": lambda rows: Task("gsm8k", rows, lambda r: r["question"], _numeric_gold("answer"),
-                               extract_number, grade_number),
-    "svamp": lambda rows: Task("svamp", rows, _svamp_question, _numeric_gold("Answer"), extract_number, grade_number),
-    "math500": lambda rows: Task("math500", rows, lambda r: r["question"], _math_gold, lambda text: text, grade_math,
-                                 system="Solve the problem step by step and put the final answer in \\boxed{}."),
-    "medxpertqa": lambda rows: Task("medxpertqa", rows, _medx_question, _medx_gold, extract_choice,
-                                    lambda p, g: p == g, system="You are a careful medical expert."),
-    "jsonl": lambda rows: Task("jsonl", rows, lambda r: r["question"], _numeric_gold("answer"), extract_number,
-                               grade_number),
+def _jsonl(rows: list[dict[str, Any]], question_field: str = "question", answer_field: str = "answer") -> Task:
+    return Task("jsonl", rows, lambda r: str(r[question_field]), numeric_gold(answer_field), extract_number,
+                grade_number)
+
+
+# Each builder takes the rows and the field names (used by `jsonl` only).
+TASKS: dict[str, Callable[..., Task]] = {
+    "gsm8k": lambda rows, **_: Task("gsm8k", rows, lambda r: r["question"], numeric_gold("answer"),
+                                    extract_number, grade_number),
+    "svamp": lambda rows, **_: Task("svamp", rows, _svamp_question, numeric_gold("Answer"), extract_number,
+                                    grade_number),
+    "math500": lambda rows, **_: Task("math500", rows, lambda r: r["question"], _math_gold, lambda text: text,
+                                      grade_math,
+                                      system="Solve the problem step by step and put the final answer in \\boxed{}."),
+    "medxpertqa": lambda rows, **_: Task("medxpertqa", rows, _medx_question, _medx_gold, extract_choice,
+                                         lambda p, g: p == g, system="You are a careful medical expert."),
+    "jsonl": _jsonl,
 }

@@ -25,7 +25,8 @@ from ..data import arithmetic_is_correct, equations_in, gsm8k_solutions, traces_
 from ..evaluation.graders import extract_number, grade_number
 from ..evaluation.runner import best_alpha, run_eval
 from ..evaluation.session import Session
-from ..evaluation.tasks import Task, _numeric_gold
+from ..guide import TARoGuide
+from ..evaluation.tasks import Task, numeric_gold
 from ..models import load_causal_lm, load_tokenizer
 from ..router import TARoRouter
 from ..training import RewardModelConfig, RouterTrainingConfig, TraceCollator, train_reward_model, train_router
@@ -129,7 +130,7 @@ def step_accuracy(outputs: list[str]) -> float:
 
 
 def _task(name: str, rows: list[dict]) -> Task:
-    return Task(name, rows, lambda r: r["question"], _numeric_gold("answer"), extract_number, grade_number)
+    return Task(name, rows, lambda r: r["question"], numeric_gold("answer"), extract_number, grade_number)
 
 
 def _write(path: Path, rows: list[dict]) -> None:
@@ -205,11 +206,11 @@ def _ship(folder: Path, target: Path) -> None:
 def evaluate_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work: Path) -> dict[str, Any]:
     tok = load_tokenizer(str(ckpt / "small"))
     small, large = load_causal_lm(str(ckpt / "small")), load_causal_lm(str(ckpt / "large"))
-    rm = load_causal_lm(str(ckpt / "reward_model"))
-    router = TARoRouter.from_pretrained(ckpt / "router")
+    taro = TARoGuide(load_causal_lm(str(ckpt / "reward_model")), router=TARoRouter.from_pretrained(ckpt / "router"))
 
     def run(base: Any, method: str, split: str, alpha: float | None = None) -> dict[str, Any]:
-        session = Session(base, tok, method, rm, router, alpha)
+        guide = {"base": None, "genarm": taro.fixed(alpha) if alpha is not None else None, "taro": taro}[method]
+        session = Session(base, tok, guide)
         name = f"{'large' if base is large else 'small'}-{split}-{method}"
         name += f"-{alpha:g}" if alpha is not None else ""
         report = run_eval(session, _task(split, data[split]), str(work / "eval" / name), batch_size=50,

@@ -1,4 +1,4 @@
-"""Pieces both trainers share: atomic artifact writing and resuming."""
+"""Pieces both trainers share: atomic artifact writing."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-
-from transformers.trainer_utils import get_last_checkpoint
 
 # Written last, so a crash part-way through leaves no folder that looks complete (from_pretrained needs these).
 _LOADABLE_LAST = ("config.json", "adapter_config.json")
@@ -33,13 +31,3 @@ def atomic_save(save: Callable[[str], None], output_dir: str | os.PathLike) -> N
             os.replace(scratch / name, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def resume_checkpoint(output_dir: str | os.PathLike, resume: bool) -> str | None:
-    """The newest `checkpoint-N` in `output_dir` when resuming, else None (and a clear error if there is none)."""
-    if not resume:
-        return None
-    last = get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
-    if last is None:
-        raise FileNotFoundError(f"--resume: no checkpoint-N folder in {output_dir} to resume from.")
-    return last

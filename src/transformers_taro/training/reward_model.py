@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..cards import push_folder_to_hub, render_card
-from .common import atomic_save, resume_checkpoint
+from .common import atomic_save
+from .router import TraceCollator
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 from trl.experimental.cpo import CPOConfig, CPOTrainer  # noqa: E402
@@ -34,12 +36,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RewardModelConfig(CPOConfig):
-    """`CPOConfig` set to GenARM's loss, plus LoRA settings.
+    """`CPOConfig` set to GenARM's loss. LoRA comes from TRL's `ModelConfig` (`--use_peft`, `--lora_r`, ...).
 
     Args:
         beta: Temperature of the pairwise loss (GenARM's beta).
-        lora: Train a LoRA adapter (peft) instead of all weights.
-        lora_r, lora_alpha, lora_dropout, lora_target_modules: The adapter's shape (`"all-linear"` by default).
+        cpo_alpha: Weight of CPO's NLL term on the chosen steps (0: GenARM's loss exactly).
     """
 
     loss_type: str = field(default="sigmoid", metadata={"help": "Must be 'sigmoid' (GenARM's loss)."})
@@ -48,11 +49,6 @@ class RewardModelConfig(CPOConfig):
         metadata={"help": "Weight of an NLL term on the chosen steps (CPO's). 0 is GenARM's loss exactly."},
     )
     beta: float = field(default=0.1, metadata={"help": "beta of -log sigmoid(beta * (logp_c - logp_r))."})
-    lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of all weights."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str = field(default="all-linear", metadata={"help": "Modules LoRA adapts."})
 
     def __post_init__(self) -> None:
         if self.loss_type != "sigmoid" or self.cpo_alpha < 0:
@@ -67,14 +63,6 @@ class RewardModelConfig(CPOConfig):
             # TRL defaults to bf16, which transformers refuses without a GPU; CPU training runs in float32.
             self.bf16 = False
         super().__post_init__()
-
-    def lora_config(self) -> Any:
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-            target_modules=self.lora_target_modules, task_type="CAUSAL_LM",
-        )
 
 
 class RewardModelTrainer(CPOTrainer):
@@ -115,30 +103,27 @@ def _trim(batch: dict[str, Any], side: str, keep: slice) -> None:
 
 
 @torch.no_grad()
-def continuation_logprobs(model: Any, tokenizer: Any, prompts: list[str], continuations: list[str],
-                          batch_size: int = 8) -> torch.Tensor:
-    """Sum of token log-probs of each continuation after its prompt: the GenARM reward of that step."""
+def continuation_logprobs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                          continuations: list[str], batch_size: int = 8) -> torch.Tensor:
+    """Sum of token log-probs of each continuation after its prompt: the GenARM reward of that step.
+
+    Tokenized by the router's `TraceCollator` (without a closing EOS), so both trainers see the same tokens.
+    """
+    collate = TraceCollator(tokenizer, max_length=1 << 30, add_eos=False)
     totals = []
     for i in range(0, len(prompts), batch_size):
-        seqs, starts = [], []
-        for prompt, cont in zip(prompts[i : i + batch_size], continuations[i : i + batch_size]):
-            p = tokenizer(prompt)["input_ids"]
-            c = tokenizer(cont, add_special_tokens=False)["input_ids"]
-            seqs.append(p + c)
-            starts.append(len(p))
-        width = max(map(len, seqs))
-        ids = torch.zeros(len(seqs), width, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for j, seq in enumerate(seqs):
-            ids[j, : len(seq)], mask[j, : len(seq)] = torch.tensor(seq), 1
-        logprobs = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
-        logprobs = logprobs.log_softmax(-1)[:, :-1].gather(-1, ids[:, 1:, None].to(model.device)).squeeze(-1)
-        for j, (seq, start) in enumerate(zip(seqs, starts)):
-            totals.append(logprobs[j, start - 1 : len(seq) - 1].sum().cpu())
-    return torch.stack(totals)
+        rows = [{"prompt": p, "completion": c} for p, c in zip(prompts[i : i + batch_size],
+                                                                 continuations[i : i + batch_size])]
+        batch = {k: v.to(model.device) for k, v in collate(rows).items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        labels = batch["labels"]
+        token_logprobs = logits.log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        totals.append((token_logprobs * labels.ne(-100)).sum(-1).cpu())
+    return torch.cat(totals)
 
 
-def evaluate_reward_model(model: Any, tokenizer: Any, pairs: list[dict[str, str]], beta: float = 0.1) -> dict:
+def evaluate_reward_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: list[dict[str, str]],
+                          beta: float = 0.1) -> dict:
     """GenARM loss and pairwise accuracy (chosen step scored above rejected) of a reward model on step pairs."""
     prompts = [p["prompt"] for p in pairs]
     margin = continuation_logprobs(model, tokenizer, prompts, [p["chosen"] for p in pairs]) - continuation_logprobs(
@@ -158,6 +143,7 @@ def train_reward_model(
     data: str,
     output_dir: str,
     config: RewardModelConfig | None = None,
+    peft_config: Any | None = None,
     limit: int | None = None,
     resume: bool = False,
     sample_rejected: bool = False,
@@ -169,18 +155,23 @@ def train_reward_model(
         model: Hub id or folder of the starting causal LM (None: the embedded default).
         data: GSM8K or Math-Step-DPO rows, a local JSON/JSONL file or a Hub id.
         config: Training settings; `output_dir` overrides its `output_dir`.
+        peft_config: A `peft.LoraConfig` (e.g. `trl.get_peft_config(ModelConfig(use_peft=True))`) to train a LoRA
+            adapter instead of all weights.
         limit: Use the first `limit` source rows.
         resume: Continue from the newest checkpoint in `output_dir`.
         sample_rejected: For GSM8K, rejected steps are sampled from `model` and labelled automatically
-            (`data.sample_incorrect_steps`); steps with no incorrect sample fall back to a corrupted gold step.
+            (`training.sampling.sample_incorrect_steps`); steps with no incorrect sample fall back to a corrupted
+            gold step.
 
     Returns:
         `output_dir`, which `TARoProcessor` takes after `load_causal_lm(output_dir)`.
     """
     import datasets
 
-    from ..data import build_step_pairs, detect_format, gsm8k_solutions, load_rows, sample_incorrect_steps
-    from ..models import DEFAULT_MODEL, load_causal_lm, load_tokenizer
+    from ..data import build_step_pairs, detect_format, gsm8k_solutions, load_rows
+    from ..defaults import DEFAULT_MODEL
+    from ..models import load_causal_lm, load_tokenizer
+    from .sampling import sample_incorrect_steps
 
     config = config or RewardModelConfig(output_dir=output_dir)
     config.output_dir = output_dir
@@ -204,9 +195,9 @@ def train_reward_model(
         args=config,
         train_dataset=datasets.Dataset.from_list(pairs),
         processing_class=tokenizer,
-        peft_config=config.lora_config() if config.lora else None,
+        peft_config=peft_config,
     )
-    trainer.train(resume_from_checkpoint=resume_checkpoint(output_dir, resume))
+    trainer.train(resume_from_checkpoint=True if resume else None)
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     name = model or DEFAULT_MODEL
     summary = (
@@ -225,8 +216,8 @@ def train_reward_model(
             cfg["base_model_name_or_path"] = name
             adapter.write_text(json.dumps(cfg, indent=2))
         _write_card(folder, {
-            "library_name": "peft" if config.lora else "transformers", "base_model_name_or_path": name,
-            "beta": config.beta, "data": data, "lora": f"r={config.lora_r}" if config.lora else "no",
+            "library_name": "peft" if peft_config else "transformers", "base_model_name_or_path": name,
+            "beta": config.beta, "data": data, "lora": f"r={peft_config.r}" if peft_config else "no",
             "max_steps": trainer.state.global_step, "training_summary": summary,
         })
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from ..router import TARoRouter, TARoRouterConfig
-from .common import atomic_save, resume_checkpoint
+from .common import atomic_save
 
 logger = logging.getLogger(__name__)
 
@@ -69,19 +70,21 @@ class TraceCollator:
     """Tokenizes `prompt` + `completion` rows: right-padded ids, mask, and shifted labels on completion tokens.
 
     `labels[:, t]` is the token that follows position t, or -100 where it belongs to the prompt or padding. The
-    prompt is tokenized exactly as generation tokenizes it, so training contexts equal decoding contexts.
+    prompt is tokenized exactly as generation tokenizes it, so training contexts equal decoding contexts. A whole
+    trace ends with EOS (`add_eos`); a single step scored on its own does not.
     """
 
-    def __init__(self, tokenizer: Any, max_length: int = 512):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int = 512, add_eos: bool = True):
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.add_eos = add_eos
 
     def __call__(self, rows: list[dict[str, str]]) -> dict[str, torch.Tensor]:
         seqs, starts = [], []
         for row in rows:
             prompt = self.tokenizer(row["prompt"])["input_ids"]
             completion = self.tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
-            if self.tokenizer.eos_token_id is not None:
+            if self.add_eos and self.tokenizer.eos_token_id is not None:
                 completion = completion + [self.tokenizer.eos_token_id]
             if len(prompt) >= self.max_length:
                 raise ValueError(
@@ -179,12 +182,15 @@ def train_router(
         device_map: `"auto"` to spread large frozen models over the GPUs with accelerate.
 
     Returns:
-        `output_dir`; `TARoRouter.from_pretrained(output_dir)` loads the result.
+        `output_dir`: `TARoRouter.from_pretrained(output_dir)` loads the router, and `output_dir/guide` is the guide
+        (the reward model with this router) that `TARoGuide.from_pretrained` and `taro eval --guide` take.
     """
     import datasets
 
-    from ..data import build_traces
-    from ..models import DEFAULT_MODEL, load_causal_lm, load_tokenizer
+    from ..data import SYSTEM_PROMPT, build_traces
+    from ..defaults import DEFAULT_MODEL
+    from ..guide import TARoGuide
+    from ..models import is_peft_adapter, load_causal_lm, load_tokenizer
 
     config = config or RouterTrainingConfig(output_dir=output_dir)
     config.output_dir = output_dir
@@ -202,7 +208,7 @@ def train_router(
         base_model=base, reward_model=rm, model=router, args=config,
         train_dataset=datasets.Dataset.from_list(traces), data_collator=TraceCollator(tokenizer, config.max_length),
     )
-    trainer.train(resume_from_checkpoint=resume_checkpoint(output_dir, resume))
+    trainer.train(resume_from_checkpoint=True if resume else None)
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     router.config.training_summary = (
         f"{trainer.state.global_step} steps on {len(traces)} correct traces from `{data}`"
@@ -210,4 +216,10 @@ def train_router(
         + f"; alpha_reg={config.alpha_reg}, lr={config.learning_rate}."
     )
     atomic_save(trainer.save_model, output_dir)
+    if trainer.is_world_process_zero():
+        guide = TARoGuide(rm, router=router, tokenizer=load_tokenizer(reward_model),
+                          adapter_folder=reward_model if is_peft_adapter(reward_model) else None)
+        guide.config.system_prompt = SYSTEM_PROMPT
+        guide.config.training_summary = router.config.training_summary
+        guide.save_pretrained(Path(output_dir) / "guide")
     return output_dir

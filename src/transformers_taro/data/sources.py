@@ -1,0 +1,70 @@
+"""Training data from a file or a Hub id: the format is detected, and step pairs or traces are built."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from .gsm8k import gsm8k_solutions, step_pairs_from_solutions, traces_from_solutions
+from .rows import read_jsonl
+from .step_dpo import math_step_dpo_pairs
+
+
+def load_rows(id_or_path: str, split: str = "train") -> list[dict[str, Any]]:
+    """Rows of a local JSON/JSONL file, or of a Hub dataset (through `datasets`, so the HF cache works offline)."""
+    path = Path(id_or_path)
+    if path.is_file():
+        if path.suffix == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return data if isinstance(data, list) else data.get("data", data.get("rows", []))
+        return list(read_jsonl(path))
+    if path.exists() or id_or_path.startswith((".", "/")):
+        raise FileNotFoundError(f"{id_or_path}: not a JSON/JSONL file")
+    import datasets
+
+    return list(datasets.load_dataset(id_or_path, split=split))
+
+
+def detect_format(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        raise ValueError("The data has no rows.")
+    keys = set(rows[0])
+    if {"prompt", "chosen", "rejected"} <= keys:
+        return "step-dpo"
+    if {"question", "answer"} <= keys:
+        return "gsm8k"
+    raise ValueError(
+        f"Unrecognised data with fields {sorted(keys)}: expected Math-Step-DPO (prompt, initial_reason_steps, "
+        "chosen, rejected) or GSM8K (question, answer)."
+    )
+
+
+def build_step_pairs(
+    id_or_path: str,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    rejected_steps: dict[tuple[int, int], list[str]] | None = None,
+    strict: bool = False,
+) -> list[dict[str, str]]:
+    """Step pairs from a Math-Step-DPO or GSM8K source (a local file or a Hub id)."""
+    rows = load_rows(id_or_path)[:limit] if limit else load_rows(id_or_path)
+    if detect_format(rows) == "step-dpo":
+        return math_step_dpo_pairs(rows, tokenizer, strict=strict)
+    solutions, _ = gsm8k_solutions(rows, strict=strict)
+    return step_pairs_from_solutions(solutions, tokenizer, seed=seed, rejected_steps=rejected_steps)
+
+
+def build_traces(
+    id_or_path: str, tokenizer: PreTrainedTokenizerBase | None = None, limit: int | None = None, strict: bool = False
+) -> list[dict[str, str]]:
+    """Correct traces from GSM8K rows, or from Math-Step-DPO rows (prompt + steps + chosen)."""
+    rows = load_rows(id_or_path)[:limit] if limit else load_rows(id_or_path)
+    if detect_format(rows) == "step-dpo":
+        pairs = math_step_dpo_pairs(rows, tokenizer, strict)
+        return [{"prompt": p["prompt"], "completion": p["chosen"]} for p in pairs]
+    solutions, _ = gsm8k_solutions(rows, strict=strict)
+    return traces_from_solutions(solutions, tokenizer)

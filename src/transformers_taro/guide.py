@@ -1,0 +1,409 @@
+"""`TARoGuide`: a reward model plus a router (or one fixed alpha), saved, loaded and shared as one folder.
+
+A guide is to a base model what a PEFT adapter is: one folder, `save_pretrained` / `from_pretrained` /
+`push_to_hub`, nothing wired by hand.
+
+    my-guide/
+      guide_config.json     method, alpha, what it was trained with
+      reward_model/         a causal LM, or a LoRA adapter over a named base
+      router/               TARo only: the router (absent for a fixed-alpha guide)
+      README.md             model card from hub_cards/guide.md
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
+
+from .cards import push_folder_to_hub, render_card
+from .data import SYSTEM_PROMPT, format_prompt
+from .models import is_peft_adapter, load_causal_lm, load_tokenizer, quiet_progress
+from .processor import TARoProcessor
+from .router import TARoRouter
+
+GUIDE_CONFIG_NAME = "guide_config.json"
+REWARD_MODEL_DIR = "reward_model"
+ROUTER_DIR = "router"
+METHODS = ("taro", "genarm")
+
+
+@dataclass
+class TARoGuideConfig:
+    """What a guide folder records besides its weights (`guide_config.json`).
+
+    Args:
+        method: `"taro"` (a router picks alpha per token) or `"genarm"` (one fixed `alpha`).
+        alpha: GenARM's fixed weight. For a TARo guide, the fixed weight chosen for the same reward model on
+            validation: the GenARM baseline that `guide.fixed()` decodes with.
+        alpha_selection: How `alpha` was chosen (split, problems, accuracy per alpha), for the record.
+        base_model_name_or_path: The base model the guide was trained next to. Any base with the same vocabulary
+            can be guided; this one is the reference.
+        vocab_size: The vocabulary the reward model and router share with that base.
+        system_prompt: The system prompt of the prompt format used in training (`guide.format_prompt`).
+        training_summary: Data, steps and losses of training, for the model card.
+    """
+
+    method: str = "taro"
+    alpha: float | None = None
+    alpha_selection: dict[str, Any] | None = None
+    base_model_name_or_path: str | None = None
+    vocab_size: int | None = None
+    system_prompt: str | None = SYSTEM_PROMPT
+    training_summary: str | None = None
+    taro_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"A guide's method is one of {METHODS}, got {self.method!r}.")
+        if self.method == "genarm" and self.alpha is None:
+            raise ValueError("A GenARM guide (method='genarm') needs its fixed alpha.")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> TARoGuideConfig:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown guide settings {unknown}; known: {sorted(known)}. "
+                             "Was it written by a newer transformers-taro? Upgrade it.")
+        return cls(**data)
+
+
+def _check_alpha(alpha: float | None) -> float | None:
+    if alpha is None:
+        return None
+    alpha = float(alpha)
+    if not torch.isfinite(torch.tensor(alpha)):
+        raise ValueError(f"alpha must be a finite number, got {alpha}.")
+    return alpha
+
+
+class TARoGuide:
+    r"""A token-level reward model with a router (TARo) or a fixed weight (GenARM): everything guided decoding needs.
+
+    Decoding with a guide draws from :math:`\log p \propto \log p_b + \alpha_t \log p_r`, with :math:`\alpha_t`
+    from the router, or the fixed `alpha`. See [`TARoProcessor`] for what decoding guarantees.
+
+    Args:
+        reward_model (`PreTrainedModel`): The token-level reward model, a causal LM sharing the base's vocabulary:
+            a full model, or a `peft` LoRA model (kept as an adapter when saved).
+        router (`TARoRouter`, *optional*): Picks alpha per token (TARo).
+        alpha (`float`, *optional*): The fixed weight (GenARM). With a router, the fixed weight to compare
+            against (`guide.fixed()`); decoding then uses the router.
+        config (`TARoGuideConfig`, *optional*): What the guide was trained with; built from the arguments if not
+            given.
+        tokenizer (`PreTrainedTokenizerBase`, *optional*): The reward model's tokenizer, checked against a base
+            tokenizer where one is passed to `generate`.
+        adapter_folder (`str`, *optional*): The LoRA adapter folder a merged `reward_model` was made from; saving
+            copies the small adapter instead of the merged weights.
+
+    Example:
+    ```python
+    >>> import torch
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> from transformers_taro import TARoGuide
+    >>> cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    ...                   num_attention_heads=4, num_key_value_heads=2)
+    >>> base, rm = LlamaForCausalLM(cfg).eval(), LlamaForCausalLM(cfg).eval()
+    >>> guide = TARoGuide(rm, alpha=1.0)
+    >>> out = guide.generate(base, input_ids=torch.tensor([[1, 5, 7]]), max_new_tokens=4, do_sample=False)
+    >>> guide.alphas.shape
+    torch.Size([1, 4])
+    >>> guide.save_pretrained("my-guide")  # guide_config.json, reward_model/, README.md
+    >>> TARoGuide.from_pretrained("my-guide").method
+    'genarm'
+    ```
+    """
+
+    def __init__(
+        self,
+        reward_model: PreTrainedModel,
+        router: TARoRouter | None = None,
+        alpha: float | None = None,
+        config: TARoGuideConfig | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        adapter_folder: str | os.PathLike | None = None,
+    ):
+        if router is None and alpha is None:
+            raise ValueError("A guide needs a router (TARo) or a fixed alpha (GenARM); got neither.")
+        alpha = _check_alpha(alpha)
+        if config is None:
+            from . import __version__
+
+            config = TARoGuideConfig(
+                method="taro" if router is not None else "genarm", alpha=alpha,
+                base_model_name_or_path=router.config.base_model_name_or_path if router is not None else None,
+                vocab_size=_vocab_size(reward_model), taro_version=__version__,
+            )
+        elif (config.method == "taro") != (router is not None):
+            raise ValueError(f"The guide's config says method={config.method!r} but a router was "
+                             f"{'given' if router is not None else 'not given'}.")
+        config.alpha = alpha if alpha is not None else config.alpha
+        self.reward_model = reward_model
+        self.router = router
+        self.config = config
+        self.tokenizer = tokenizer
+        if adapter_folder is not None and not is_peft_adapter(adapter_folder):
+            raise ValueError(f"adapter_folder={adapter_folder!r} holds no adapter_config.json.")
+        self._adapter_source = Path(adapter_folder) if adapter_folder is not None else None
+        self._last: TARoProcessor | None = None
+
+    # -- what it is ------------------------------------------------------------------------------------------
+
+    @property
+    def method(self) -> str:
+        """`"taro"` (router) or `"genarm"` (fixed alpha)."""
+        return self.config.method
+
+    @property
+    def alpha(self) -> float | None:
+        """The fixed weight (GenARM's; for a TARo guide, the baseline `fixed()` uses)."""
+        return self.config.alpha
+
+    @property
+    def alphas(self) -> torch.Tensor:
+        """`[rows, steps]`: the weight used at each generated token of the last `generate` call."""
+        return self._last.alphas if self._last is not None else torch.empty(0, 0)
+
+    @property
+    def alpha_range(self) -> tuple[float, float]:
+        """The range alpha can take: `[0, alpha_max]` for a router, the one value for a fixed weight."""
+        if self.router is not None:
+            return 0.0, float(self.router.config.alpha_max)
+        return float(self.config.alpha), float(self.config.alpha)
+
+    def fixed(self, alpha: float | None = None) -> TARoGuide:
+        """The same reward model with one fixed weight (GenARM): `alpha`, else the one this guide recorded."""
+        alpha = self.config.alpha if alpha is None else alpha
+        if alpha is None:
+            raise ValueError("This guide records no fixed alpha: pass one, e.g. guide.fixed(0.5) or --alpha 0.5.")
+        config = dataclasses.replace(self.config, method="genarm", alpha=float(alpha))
+        return TARoGuide(self.reward_model, alpha=alpha, config=config, tokenizer=self.tokenizer,
+                         adapter_folder=self._adapter_source)
+
+    def format_prompt(self, question: str, tokenizer: PreTrainedTokenizerBase | None = None) -> str:
+        """The prompt in the format the guide was trained on (the base tokenizer's chat template, if it has one)."""
+        return format_prompt(question, tokenizer, system=self.config.system_prompt)
+
+    def to(self, device: str | torch.device) -> TARoGuide:
+        """Move the reward model and router (not for models spread with `device_map`)."""
+        if getattr(self.reward_model, "hf_device_map", None) is None:
+            self.reward_model.to(device)
+        if self.router is not None:
+            self.router.to(device)
+        return self
+
+    # -- decoding --------------------------------------------------------------------------------------------
+
+    def processor(self, attention_mask: torch.Tensor | None = None, **kwargs: Any) -> TARoProcessor:
+        """The `TARoProcessor` for one batch (its prompt's `attention_mask`); `kwargs` go to `TARoProcessor`."""
+        return TARoProcessor(
+            self.reward_model,
+            router=self.router if self.method == "taro" else None,
+            alpha=self.config.alpha if self.method == "genarm" else None,
+            attention_mask=attention_mask,
+            reward_tokenizer=self.tokenizer if kwargs.get("tokenizer") is not None else None,
+            **kwargs,
+        )
+
+    @torch.no_grad()
+    def generate(self, model: PreTrainedModel, **generate_kwargs: Any) -> Any:
+        """`model.generate(**generate_kwargs)` guided by this guide; the weights used are then in `guide.alphas`.
+
+        Takes everything `generate` takes. Another `logits_processor` list runs after the guidance. A `tokenizer`
+        (as `generate` takes for stop strings) is also checked against the guide's.
+        """
+        pad = generate_kwargs.get("pad_token_id", getattr(model.generation_config, "pad_token_id", None))
+        proc = self.processor(
+            attention_mask=generate_kwargs.get("attention_mask"),
+            pad_token_id=pad,
+            tokenizer=generate_kwargs.get("tokenizer"),
+            reward_input_ids=generate_kwargs.pop("reward_input_ids", None),
+            reward_attention_mask=generate_kwargs.pop("reward_attention_mask", None),
+        )
+        extra = generate_kwargs.pop("logits_processor", None) or []
+        self._last = proc
+        return model.generate(**generate_kwargs, logits_processor=LogitsProcessorList([proc, *extra]))
+
+    # -- saving and loading ----------------------------------------------------------------------------------
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Write the guide folder atomically: a crash leaves the old folder (or none), never a mix of both."""
+        target = Path(save_directory).absolute()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.saving-"))
+        try:
+            with quiet_progress():
+                self._write(scratch)
+            old = None
+            if target.exists():
+                old = target.parent / f".{target.name}.old-{os.getpid()}"
+                os.replace(target, old)
+            os.replace(scratch, target)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _write(self, folder: Path) -> None:
+        rm_dir = folder / REWARD_MODEL_DIR
+        if self._adapter_source is not None:
+            shutil.copytree(self._adapter_source, rm_dir)
+        else:
+            self.reward_model.save_pretrained(rm_dir)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(rm_dir)
+        if self.router is not None:
+            self.router.save_pretrained(folder / ROUTER_DIR)
+        (folder / GUIDE_CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
+        (folder / "README.md").write_text(render_card("guide.md", self._card_fields()), encoding="utf-8")
+
+    def _card_fields(self) -> dict[str, Any]:
+        fields = dataclasses.asdict(self.config)
+        fields["reward_model_kind"] = "LoRA adapter" if self._adapter_source is not None else "causal LM"
+        fields["router"] = (
+            f"yes: alpha in [0, {self.router.config.alpha_max:g}] per token" if self.router is not None else "no"
+        )
+        return fields
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_guide_name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool | None = None,
+        dtype: torch.dtype | str | None = None,
+        device_map: str | dict | None = None,
+    ) -> TARoGuide:
+        """Load a guide from a local folder, a Hub id, or the offline HF cache (`local_files_only=True`).
+
+        A LoRA reward model is merged into a fresh copy of its base (named in its `adapter_config.json`; the
+        embedded default loads offline). `dtype` and `device_map` apply to the reward model.
+        """
+        folder = _guide_folder(pretrained_guide_name_or_path, revision, token, cache_dir, local_files_only)
+        config = TARoGuideConfig.from_file(folder / GUIDE_CONFIG_NAME)
+        rm_dir = folder / REWARD_MODEL_DIR
+        if not rm_dir.is_dir():
+            raise FileNotFoundError(f"{folder} is a guide folder without {REWARD_MODEL_DIR}/: it is incomplete.")
+        reward_model = load_causal_lm(str(rm_dir), dtype=dtype, device_map=device_map)
+        tokenizer = _saved_tokenizer(rm_dir)
+        router = None
+        if config.method == "taro":
+            if not (folder / ROUTER_DIR / "config.json").is_file():
+                raise FileNotFoundError(f"{folder}: a TARo guide needs {ROUTER_DIR}/config.json, which is missing.")
+            with quiet_progress():
+                router = TARoRouter.from_pretrained(folder / ROUTER_DIR).to(reward_model.device)
+        return cls(reward_model, router=router, alpha=config.alpha, config=config, tokenizer=tokenizer,
+                   adapter_folder=rm_dir if is_peft_adapter(rm_dir) else None)
+
+    def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload TARo guide", **kwargs: Any) -> Any:
+        """Upload the guide folder, with its model card from `hub_cards/guide.md`, to the Hub repo `repo_id`.
+
+        Takes `private`, `token`, `revision`, `create_pr` as `huggingface_hub.HfApi.upload_folder` does.
+        """
+        return push_folder_to_hub(lambda folder: self._write(Path(folder)), repo_id,
+                                  commit_message=commit_message, **kwargs)
+
+
+def _saved_tokenizer(folder: str | os.PathLike) -> PreTrainedTokenizerBase | None:
+    """The tokenizer saved beside a reward model, if any: it only lets `generate(tokenizer=...)` compare vocabularies
+    token by token, so a folder (or Hub id) without one is fine."""
+    return load_tokenizer(str(folder)) if (Path(folder) / "tokenizer_config.json").is_file() else None
+
+
+def _vocab_size(model: PreTrainedModel) -> int | None:
+    embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return int(embeddings.weight.shape[0]) if embeddings is not None else None
+
+
+def _guide_folder(name: str | os.PathLike, revision: str | None, token: str | bool | None,
+                  cache_dir: str | os.PathLike | None, local_files_only: bool | None) -> Path:
+    path = Path(name)
+    if path.is_dir():
+        if not (path / GUIDE_CONFIG_NAME).is_file():
+            raise FileNotFoundError(
+                f"{path} is not a TARo guide folder: it has no {GUIDE_CONFIG_NAME}. A guide folder holds "
+                f"{GUIDE_CONFIG_NAME}, {REWARD_MODEL_DIR}/ and (TARo) {ROUTER_DIR}/; assemble one with "
+                "TARoGuide(reward_model, router=..., alpha=...).save_pretrained(folder)."
+            )
+        return path
+    if str(name).startswith((".", "/", "~")) or str(name).count("/") != 1:
+        raise FileNotFoundError(f"{name}: no such folder (and it is not a Hub id of the form 'owner/name').")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        snapshot = snapshot_download(str(name), revision=revision, token=token, cache_dir=cache_dir,
+                                     local_files_only=bool(local_files_only))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
+        raise FileNotFoundError(
+            f"{name}: not a local folder, and the Hub repo could not be read ({type(err).__name__}). Offline, it "
+            "must be in the HF cache already (download it once, or pass a local folder)."
+        ) from err
+    return _guide_folder(snapshot, revision, token, cache_dir, local_files_only)
+
+
+def load_guide(
+    guide: str | os.PathLike | None = None,
+    *,
+    reward_model: str | None = None,
+    router: str | None = None,
+    alpha: float | None = None,
+    method: str | None = None,
+    **load_kwargs: Any,
+) -> TARoGuide | None:
+    """The guide a command line asks for: a guide folder or Hub id, or one assembled from its parts.
+
+    - `method="base"`: no guide (None).
+    - `reward_model` (a model, LoRA adapter or Hub id) with `router` and/or `alpha`: a guide assembled from them.
+    - otherwise the guide `guide` (default: the shipped one), with its router replaced by `router` if given.
+
+    Then `method="genarm"`, or an `alpha` without `method`, gives the fixed-alpha guide (`alpha`, else the guide's
+    own); `method="taro"` requires a router. `load_kwargs` (`dtype`, `device_map`, ...) go to the reward model.
+    """
+    from .defaults import DEFAULT_GUIDE
+
+    if method not in (None, "base", *METHODS):
+        raise ValueError(f"Unknown method {method!r}: choose base, genarm or taro.")
+    if method == "base":
+        return None
+    if alpha is not None and alpha < 0:
+        raise ValueError(f"alpha must be >= 0 (a negative weight inverts the guidance), got {alpha}.")
+    loaded_router = None
+    if router is not None:
+        with quiet_progress():
+            loaded_router = TARoRouter.from_pretrained(router)
+    if reward_model is not None:
+        if guide is not None:
+            raise ValueError("Give a guide (--guide) or its parts (--reward-model, --router/--alpha), not both.")
+        if loaded_router is None and alpha is None:
+            raise ValueError("A guide assembled from --reward-model needs --router (TARo) or --alpha (GenARM).")
+        rm = load_causal_lm(reward_model, **load_kwargs)
+        if loaded_router is not None:
+            loaded_router.to(rm.device)
+        result = TARoGuide(rm, router=loaded_router, alpha=alpha, tokenizer=_saved_tokenizer(reward_model),
+                           adapter_folder=reward_model if is_peft_adapter(reward_model) else None)
+    else:
+        result = TARoGuide.from_pretrained(guide or DEFAULT_GUIDE, **load_kwargs)
+        if loaded_router is not None:
+            config = dataclasses.replace(result.config, method="taro")
+            result = TARoGuide(result.reward_model, router=loaded_router.to(result.reward_model.device),
+                               alpha=result.alpha, config=config, tokenizer=result.tokenizer,
+                               adapter_folder=result._adapter_source)
+    if method == "genarm" or (method is None and alpha is not None):
+        return result.fixed(alpha)
+    if method == "taro" and result.router is None:
+        raise ValueError("method 'taro' needs a router: this guide has a fixed alpha only (pass --router).")
+    return result

@@ -1,0 +1,51 @@
+"""Incorrect next steps sampled from a model and labelled automatically (the Math-Shepherd idea)."""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ..data import Solution, format_prompt, label_step
+
+
+def sample_incorrect_steps(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    solutions: list[Solution],
+    samples_per_step: int = 2,
+    max_step_tokens: int = 48,
+    batch_size: int = 16,
+    temperature: float = 0.8,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[dict[tuple[int, int], list[str]], dict[str, int]]:
+    """Sample next steps from `model` on gold contexts and keep those `label_step` marks incorrect.
+
+    Returns `{(solution index, step index): [incorrect steps]}` and counts of the labels given
+    (`correct`, `incorrect`, `unknown`), the Math-Shepherd idea of process labels without annotators.
+    """
+    jobs = [(si, k) for si, sol in enumerate(solutions) for k in range(len(sol.steps))]
+    contexts = [
+        format_prompt(solutions[si].question, tokenizer) + "".join(solutions[si].all_steps[:k]) for si, k in jobs
+    ]
+    found: dict[tuple[int, int], list[str]] = {}
+    counts = {"correct": 0, "incorrect": 0, "unknown": 0}
+    torch.manual_seed(seed)
+    for start in tqdm(range(0, len(jobs), batch_size), desc="sampling steps", disable=not progress):
+        enc = tokenizer(contexts[start : start + batch_size], return_tensors="pt", padding=True).to(model.device)
+        with torch.no_grad():
+            out = model.generate(
+                **enc, do_sample=True, temperature=temperature, top_k=0, max_new_tokens=max_step_tokens,
+                num_return_sequences=samples_per_step, pad_token_id=tokenizer.pad_token_id,
+                stop_strings=["\n"], tokenizer=tokenizer,
+            )
+        texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        for j, text in enumerate(texts):
+            si, k = jobs[start + j // samples_per_step]
+            step = text.split("\n", 1)[0].strip()
+            label = label_step(step, solutions[si], k)
+            counts["unknown" if label is None else ("correct" if label else "incorrect")] += 1
+            if label is False:
+                found.setdefault((si, k), []).append(step + "\n")
+    return found, counts

@@ -1,0 +1,196 @@
+"""`TARoGuide`: one folder for a reward model and a router (or a fixed alpha); it decodes exactly as the processor."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from conftest import VOCAB, left_padded, tiny_lm
+from transformers import LogitsProcessorList
+
+from transformers_taro import TARoGuide, TARoGuideConfig, TARoProcessor, TARoRouter, TARoRouterConfig, load_guide
+
+PROMPTS = [[1, 5, 9, 14, 3, 7], [1, 22, 8]]
+GEN = dict(max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None)
+
+
+def lora_reward_model(base_seed: int = 7):
+    """A LoRA adapter over a copy of the base, with non-zero weights so it changes the distribution."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_lm(seed=base_seed), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                               init_lora_weights=False))
+    return model.eval()
+
+
+def router():
+    torch.manual_seed(1)
+    r = TARoRouter(TARoRouterConfig(vocab_size=VOCAB, alpha_init=1.5))
+    with torch.no_grad():
+        r.head.weight.normal_(0, 0.5)  # a router whose alpha depends on the token
+    return r
+
+
+def by_hand(base, rm, ids, mask, **kw):
+    proc = TARoProcessor(rm, attention_mask=mask, **kw)
+    out = base.generate(ids, attention_mask=mask, logits_processor=LogitsProcessorList([proc]), **GEN)
+    return out, proc.alphas
+
+
+@pytest.mark.parametrize("kind", ["full", "lora"])
+@pytest.mark.parametrize("method", ["taro", "genarm"])
+def test_save_load_generate_equals_the_processor_by_hand(tmp_path, kind, method):
+    base = tiny_lm(seed=7)
+    if kind == "full":
+        rm = tiny_lm(seed=2)
+    else:
+        adapter = tmp_path / "adapter"
+        peft_model = lora_reward_model()
+        peft_model.save_pretrained(adapter)
+        # As a user's adapter folder names its base: here a local folder with the base's weights.
+        tiny_lm(seed=7).save_pretrained(tmp_path / "lora-base")
+        cfg = json.loads((adapter / "adapter_config.json").read_text())
+        (adapter / "adapter_config.json").write_text(json.dumps({**cfg, "base_model_name_or_path":
+                                                                 str(tmp_path / "lora-base")}))
+        rm = peft_model.merge_and_unload()
+    r = router() if method == "taro" else None
+    alpha = 0.7 if method == "genarm" else None
+    guide = TARoGuide(rm, router=r, alpha=alpha, adapter_folder=adapter if kind == "lora" else None)
+    guide.save_pretrained(tmp_path / "guide")
+    files = set(os.listdir(tmp_path / "guide"))
+    assert {"guide_config.json", "reward_model", "README.md"} <= files
+    assert ("router" in files) == (method == "taro")
+    assert os.path.isfile(tmp_path / "guide" / "reward_model" /
+                          ("adapter_config.json" if kind == "lora" else "model.safetensors"))
+
+    loaded = TARoGuide.from_pretrained(tmp_path / "guide")
+    assert loaded.method == method
+    ids, mask = left_padded(PROMPTS)
+    out = loaded.generate(base, input_ids=ids, attention_mask=mask, **GEN)
+    want, want_alphas = by_hand(base, rm, ids, mask, router=r, alpha=alpha)
+    assert torch.equal(out, want)
+    torch.testing.assert_close(loaded.alphas, want_alphas, atol=1e-6, rtol=0)
+    plain = base.generate(ids, attention_mask=mask, **GEN)
+    assert not torch.equal(out, plain)  # the guide really guided
+
+
+def test_fixed_gives_genarm_at_the_recorded_alpha(tmp_path):
+    base, rm = tiny_lm(seed=7), tiny_lm(seed=2)
+    guide = TARoGuide(rm, router=router(), alpha=0.4)
+    assert guide.method == "taro" and guide.alpha == 0.4
+    fixed = guide.fixed()
+    assert fixed.method == "genarm" and fixed.router is None and fixed.reward_model is rm
+    ids, mask = left_padded(PROMPTS)
+    fixed.generate(base, input_ids=ids, attention_mask=mask, **GEN)
+    assert torch.all(fixed.alphas == 0.4)
+    assert guide.fixed(2.0).alpha == 2.0
+    with pytest.raises(ValueError, match="records no fixed alpha"):
+        TARoGuide(rm, router=router()).fixed()
+
+
+def test_generate_keeps_other_processors_and_the_alphas_per_call():
+    from transformers import MinLengthLogitsProcessor
+
+    base, rm = tiny_lm(seed=7), tiny_lm(seed=2)
+    guide = TARoGuide(rm, alpha=1.0)
+    ids, mask = left_padded(PROMPTS)
+    extra = LogitsProcessorList([MinLengthLogitsProcessor(ids.shape[1] + 8, eos_token_id=2)])
+    guide.generate(base, input_ids=ids, attention_mask=mask, logits_processor=extra, **GEN)
+    assert guide.alphas.shape == (2, 8)
+    guide.generate(base, input_ids=ids[:1], attention_mask=mask[:1], **{**GEN, "max_new_tokens": 3})
+    assert guide.alphas.shape == (1, 3)  # the last call's, not a mix
+
+
+def test_save_replaces_an_old_guide_as_a_whole(tmp_path):
+    rm = tiny_lm(seed=2)
+    TARoGuide(rm, router=router()).save_pretrained(tmp_path / "g")
+    TARoGuide(rm, alpha=0.5).save_pretrained(tmp_path / "g")  # over a TARo guide: no stale router/ left
+    assert not (tmp_path / "g" / "router").exists()
+    assert TARoGuide.from_pretrained(tmp_path / "g").method == "genarm"
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []  # no scratch folders left behind
+
+
+def test_hub_id_loads_from_the_offline_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    rm = tiny_lm(seed=2)
+    TARoGuide(rm, router=router()).save_pretrained(tmp_path / "src")
+    # Lay the folder out as the HF cache does for a downloaded repo.
+    repo = tmp_path / "hub" / "models--org--my-guide"
+    snapshot = repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    snapshot.parent.mkdir(parents=True)
+    os.rename(tmp_path / "src", snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(snapshot.name)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    guide = TARoGuide.from_pretrained("org/my-guide", cache_dir=tmp_path / "hub", local_files_only=True)
+    assert guide.method == "taro"
+    with pytest.raises(FileNotFoundError, match="HF cache"):
+        TARoGuide.from_pretrained("org/not-there", cache_dir=tmp_path / "hub", local_files_only=True)
+
+
+def test_push_to_hub_uploads_the_folder_with_its_card(tmp_path, monkeypatch):
+    import transformers_taro.cards as cards
+
+    uploaded = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=True):
+            return type("Repo", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, **kw):
+            uploaded.update({name: open(os.path.join(folder_path, name)).read() if name.endswith((".md", ".json"))
+                             else None for name in os.listdir(folder_path)})
+            return "ok"
+
+    monkeypatch.setattr(cards, "HfApi", FakeApi)
+    guide = TARoGuide(tiny_lm(seed=2), router=router(), alpha=0.3)
+    assert guide.push_to_hub("org/guide") == "ok"
+    assert {"guide_config.json", "reward_model", "router", "README.md"} <= set(uploaded)
+    assert "TARo guide" in uploaded["README.md"] and "| method | taro |" in uploaded["README.md"]
+    assert json.loads(uploaded["guide_config.json"])["alpha"] == 0.3
+
+
+def test_bad_guides_are_clear_errors(tmp_path):
+    rm = tiny_lm(seed=2)
+    with pytest.raises(ValueError, match="router .* or a fixed alpha"):
+        TARoGuide(rm)
+    with pytest.raises(ValueError, match="finite"):
+        TARoGuide(rm, alpha=float("nan"))
+    with pytest.raises(ValueError, match="method='taro' but a router was not given"):
+        TARoGuide(rm, alpha=1.0, config=TARoGuideConfig(method="taro"))
+    with pytest.raises(ValueError, match="method"):
+        TARoGuideConfig(method="fancy")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a TARo guide folder"):
+        TARoGuide.from_pretrained(tmp_path / "plain")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        TARoGuide.from_pretrained(str(tmp_path / "missing"))
+    TARoGuide(rm, router=router()).save_pretrained(tmp_path / "g")
+    config = json.loads((tmp_path / "g" / "guide_config.json").read_text())
+    (tmp_path / "g" / "guide_config.json").write_text(json.dumps({**config, "colour": "red"}))
+    with pytest.raises(ValueError, match="unknown guide settings \\['colour'\\]"):
+        TARoGuide.from_pretrained(tmp_path / "g")
+    (tmp_path / "g" / "guide_config.json").write_text(json.dumps(config))
+    os.remove(tmp_path / "g" / "router" / "config.json")
+    with pytest.raises(FileNotFoundError, match="router/config.json"):
+        TARoGuide.from_pretrained(tmp_path / "g")
+
+
+def test_load_guide_assembles_from_parts(tmp_path):
+    tiny_lm(seed=2).save_pretrained(tmp_path / "rm")
+    router().save_pretrained(tmp_path / "router")
+    taro = load_guide(reward_model=str(tmp_path / "rm"), router=str(tmp_path / "router"))
+    assert taro.method == "taro"
+    assert load_guide(reward_model=str(tmp_path / "rm"), alpha=0.5).alpha == 0.5
+    assert load_guide(reward_model=str(tmp_path / "rm"), router=str(tmp_path / "router"), alpha=0.5).method == "genarm"
+    assert load_guide(method="base") is None
+    with pytest.raises(ValueError, match="needs --router"):
+        load_guide(reward_model=str(tmp_path / "rm"))
+    with pytest.raises(ValueError, match="negative"):
+        load_guide(reward_model=str(tmp_path / "rm"), alpha=-1.0)
