@@ -84,3 +84,28 @@ def tiny_model_dir(tmp_path_factory):
     model.save_pretrained(folder)
     hf_tok.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """A stand-in for `huggingface_hub.HfApi` that records what would be uploaded: repo, file names, texts."""
+    import os
+
+    uploaded: dict = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            return type("Repo", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, **kw):
+            uploaded["repo"] = repo_id
+            uploaded["files"] = sorted(os.listdir(folder_path))
+            uploaded["texts"] = {name: open(os.path.join(folder_path, name)).read()
+                                 for name in uploaded["files"] if name.endswith((".md", ".json"))}
+            return "ok"
+
+    monkeypatch.setattr("transformers_taro.cards.HfApi", FakeApi)
+    return uploaded

@@ -6,7 +6,6 @@ import json
 import threading
 
 import pytest
-import torch
 
 from transformers_taro import TARoRouter, TARoRouterConfig
 from transformers_taro.cli import main

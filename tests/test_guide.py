@@ -49,6 +49,7 @@ def test_save_load_generate_equals_the_processor_by_hand(tmp_path, kind, method)
         adapter = tmp_path / "adapter"
         peft_model = lora_reward_model()
         peft_model.save_pretrained(adapter)
+        (adapter / "checkpoint-3").mkdir()  # as a training folder has: not part of the guide
         # As a user's adapter folder names its base: here a local folder with the base's weights.
         tiny_lm(seed=7).save_pretrained(tmp_path / "lora-base")
         cfg = json.loads((adapter / "adapter_config.json").read_text())
@@ -64,6 +65,7 @@ def test_save_load_generate_equals_the_processor_by_hand(tmp_path, kind, method)
     assert ("router" in files) == (method == "taro")
     assert os.path.isfile(tmp_path / "guide" / "reward_model" /
                           ("adapter_config.json" if kind == "lora" else "model.safetensors"))
+    assert not os.path.exists(tmp_path / "guide" / "reward_model" / "checkpoint-3")
 
     loaded = TARoGuide.from_pretrained(tmp_path / "guide")
     assert loaded.method == method
@@ -131,29 +133,14 @@ def test_hub_id_loads_from_the_offline_cache(tmp_path, monkeypatch):
         TARoGuide.from_pretrained("org/not-there", cache_dir=tmp_path / "hub", local_files_only=True)
 
 
-def test_push_to_hub_uploads_the_folder_with_its_card(tmp_path, monkeypatch):
-    import transformers_taro.cards as cards
-
-    uploaded = {}
-
-    class FakeApi:
-        def __init__(self, token=None):
-            pass
-
-        def create_repo(self, repo_id, private=None, exist_ok=True):
-            return type("Repo", (), {"repo_id": repo_id})()
-
-        def upload_folder(self, repo_id, folder_path, **kw):
-            uploaded.update({name: open(os.path.join(folder_path, name)).read() if name.endswith((".md", ".json"))
-                             else None for name in os.listdir(folder_path)})
-            return "ok"
-
-    monkeypatch.setattr(cards, "HfApi", FakeApi)
+def test_push_to_hub_uploads_the_folder_with_its_card(fake_hub):
     guide = TARoGuide(tiny_lm(seed=2), router=router(), alpha=0.3)
     assert guide.push_to_hub("org/guide") == "ok"
-    assert {"guide_config.json", "reward_model", "router", "README.md"} <= set(uploaded)
-    assert "TARo guide" in uploaded["README.md"] and "| method | taro |" in uploaded["README.md"]
-    assert json.loads(uploaded["guide_config.json"])["alpha"] == 0.3
+    assert fake_hub["repo"] == "org/guide"
+    assert {"guide_config.json", "reward_model", "router", "README.md"} <= set(fake_hub["files"])
+    card = fake_hub["texts"]["README.md"]
+    assert "TARo guide" in card and "| method | taro |" in card and "$" not in card.split("## Use")[0]
+    assert json.loads(fake_hub["texts"]["guide_config.json"])["alpha"] == 0.3
 
 
 def test_bad_guides_are_clear_errors(tmp_path):

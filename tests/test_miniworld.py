@@ -59,10 +59,9 @@ def test_tokenizer_gives_the_short_prompt_after_a_save(tmp_path):
 
 
 def test_tokenizer_vocabulary_does_not_depend_on_the_process():
+    import os
     import subprocess
     import sys
-
-    import os
 
     code = ("from transformers_taro.miniworld.problems import make_tokenizer; "
             "print(sorted(make_tokenizer().get_vocab().items()))")

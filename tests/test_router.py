@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 import torch
@@ -49,28 +48,14 @@ def test_hub_id_resolves_from_offline_cache(tmp_path):
         TARoRouter.from_pretrained("org/not-cached", cache_dir=tmp_path / "cache", local_files_only=True)
 
 
-def test_model_card_is_rendered_and_pushed(tmp_path, monkeypatch):
+def test_model_card_is_rendered_and_pushed(fake_hub):
     router = trained_looking_router(training_summary="12 steps on GSM8K pairs")
-    uploaded = {}
-
-    class FakeApi:
-        def __init__(self, token=None):
-            pass
-
-        def create_repo(self, repo_id, private=None, exist_ok=False):
-            return type("R", (), {"repo_id": repo_id})()
-
-        def upload_folder(self, repo_id, folder_path, **kw):
-            uploaded["files"] = sorted(os.listdir(folder_path))
-            uploaded["card"] = open(os.path.join(folder_path, "README.md")).read()
-            uploaded["repo"] = repo_id
-
-    monkeypatch.setattr("transformers_taro.cards.HfApi", FakeApi)
     router.push_to_hub("me/router")
-    assert uploaded["repo"] == "me/router"
-    assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
-    assert "`org/rm`" in uploaded["card"] and "12 steps on GSM8K pairs" in uploaded["card"]
-    assert "$" not in uploaded["card"].split("## Use")[0]  # every placeholder filled
+    assert fake_hub["repo"] == "me/router"
+    assert fake_hub["files"] == ["README.md", "config.json", "model.safetensors"]
+    card = fake_hub["texts"]["README.md"]
+    assert "`org/rm`" in card and "12 steps on GSM8K pairs" in card
+    assert "$" not in card.split("## Use")[0]  # every placeholder filled
 
 
 def test_config_has_no_generation_parameter_names(tmp_path):

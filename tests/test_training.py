@@ -21,7 +21,6 @@ from transformers_taro.training import (
     train_router,
 )
 
-
 pytestmark = pytest.mark.slow
 
 

@@ -257,7 +257,11 @@ class TARoGuide:
     def _write(self, folder: Path) -> None:
         rm_dir = folder / REWARD_MODEL_DIR
         if self._adapter_source is not None:
-            shutil.copytree(self._adapter_source, rm_dir)
+            # The adapter's own files only: a training folder also holds checkpoint-N/ and pickled arguments.
+            rm_dir.mkdir()
+            for item in self._adapter_source.iterdir():
+                if item.is_file() and item.name != "training_args.bin":
+                    shutil.copy2(item, rm_dir / item.name)
         else:
             self.reward_model.save_pretrained(rm_dir)
         if self.tokenizer is not None:

@@ -25,8 +25,8 @@ from ..data import arithmetic_is_correct, equations_in, gsm8k_solutions, traces_
 from ..evaluation.graders import extract_number, grade_number
 from ..evaluation.runner import best_alpha, run_eval
 from ..evaluation.session import Session
-from ..guide import TARoGuide
 from ..evaluation.tasks import Task, numeric_gold
+from ..guide import TARoGuide
 from ..models import load_causal_lm, load_tokenizer
 from ..router import TARoRouter
 from ..training import RewardModelConfig, RouterTrainingConfig, TraceCollator, train_reward_model, train_router

@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,10 @@ class RewardModelConfig(CPOConfig):
         if self.bf16 is None and not torch.cuda.is_available():
             # TRL defaults to bf16, which transformers refuses without a GPU; CPU training runs in float32.
             self.bf16 = False
+        if getattr(self, "activation_checkpointing", False) is None:
+            # TRL sets the deprecated `gradient_checkpointing` by default (transformers >= 5.24 warns on it): carry
+            # its value over to the new name, as transformers would, without the warning.
+            self.activation_checkpointing = self.gradient_checkpointing
         super().__post_init__()
 
 
@@ -190,13 +195,16 @@ def train_reward_model(
         raise ValueError(f"No step pairs could be built from {data}.")
     logger.warning("Training the reward model on %d step pairs from %s", len(pairs), data)
     policy.train()
-    trainer = RewardModelTrainer(
-        model=policy,
-        args=config,
-        train_dataset=datasets.Dataset.from_list(pairs),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-    )
+    with warnings.catch_warnings():
+        # peft asks a deprecated transformers property (`is_gradient_checkpointing`) when wrapping; not ours to fix.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        trainer = RewardModelTrainer(
+            model=policy,
+            args=config,
+            train_dataset=datasets.Dataset.from_list(pairs),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
     trainer.train(resume_from_checkpoint=True if resume else None)
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     name = model or DEFAULT_MODEL
