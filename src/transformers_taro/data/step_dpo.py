@@ -1,4 +1,7 @@
-"""Math-Step-DPO-10K rows (`prompt`, `initial_reason_steps`, `chosen`, `rejected`) as step pairs."""
+"""Math-Step-DPO-10K rows (`prompt`, `initial_reason_steps`, `chosen`, `rejected`) as step pairs.
+
+`--data xinlai/Math-Step-DPO-10K` reads it from the Hub through `datasets` (the HF cache works offline).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,6 @@ from transformers import PreTrainedTokenizerBase
 
 from .prompts import format_prompt
 from .rows import MalformedRow, SkipReport
-
-MATH_STEP_DPO = "xinlai/Math-Step-DPO-10K"
-"""Its Hub id: `--data xinlai/Math-Step-DPO-10K` reads it through `datasets` (the HF cache works offline)."""
 
 
 def math_step_dpo_pairs(

@@ -85,6 +85,6 @@ def run_demo(problems: int = 4, alpha: float | None = None, max_new_tokens: int 
         alpha_png(sections, str(out / "alphas.png"), scale)
         written.append(str(out / "alphas.png"))
     except ImportError:
-        console.print("No PNG: matplotlib is not installed (pip install 'transformers-taro[eval]').")
+        console.print("No PNG: matplotlib is not installed (pip install 'transformers-taro[eval]').", markup=False)
     console.print(f"Alpha-coloured TARo answers: {' and '.join(written)}")
     return accuracy

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from ..data import arithmetic_is_correct, equations_in, gsm8k_solutions, traces_from_solutions
 from ..evaluation.graders import extract_number, grade_number
@@ -85,7 +86,7 @@ class MiniworldConfig:
     max_new_tokens: int = 160
 
 
-def _base_model(tokenizer: Any, hidden: int, layers: int, seed: int) -> Any:
+def _base_model(tokenizer: PreTrainedTokenizerBase, hidden: int, layers: int, seed: int) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -96,7 +97,7 @@ def _base_model(tokenizer: Any, hidden: int, layers: int, seed: int) -> Any:
     return LlamaForCausalLM(cfg)
 
 
-def train_base(tokenizer: Any, rows: list[dict], spec: BaseSpec, cfg: MiniworldConfig, out: Path,
+def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseSpec, cfg: MiniworldConfig, out: Path,
                init: Path | None = None) -> None:
     """Supervised training on the gold solutions (loss on the solution tokens), from scratch or from `init`."""
     model = load_causal_lm(str(init)) if init else _base_model(tokenizer, spec.hidden, spec.layers, cfg.seed)
