@@ -1,92 +1,153 @@
-"""Decoding throughput of TARo against plain generate, the two-forward limit and transformers' CFG processor.
+"""Guided decoding speed and memory, measured side by side in one run (ratios, not absolute figures, are the result).
 
-Every method runs in the same process, interleaved round by round, and the median of the rounds is reported, so
-the ratios hold on a shared, noisy machine. The two-forward limit is 1 / (1/base tok/s + 1/reward tok/s), each
-measured alone with plain `generate`: what any guidance that runs both models once per token can reach.
+On the embedded SmolLM2-135M-Instruct with the shipped guide (a LoRA reward model and a router), for each batch
+size, in interleaved rounds (so drift of a shared machine hits every method alike), median tokens/s of:
+- plain `generate` (no guidance);
+- the processor path: `guide.generate(base, fused=False)` (base forward + reward-model forward per token);
+- the fused path: `guide.generate(base, fused=True)` (one forward over 2B rows);
+- transformers' CFG processor with the reward model as its guide (`UnbatchedClassifierFreeGuidanceLogitsProcessor`),
+  a peer that also runs a second model per token.
+Each is printed as a ratio to the two-forward limit (plain / 2): what a guided token costs if the reward model
+costs as much as the base. Then whether the fused path gives the processor path's tokens (greedy, every row of a
+batch of GSM8K-style prompts), and the peak memory (max RSS) of a process that loads the models and decodes with
+each path, each in its own process (after loading, so the loading peak common to both does not hide it).
 
-    python benchmarks/throughput.py                      # the embedded SmolLM2-135M as base and reward model
-    python benchmarks/throughput.py --base-model ID --reward-model ID --batch-sizes 1 8 --new-tokens 64
+    python benchmarks/throughput.py                       # batch 1 and 8, 64 new tokens, 3 rounds
+    python benchmarks/throughput.py --rounds 5 --batch-sizes 1 4 8 --new-tokens 32
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import json
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
 from transformers import LogitsProcessorList, UnbatchedClassifierFreeGuidanceLogitsProcessor
 
-from transformers_taro import TARoProcessor, TARoRouter, TARoRouterConfig
-from transformers_taro.models import load_causal_lm, load_tokenizer
+from transformers_taro import DEFAULT_GUIDE, TARoGuide, load_causal_lm, load_tokenizer
 
-PROMPT = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many"
+QUESTIONS = [
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips "
+    "did Natalia sell altogether in April and May?",
+    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn?",
+    "Betty is saving money for a new wallet which costs $100. Betty has only half of the money she needs. How much "
+    "more money does Betty need?",
+    "James writes a 3-page letter to 2 different friends twice a week. How many pages does he write a year?",
+]
+
+
+def prompts(guide: TARoGuide, tok, batch: int) -> dict:
+    texts = [guide.format_prompt(QUESTIONS[i % len(QUESTIONS)], tok) for i in range(batch)]
+    return tok(texts, return_tensors="pt", padding=True)
+
+
+def _status_mib(field: str) -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def memory_child(path: str, batch: int, new_tokens: int) -> None:
+    """Load what `path` decodes with, reset the peak, decode once; print resident and peak RSS (MiB) as JSON.
+
+    Loading a model has a transient peak of its own, the same for both paths; what differs is what each path
+    holds while decoding (the processor path a merged copy of the reward model, the fused path none), so the peak
+    is reset (Linux: `clear_refs` 5) once everything is loaded and resident.
+    """
+    tok, base = load_tokenizer(None), load_causal_lm(None)
+    guide = TARoGuide.from_pretrained(DEFAULT_GUIDE)
+    enc = prompts(guide, tok, batch)
+    # Weights load memory-mapped and become resident on first use: one short decode first makes every page the
+    # path uses resident (and pays the one-time costs: the processor path's merge, the fused path's weight check).
+    guide.generate(base, fused=path == "fused", **enc, max_new_tokens=2, do_sample=False,
+                   pad_token_id=tok.pad_token_id)
+    gc.collect()
+    resident = _status_mib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    guide.generate(base, fused=path == "fused", **enc, max_new_tokens=new_tokens, do_sample=False,
+                   pad_token_id=tok.pad_token_id)
+    print(json.dumps({"path": guide.last_path, "resident_mib": resident, "peak_mib": _status_mib("VmHWM")}))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base-model", default=None, help="Hub id or folder (default: the embedded SmolLM2-135M)")
-    ap.add_argument("--reward-model", default=None, help="Hub id or folder (default: same as the base)")
-    ap.add_argument("--router", default=None, help="router folder (default: a freshly initialised router)")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--identity-rows", type=int, default=16, help="greedy rows compared token by token")
+    ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child, max(args.batch_sizes), args.new_tokens)
+        return
 
-    tok = load_tokenizer(args.base_model)
-    base = load_causal_lm(args.base_model)
-    rm = load_causal_lm(args.reward_model or args.base_model)
-    vocab = min(base.config.vocab_size, rm.config.vocab_size)
-    router = TARoRouter.from_pretrained(args.router) if args.router else TARoRouter(TARoRouterConfig(vocab_size=vocab))
+    tok, base = load_tokenizer(None), load_causal_lm(None)
+    guide = TARoGuide.from_pretrained(DEFAULT_GUIDE)
+    rm = guide.reward_model  # merged once here, so no method pays the lazy load inside a timed call
     n = args.new_tokens
     gen = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
 
-    def timed(model, enc, processors):
+    def timed(run, enc) -> float:
         start = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(**enc, logits_processor=LogitsProcessorList(processors), **gen)
+            out = run(enc)
         elapsed = time.perf_counter() - start
         assert out.shape[1] - enc["input_ids"].shape[1] == n
         return enc["input_ids"].shape[0] * n / elapsed
 
     methods = {
-        "base alone": lambda enc: timed(base, enc, []),
-        "reward model alone": lambda enc: timed(rm, enc, []),
-        "TARo fixed alpha": lambda enc: timed(base, enc, [TARoProcessor(rm, alpha=1.0, attention_mask=enc["attention_mask"])]),
-        "TARo router": lambda enc: timed(base, enc, [TARoProcessor(rm, router=router, attention_mask=enc["attention_mask"])]),
-        # The guide reads the whole prompt, as a reward model must: same work as TARo's prefill.
-        "CFG processor (transformers)": lambda enc: timed(
-            base, enc, [UnbatchedClassifierFreeGuidanceLogitsProcessor(
-                1.5, rm, unconditional_ids=enc["input_ids"], unconditional_attention_mask=enc["attention_mask"])]
-        ),
+        "plain generate": lambda enc: base.generate(**enc, **gen),
+        "processor path": lambda enc: guide.generate(base, fused=False, **enc, **gen),
+        "fused path": lambda enc: guide.generate(base, fused=True, **enc, **gen),
+        # The peer reads the whole prompt with its guide model, as a reward model must: same work as a prefill.
+        "CFG processor (transformers)": lambda enc: base.generate(**enc, **gen, logits_processor=LogitsProcessorList(
+            [UnbatchedClassifierFreeGuidanceLogitsProcessor(1.5, rm, unconditional_ids=enc["input_ids"],
+                                                            unconditional_attention_mask=enc["attention_mask"])])),
     }
-    results: dict[tuple[str, int], float] = {}
-    for bs in args.batch_sizes:
-        enc = tok([PROMPT] * bs, return_tensors="pt", padding=True)
-        for fn in methods.values():  # warm-up
-            fn(enc)
-        samples: dict[str, list[float]] = {m: [] for m in methods}
+    print(f"SmolLM2-135M-Instruct + shipped LoRA guide, {n} new tokens, {args.rounds} interleaved rounds, "
+          f"median tokens/s; torch {torch.__version__}, {torch.get_num_threads()} threads, dtype {base.dtype}")
+    for batch in args.batch_sizes:
+        enc = prompts(guide, tok, batch)
+        for run in methods.values():  # warm-up: first-call costs are not decoding speed
+            timed(run, enc)
+        speeds: dict[str, list[float]] = {name: [] for name in methods}
         for _ in range(args.rounds):
-            for name, fn in methods.items():
-                samples[name].append(fn(enc))
-        for name, values in samples.items():
-            results[(name, bs)] = statistics.median(values)
+            for name, run in methods.items():
+                speeds[name].append(timed(run, enc))
+        median = {name: statistics.median(v) for name, v in speeds.items()}
+        limit = median["plain generate"] / 2
+        print(f"\nbatch {batch}:  (two-forward limit = plain / 2 = {limit:.1f} tok/s)")
+        for name, value in median.items():
+            spread = f"{min(speeds[name]):.1f}-{max(speeds[name]):.1f}"
+            print(f"  {name:30s} {value:7.1f} tok/s  (rounds {spread})  {value / limit:5.2f}x the limit")
+        print(f"  fused / processor path: {median['fused path'] / median['processor path']:.2f}x")
 
-    print(f"\ntorch threads: {torch.get_num_threads()}, new tokens: {n}, rounds: {args.rounds} (median)")
-    print(f"{'method':32s}" + "".join(f"{'batch ' + str(b) + ' tok/s':>16s}" for b in args.batch_sizes))
-    for name in methods:
-        print(f"{name:32s}" + "".join(f"{results[(name, b)]:16.1f}" for b in args.batch_sizes))
-    print()
-    for bs in args.batch_sizes:
-        limit = 1 / (1 / results[("base alone", bs)] + 1 / results[("reward model alone", bs)])
-        cfg = results[("CFG processor (transformers)", bs)]
-        for m in ("TARo fixed alpha", "TARo router"):
-            t = results[(m, bs)]
-            print(f"batch {bs}: {m:18s} / two-forward limit = {t / limit:.2f}   / CFG processor = {t / cfg:.2f}")
-    if len(args.batch_sizes) > 1:
-        lo, hi = min(args.batch_sizes), max(args.batch_sizes)
-        for m in ("TARo fixed alpha", "TARo router"):
-            print(f"{m}: batch {hi} / batch {lo} tokens/s = {results[(m, hi)] / results[(m, lo)]:.2f}")
+    rows = args.identity_rows
+    enc = prompts(guide, tok, rows)
+    with torch.inference_mode():
+        fused = guide.generate(base, fused=True, **enc, **gen)
+        alphas_fused = guide.alphas.clone()
+        proc = guide.generate(base, fused=False, **enc, **gen)
+        alphas_proc = guide.alphas.clone()
+    same = sum(bool(torch.equal(a, b)) for a, b in zip(fused, proc))
+    print(f"\nidentical tokens, fused vs processor path (greedy, batch {rows}, {n} tokens): {same}/{rows} rows; "
+          f"max |alpha difference| {float((alphas_fused - alphas_proc).abs().max()):.2e}")
+
+    print(f"\nmemory of a process that loads base + guide, then decodes batch {max(args.batch_sizes)} "
+          "(resident before decoding; peak while decoding):")
+    for path in ("processor", "fused"):
+        child = subprocess.run([sys.executable, __file__, "--memory-child", path, "--batch-sizes",
+                                str(max(args.batch_sizes)), "--new-tokens", str(n)],
+                               capture_output=True, text=True, check=True)
+        report = json.loads(child.stdout.strip().splitlines()[-1])
+        print(f"  {report['path']:10s} path: resident {report['resident_mib']:.0f} MiB, peak {report['peak_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def evaluate_cmd(a: argparse.Namespace) -> None:
 def demo(a: argparse.Namespace) -> None:
     from .evaluation.demo import run_demo
 
-    run_demo(a.problems, a.alpha, a.max_new_tokens, a.data, a.output_dir, guide=a.guide)
+    run_demo(a.problems, a.alpha, a.max_new_tokens, a.data, a.output_dir, guide=a.guide, dtype=a.dtype)
 
 
 def lm_eval_cmd(argv: list[str]) -> None:
@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None,
                    help="GSM8K-format JSONL (None: $TARO_DATA_DIR/gsm8k/test.jsonl if set, else the shipped problems)")
     p.add_argument("--output-dir", default="taro-demo", help="where alphas.html and alphas.png go")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"), help="model dtype (None: as saved)")
     p.set_defaults(run=demo)
 
     p = sub.add_parser("generate", help="stream a guided answer, coloured by alpha", formatter_class=_Formatter,

@@ -27,7 +27,7 @@ from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokeniz
 from .cards import push_folder_to_hub, render_card
 from .data import SYSTEM_PROMPT, format_prompt
 from .models import is_peft_adapter, load_causal_lm, load_tokenizer, quiet_progress
-from .processor import TARoProcessor
+from .processor import TARoProcessor, cache_keyword
 from .router import TARoRouter
 
 GUIDE_CONFIG_NAME = "guide_config.json"
@@ -94,8 +94,9 @@ class TARoGuide:
     from the router, or the fixed `alpha`. See [`TARoProcessor`] for what decoding guarantees.
 
     Args:
-        reward_model (`PreTrainedModel`): The token-level reward model, a causal LM sharing the base's vocabulary:
-            a full model, or a `peft` LoRA model (kept as an adapter when saved).
+        reward_model (`PreTrainedModel`): The token-level reward model, a causal LM sharing the base's vocabulary.
+            May be None with `adapter_folder`: the adapter is then merged into a copy of its base on first use by
+            the processor path, and never if the fused path decodes (no second copy of the weights).
         router (`TARoRouter`, *optional*): Picks alpha per token (TARo).
         alpha (`float`, *optional*): The fixed weight (GenARM). With a router, the fixed weight to compare
             against (`guide.fixed()`); decoding then uses the router.
@@ -126,7 +127,7 @@ class TARoGuide:
 
     def __init__(
         self,
-        reward_model: PreTrainedModel,
+        reward_model: PreTrainedModel | None,
         router: TARoRouter | None = None,
         alpha: float | None = None,
         config: TARoGuideConfig | None = None,
@@ -135,6 +136,8 @@ class TARoGuide:
     ):
         if router is None and alpha is None:
             raise ValueError("A guide needs a router (TARo) or a fixed alpha (GenARM); got neither.")
+        if reward_model is None and adapter_folder is None:
+            raise ValueError("A guide needs a reward model (or the LoRA adapter_folder to load it from).")
         alpha = _check_alpha(alpha)
         if config is None:
             from . import __version__
@@ -148,16 +151,27 @@ class TARoGuide:
             raise ValueError(f"The guide's config says method={config.method!r} but a router was "
                              f"{'given' if router is not None else 'not given'}.")
         config.alpha = alpha if alpha is not None else config.alpha
-        self.reward_model = reward_model
+        self._slot = _ModelSlot(reward_model, adapter_folder)
         self.router = router
         self.config = config
         self.tokenizer = tokenizer
-        if adapter_folder is not None and not is_peft_adapter(adapter_folder):
-            raise ValueError(f"adapter_folder={adapter_folder!r} holds no adapter_config.json.")
-        self._adapter_source = Path(adapter_folder) if adapter_folder is not None else None
         self._last: TARoProcessor | None = None
+        self.last_path: str | None = None  # "fused" or "processor": how the last `generate` call decoded
 
     # -- what it is ------------------------------------------------------------------------------------------
+
+    @property
+    def reward_model(self) -> PreTrainedModel:
+        """The reward model as a causal LM (a LoRA adapter merged into a copy of its base, loaded on first use)."""
+        return self._slot.get()
+
+    def _replace(self, **changes: Any) -> TARoGuide:
+        """A guide sharing this one's reward model (loaded or not), with other parts replaced."""
+        guide = TARoGuide.__new__(TARoGuide)
+        guide.__dict__.update(self.__dict__)
+        guide._last = None
+        guide.__dict__.update(changes)
+        return guide
 
     @property
     def method(self) -> str:
@@ -186,18 +200,16 @@ class TARoGuide:
         alpha = self.config.alpha if alpha is None else alpha
         if alpha is None:
             raise ValueError("This guide records no fixed alpha: pass one, e.g. guide.fixed(0.5) or --alpha 0.5.")
-        config = dataclasses.replace(self.config, method="genarm", alpha=float(alpha))
-        return TARoGuide(self.reward_model, alpha=alpha, config=config, tokenizer=self.tokenizer,
-                         adapter_folder=self._adapter_source)
+        alpha = _check_alpha(alpha)
+        return self._replace(router=None, config=dataclasses.replace(self.config, method="genarm", alpha=alpha))
 
     def format_prompt(self, question: str, tokenizer: PreTrainedTokenizerBase | None = None) -> str:
         """The prompt in the format the guide was trained on (the base tokenizer's chat template, if it has one)."""
         return format_prompt(question, tokenizer, system=self.config.system_prompt)
 
     def to(self, device: str | torch.device) -> TARoGuide:
-        """Move the reward model and router (not for models spread with `device_map`)."""
-        if getattr(self.reward_model, "hf_device_map", None) is None:
-            self.reward_model.to(device)
+        """Move the reward model (now, or when it is loaded) and router (not for models spread with `device_map`)."""
+        self._slot.to(device)
         if self.router is not None:
             self.router.to(device)
         return self
@@ -215,14 +227,38 @@ class TARoGuide:
             **kwargs,
         )
 
-    @torch.no_grad()
-    def generate(self, model: PreTrainedModel, **generate_kwargs: Any) -> Any:
+    @torch.inference_mode()
+    def generate(self, model: PreTrainedModel, fused: bool | None = None, **generate_kwargs: Any) -> Any:
         """`model.generate(**generate_kwargs)` guided by this guide; the weights used are then in `guide.alphas`.
 
         Takes everything `generate` takes. Another `logits_processor` list runs after the guidance. A `tokenizer`
-        (as `generate` takes for stop strings) is also checked against the guide's.
+        (as `generate` takes for stop strings) is also checked against the guide's. Runs under
+        `torch.inference_mode()` (the fused path's in-place updates cost autograd bookkeeping otherwise), so the
+        returned tensors are inference tensors.
+
+        Args:
+            fused: `None` (default) decodes with the fused path (one batched forward for base and reward model,
+                see `transformers_taro.fused`) when it applies: the reward model is a LoRA adapter over exactly
+                `model`'s weights (checked against the adapter's named base, tensor by tensor, once per model).
+                `True` insists on it (an error says why it cannot apply), `False` uses the processor path.
         """
+        from .fused import FusedCache, FusedForward, FusedNotApplicable, FusedProcessor
+
+        reason = None if fused is False else self._why_not_fused(model, generate_kwargs)
+        if fused and reason:
+            raise FusedNotApplicable(f"fused=True, but {reason} Use fused=False (the processor path).")
         pad = generate_kwargs.get("pad_token_id", getattr(model.generation_config, "pad_token_id", None))
+        extra = generate_kwargs.pop("logits_processor", None) or []
+        weight = {"router": self.router, "alpha": None} if self.method == "taro" else {"alpha": self.config.alpha}
+        if reason is None and fused is not False:
+            want_hidden = self.method == "taro" and self.router.config.use_reward_hidden_states
+            forward = FusedForward(model, self._slot.lora, want_hidden=want_hidden)
+            proc = FusedProcessor(model, forward, attention_mask=generate_kwargs.get("attention_mask"),
+                                  pad_token_id=pad, **weight)
+            self._last, self.last_path = proc, "fused"
+            generate_kwargs[cache_keyword(model)] = FusedCache(config=model.config)
+            with forward:
+                return model.generate(**generate_kwargs, logits_processor=LogitsProcessorList([proc, *extra]))
         proc = self.processor(
             attention_mask=generate_kwargs.get("attention_mask"),
             pad_token_id=pad,
@@ -230,9 +266,25 @@ class TARoGuide:
             reward_input_ids=generate_kwargs.pop("reward_input_ids", None),
             reward_attention_mask=generate_kwargs.pop("reward_attention_mask", None),
         )
-        extra = generate_kwargs.pop("logits_processor", None) or []
-        self._last = proc
+        self._last, self.last_path = proc, "processor"
         return model.generate(**generate_kwargs, logits_processor=LogitsProcessorList([proc, *extra]))
+
+    def _why_not_fused(self, model: PreTrainedModel, generate_kwargs: dict[str, Any]) -> str | None:
+        """Why the fused path cannot decode this call (None: it can)."""
+        from .fused import FusedNotApplicable
+
+        if self._slot.adapter is None:
+            return "the guide's reward model is not a LoRA adapter."
+        for key, what in (("reward_input_ids", "a separate reward prompt"), ("inputs_embeds", "inputs_embeds"),
+                          ("cache", "a cache of your own"), ("past_key_values", "a cache of your own"),
+                          ("assistant_model", "assisted decoding")):
+            if generate_kwargs.get(key) is not None:
+                return f"{what} is not supported by the fused path."
+        try:
+            self._slot.check_fused(model)
+        except FusedNotApplicable as err:
+            return f"{err}"
+        return None
 
     # -- saving and loading ----------------------------------------------------------------------------------
 
@@ -256,10 +308,10 @@ class TARoGuide:
 
     def _write(self, folder: Path) -> None:
         rm_dir = folder / REWARD_MODEL_DIR
-        if self._adapter_source is not None:
+        if self._slot.adapter is not None:
             # The adapter's own files only: a training folder also holds checkpoint-N/ and pickled arguments.
             rm_dir.mkdir()
-            for item in self._adapter_source.iterdir():
+            for item in self._slot.adapter.iterdir():
                 if item.is_file() and item.name != "training_args.bin":
                     shutil.copy2(item, rm_dir / item.name)
         else:
@@ -273,7 +325,7 @@ class TARoGuide:
 
     def _card_fields(self) -> dict[str, Any]:
         fields = dataclasses.asdict(self.config)
-        fields["reward_model_kind"] = "LoRA adapter" if self._adapter_source is not None else "causal LM"
+        fields["reward_model_kind"] = "LoRA adapter" if self._slot.adapter is not None else "causal LM"
         fields["router"] = (
             f"yes: alpha in [0, {self.router.config.alpha_max:g}] per token" if self.router is not None else "no"
         )
@@ -301,16 +353,21 @@ class TARoGuide:
         rm_dir = folder / REWARD_MODEL_DIR
         if not rm_dir.is_dir():
             raise FileNotFoundError(f"{folder} is a guide folder without {REWARD_MODEL_DIR}/: it is incomplete.")
-        reward_model = load_causal_lm(str(rm_dir), dtype=dtype, device_map=device_map)
-        tokenizer = _saved_tokenizer(rm_dir)
+        adapter = rm_dir if is_peft_adapter(rm_dir) else None
+        # A LoRA reward model is merged on first use: the fused path never needs the merged copy.
+        reward_model = None if adapter else load_causal_lm(str(rm_dir), dtype=dtype, device_map=device_map)
         router = None
         if config.method == "taro":
             if not (folder / ROUTER_DIR / "config.json").is_file():
                 raise FileNotFoundError(f"{folder}: a TARo guide needs {ROUTER_DIR}/config.json, which is missing.")
             with quiet_progress():
-                router = TARoRouter.from_pretrained(folder / ROUTER_DIR).to(reward_model.device)
-        return cls(reward_model, router=router, alpha=config.alpha, config=config, tokenizer=tokenizer,
-                   adapter_folder=rm_dir if is_peft_adapter(rm_dir) else None)
+                router = TARoRouter.from_pretrained(folder / ROUTER_DIR)
+        guide = cls(reward_model, router=router, alpha=config.alpha, config=config, tokenizer=_saved_tokenizer(rm_dir),
+                    adapter_folder=adapter)
+        guide._slot.load_kwargs = {"dtype": dtype, "device_map": device_map}
+        if reward_model is not None:
+            guide.to(reward_model.device)
+        return guide
 
     def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload TARo guide", **kwargs: Any) -> Any:
         """Upload the guide folder, with its model card from `hub_cards/guide.md`, to the Hub repo `repo_id`.
@@ -319,6 +376,53 @@ class TARoGuide:
         """
         return push_folder_to_hub(lambda folder: self._write(Path(folder)), repo_id,
                                   commit_message=commit_message, **kwargs)
+
+
+class _ModelSlot:
+    """The reward model, or the LoRA adapter to merge it from on first use; shared by a guide and its `fixed()`."""
+
+    def __init__(self, model: PreTrainedModel | None, adapter: str | os.PathLike | None):
+        if adapter is not None and not is_peft_adapter(adapter):
+            raise ValueError(f"adapter_folder={str(adapter)!r} holds no adapter_config.json.")
+        self.model = model
+        self.adapter = Path(adapter) if adapter is not None else None
+        self.device: str | torch.device | None = None
+        self.load_kwargs: dict[str, Any] = {}
+        self.lora: Any = None  # the adapter as tensors, read for the fused path
+        self._fused_checked: dict[int, str | None] = {}  # id(model) -> why not fused (None: it applies)
+
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    def get(self) -> PreTrainedModel:
+        if self.model is None:
+            # Building a model draws random initial weights: a lazy load inside a seeded `generate` call must not
+            # move the caller's random stream, or seeded sampling would depend on whether it was loaded before.
+            with torch.random.fork_rng(devices=[]):
+                self.model = load_causal_lm(str(self.adapter), **self.load_kwargs)
+            if self.device is not None:
+                self.to(self.device)
+        return self.model
+
+    def check_fused(self, model: PreTrainedModel) -> None:
+        """Raise `FusedNotApplicable` unless the adapter sits on exactly `model`'s weights (checked once per model)."""
+        from .fused import FusedNotApplicable, LoRAWeights, check_same_base
+
+        if id(model) not in self._fused_checked:
+            try:
+                self.lora = self.lora or LoRAWeights.from_folder(self.adapter)
+                check_same_base(model, self.lora)
+                self._fused_checked[id(model)] = None
+            except FusedNotApplicable as err:
+                self._fused_checked[id(model)] = str(err)
+        if self._fused_checked[id(model)] is not None:
+            raise FusedNotApplicable(self._fused_checked[id(model)])
+
+    def to(self, device: str | torch.device) -> None:
+        self.device = device
+        if self.model is not None and getattr(self.model, "hf_device_map", None) is None:
+            self.model.to(device)
 
 
 def _saved_tokenizer(folder: str | os.PathLike) -> PreTrainedTokenizerBase | None:
@@ -402,10 +506,7 @@ def load_guide(
     else:
         result = TARoGuide.from_pretrained(guide or DEFAULT_GUIDE, **load_kwargs)
         if loaded_router is not None:
-            config = dataclasses.replace(result.config, method="taro")
-            result = TARoGuide(result.reward_model, router=loaded_router.to(result.reward_model.device),
-                               alpha=result.alpha, config=config, tokenizer=result.tokenizer,
-                               adapter_folder=result._adapter_source)
+            result = result._replace(router=loaded_router, config=dataclasses.replace(result.config, method="taro"))
     if method == "genarm" or (method is None and alpha is not None):
         return result.fixed(alpha)
     if method == "taro" and result.router is None:

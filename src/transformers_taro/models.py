@@ -45,7 +45,7 @@ def embedded_gguf() -> Path | None:
     return path if path.is_file() else None
 
 
-def _hub_snapshot(repo_id: str) -> str | None:
+def hub_snapshot(repo_id: str) -> str | None:
     """A local snapshot of `repo_id`: from the HF cache, or downloaded where the Hub is reachable."""
     from huggingface_hub import snapshot_download
 
@@ -112,7 +112,7 @@ def _convert_gguf_quietly(gguf: Path, target: Path) -> None:
 
 def default_model_path() -> str:
     """A local folder holding the default model: HF cache / Hub first, then the converted embedded GGUF."""
-    snapshot = _hub_snapshot(DEFAULT_MODEL)
+    snapshot = hub_snapshot(DEFAULT_MODEL)
     if snapshot is not None and (Path(snapshot) / "config.json").is_file():
         return snapshot
     target = cache_dir() / "SmolLM2-135M-Instruct"

@@ -30,14 +30,14 @@ def demo_problems(data: str | None = None) -> str:
 
 
 def run_demo(problems: int = 4, alpha: float | None = None, max_new_tokens: int = 160, data: str | None = None,
-             output_dir: str = "taro-demo", guide: str | None = None) -> dict[str, float]:
+             output_dir: str = "taro-demo", guide: str | None = None, dtype: str | None = None) -> dict[str, float]:
     """Solve `problems` GSM8K problems with the base, GenARM and TARo; print them; write the alpha pictures."""
     console = Console()
     with console.status("Loading SmolLM2-135M-Instruct (offline; the first run converts the embedded GGUF, ~30 s)"):
         tokenizer = load_tokenizer(None)
-        base = load_causal_lm(None)
+        base = load_causal_lm(None, dtype=dtype)
     with console.status("Loading the guide (LoRA reward model + router)"):
-        taro = TARoGuide.from_pretrained(guide or DEFAULT_GUIDE).to(base.device)
+        taro = TARoGuide.from_pretrained(guide or DEFAULT_GUIDE, dtype=dtype).to(base.device)
     genarm = taro.fixed(alpha)
     task = load_task("gsm8k", demo_problems(data))
     rows = task.rows[:problems]

@@ -12,8 +12,9 @@ enough: `lm_eval.simple_evaluate(model="taro", model_args="method=genarm,alpha=0
 `method` (`base` | `genarm` | `taro`; default: the guide's), `alpha` (GenARM's weight), plus any `HFLM` argument
 (`batch_size`, `max_length`, `device`, ...).
 
-Generation tasks decode with [`TARoProcessor`]; log-likelihood tasks score with the same mixed distribution,
-`log_softmax(log p_b + alpha_t * log p_r)`, alpha_t from the router teacher-forced on the request.
+Generation tasks decode with `guide.generate` (the fused path when it applies, else `TARoProcessor`);
+log-likelihood tasks score with the same mixed distribution, `log_softmax(log p_b + alpha_t * log p_r)` from
+`features.mix`, alpha_t from the router teacher-forced on the request.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any
 import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
-from transformers import LogitsProcessorList
 
 from ..features import mix
 from .session import Session, load_session
@@ -50,12 +50,16 @@ class TARoLM(HFLM):
 
     def _model_generate(self, context: torch.Tensor, max_length: int, stop: list[str], **generation_kwargs: Any):
         guide = self.session.guide
-        if guide is not None:
-            proc = guide.processor(attention_mask=generation_kwargs.get("attention_mask"),
-                                   pad_token_id=self.tokenizer.pad_token_id)
-            extra = generation_kwargs.pop("logits_processor", None) or []
-            generation_kwargs["logits_processor"] = LogitsProcessorList([proc, *extra])
-        return super()._model_generate(context, max_length, stop, **generation_kwargs)
+        if guide is None:
+            return super()._model_generate(context, max_length, stop, **generation_kwargs)
+        # HFLM calls `self.model.generate(...)`: for that one call, the model's generate is the guide's, which
+        # takes the fused path when it applies and the processor path otherwise.
+        model = self._model
+        self._model = _GuidedGenerate(model, guide)
+        try:
+            return super()._model_generate(context, max_length, stop, **generation_kwargs)
+        finally:
+            self._model = model
 
     def _model_call(self, inps: torch.Tensor, attn_mask: torch.Tensor | None = None,
                     labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -73,6 +77,19 @@ class TARoLM(HFLM):
             scores, _ = mix(base_logits, out.logits.to(base_logits.device), router=router,
                             alpha=None if router is not None else guide.alpha, reward_hidden_states=hidden)
             return scores
+
+
+class _GuidedGenerate:
+    """The base model, except that `generate` is `guide.generate(model, ...)`."""
+
+    def __init__(self, model: Any, guide: Any):
+        self._wrapped, self._guide = model, guide
+
+    def generate(self, **kwargs: Any) -> torch.Tensor:
+        return self._guide.generate(self._wrapped, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,309 @@
+"""The fused decoding path: one batched forward gives both the base's and a LoRA reward model's next-token logits.
+
+When the guide's reward model is a LoRA adapter over the very weights of the base being guided, the reward model
+is the base plus a low-rank delta. A batch of 2B rows (the base's B rows, then the same B rows again) goes through
+the base once, and each adapted layer adds the delta to the second half only:
+
+    out[B:] += scale · (x[B:] Aᵀ) Bᵀ
+
+The weights are read once per step instead of twice, and one copy of them is in memory instead of two. Small-batch
+decoding is bound by memory bandwidth and per-step overhead, so 2B rows cost much less than two batches of B.
+
+It runs inside transformers' own `generate`: forward hooks on the base (rows doubled on the way in, the reward half
+taken off on the way out), a `DynamicCache` whose beam reordering moves both halves, and a `TARoProcessor` that
+reads the reward half instead of running a reward model. Nothing here decodes on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from transformers import DynamicCache, PreTrainedModel
+
+from .processor import TARoProcessor, _RewardState
+
+_PEFT_PREFIX = "base_model.model."
+
+
+class FusedNotApplicable(ValueError):
+    """The fused path cannot decode with this guide and model; the message says why (the processor path can)."""
+
+
+@dataclass
+class LoRAWeights:
+    """A LoRA adapter as plain tensors: for each adapted linear module, `(A [r, in], B [out, r])` and one scale."""
+
+    base_model_name_or_path: str | None
+    scale: float
+    modules: dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike) -> LoRAWeights:
+        """Read a peft LoRA adapter folder; refuse what the delta `scale · B A x` does not describe."""
+        folder = Path(folder)
+        config = json.loads((folder / "adapter_config.json").read_text())
+        unsupported = [
+            what for what, present in (
+                ("a non-LoRA adapter", config.get("peft_type", "LORA") != "LORA"),
+                ("DoRA", config.get("use_dora")),
+                ("modules_to_save", config.get("modules_to_save")),
+                ("trained biases", config.get("bias", "none") != "none"),
+                ("fan_in_fan_out (GPT-2 Conv1D) layers", config.get("fan_in_fan_out")),
+                ("per-module ranks or scales", config.get("rank_pattern") or config.get("alpha_pattern")),
+                ("layer replication", config.get("layer_replication")),
+            ) if present
+        ]
+        if unsupported:
+            raise FusedNotApplicable(f"the adapter in {folder} uses {', '.join(unsupported)}, which the fused path "
+                                     "does not implement.")
+        r = config["r"]
+        scale = config["lora_alpha"] / (math.sqrt(r) if config.get("use_rslora") else r)
+        weights = load_file(folder / "adapter_model.safetensors")
+        modules: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for key, a in weights.items():
+            if ".lora_embedding_" in key:
+                raise FusedNotApplicable(f"the adapter in {folder} adapts an embedding, which the fused path does "
+                                         "not implement.")
+            if key.endswith(".lora_A.weight"):
+                name = key.removesuffix(".lora_A.weight").removeprefix(_PEFT_PREFIX)
+                modules[name] = (a, weights[key.replace(".lora_A.", ".lora_B.")])
+        return cls(config.get("base_model_name_or_path"), scale, modules)
+
+
+def check_same_base(model: PreTrainedModel, lora: LoRAWeights) -> None:
+    """Raise `FusedNotApplicable` unless `model` has exactly the weights the adapter was trained on.
+
+    The adapter names its base (`base_model_name_or_path`); its weights are read memory-mapped from that model's
+    safetensors and compared tensor by tensor with `model`'s, bitwise in the model's dtype. Never assumed.
+    """
+    from .models import hub_snapshot, resolve
+
+    folder = Path(resolve(lora.base_model_name_or_path))
+    if not folder.is_dir():
+        snapshot = hub_snapshot(str(lora.base_model_name_or_path))
+        if snapshot is None:
+            raise FusedNotApplicable(f"the adapter's base {lora.base_model_name_or_path!r} is neither a local folder "
+                                     "nor in the HF cache, so its weights cannot be compared with the model's.")
+        folder = Path(snapshot)
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FusedNotApplicable(f"no safetensors weights in {folder} to compare with the model's.")
+    state = model.state_dict()
+    compared = 0
+    for file in files:
+        with safe_open(file, framework="pt") as f:
+            for key in f.keys():
+                mine = state.get(key)
+                if mine is None:
+                    raise FusedNotApplicable(f"the model has no weight {key!r} of the adapter's base "
+                                             f"{lora.base_model_name_or_path!r}: another architecture.")
+                if not _same_tensor(mine, f.get_slice(key)):
+                    raise FusedNotApplicable(f"the model's weight {key!r} differs from the adapter's base "
+                                             f"{lora.base_model_name_or_path!r}.")
+                compared += 1
+    missing = [name for name in lora.modules if f"{name}.weight" not in state]
+    if missing:
+        raise FusedNotApplicable(f"the model has no module {missing[0]!r} that the adapter adapts.")
+    if compared == 0:
+        raise FusedNotApplicable("no weights were compared.")
+
+
+def _same_tensor(mine: torch.Tensor, theirs: Any, rows_per_read: int = 256) -> bool:
+    """`mine` equals the file's tensor, in `mine`'s dtype (a bfloat16 load of these weights is the same base).
+
+    Read a few rows at a time: reading whole tensors would leave the process holding a second copy of the base in
+    freed-but-kept allocator memory, which is what the fused path exists to avoid.
+    """
+    if tuple(mine.shape) != tuple(theirs.get_shape()):
+        return False
+    if mine.ndim == 0:
+        return bool(torch.equal(mine.cpu(), theirs[:].to(mine.dtype)))
+    for start in range(0, mine.shape[0], rows_per_read):
+        chunk = theirs[start : start + rows_per_read]
+        if not torch.equal(mine[start : start + rows_per_read].cpu(), chunk.to(mine.dtype)):
+            return False
+    return True
+
+
+class FusedCache(DynamicCache):
+    """A `DynamicCache` over 2B rows (base rows, then reward rows) that `generate` believes holds B."""
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        super().reorder_cache(torch.cat([beam_idx, beam_idx + self._half()]))
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        super().batch_select_indices(torch.cat([indices, indices + self._half()]))
+
+    def _half(self) -> int:
+        return self.layers[0].keys.shape[0] // 2
+
+
+class FusedForward:
+    """While active (`with`), `model` runs 2B rows per forward and keeps the reward half of its output aside.
+
+    - a pre-hook doubles `input_ids`, `attention_mask` and position ids (recomputed from the mask, as the processor
+      path computes them for its reward model);
+    - each adapted `nn.Linear` adds the LoRA delta to the second half of its output (its `forward`, while active);
+    - a hook on the model's output returns the base half to `generate` and keeps the reward half for
+      `FusedProcessor` (last position's logits, and the last hidden state when the router reads it).
+    """
+
+    def __init__(self, model: PreTrainedModel, lora: LoRAWeights, want_hidden: bool = False):
+        self.model = model
+        self.want_hidden = want_hidden
+        modules = dict(model.named_modules())
+        # Sibling projections (q/k/v, gate/up) usually read the same input: one x @ [A_q A_k A_v]ᵀ serves them all.
+        siblings: dict[tuple[str, int], list[str]] = {}
+        for name in lora.modules:
+            layer = modules.get(name)
+            if type(layer) is not torch.nn.Linear:
+                raise FusedNotApplicable(f"the adapted module {name!r} is not a plain nn.Linear.")
+            siblings.setdefault((name.rpartition(".")[0], layer.in_features), []).append(name)
+        self._groups: list[_SharedInput] = []
+        self._members: dict[str, tuple[_SharedInput, torch.Tensor]] = {}
+        for names in siblings.values():
+            like = modules[names[0]].weight
+            a_t = [lora.modules[n][0].T.to(like.device, like.dtype) for n in names]
+            group = _SharedInput(torch.cat(a_t, dim=1).contiguous(), len(names))
+            self._groups.append(group)
+            start = 0
+            for n, a in zip(names, a_t):
+                # Bᵀ padded with zero rows to the group's stacked rank: x[B:] @ [A_q A_k A_v]ᵀ multiplies it as is,
+                # one addmm and no slicing per layer; the zero rows cost nothing at these ranks.
+                b = lora.modules[n][1] * lora.scale
+                b_t = torch.zeros(group.a_t.shape[1], b.shape[0], dtype=like.dtype, device=like.device)
+                b_t[start : start + a.shape[1]] = b.T.to(like.device, like.dtype)
+                self._members[n] = (group, b_t)
+                start += a.shape[1]
+        self._handles: list[Any] = []
+        self._patched: list[torch.nn.Module] = []
+        self._reward: SimpleNamespace | None = None
+
+    def __enter__(self) -> FusedForward:
+        modules = dict(self.model.named_modules())
+        self._handles.append(self.model.register_forward_pre_hook(self._double, with_kwargs=True))
+        self._handles.append(self.model.register_forward_hook(self._split, with_kwargs=True))
+        # An instance `forward` rather than a forward hook: 200-odd hooks per step cost as much as the delta itself.
+        self._patched = [modules[name] for name in self._members]
+        for name, (group, b_t) in self._members.items():
+            modules[name].forward = _lora_forward(modules[name], group, b_t)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for module in self._patched:
+            del module.forward  # back to nn.Linear.forward
+        self._patched = []
+        for group in self._groups:
+            group.x = group.xa = None
+
+    def take(self) -> SimpleNamespace:
+        """The reward half of the last forward (what a reward-model forward would have returned)."""
+        if self._reward is None:
+            raise RuntimeError("The fused forward has not run for this step.")
+        reward, self._reward = self._reward, None
+        return reward
+
+    def _double(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if args:
+            kwargs = {"input_ids": args[0], **kwargs}
+        ids = kwargs.get("input_ids")
+        if ids is None:
+            raise FusedNotApplicable("the fused path needs input_ids (not inputs_embeds).")
+        kwargs["input_ids"] = torch.cat([ids, ids])
+        mask = kwargs.get("attention_mask")
+        if mask is not None:
+            if mask.ndim != 2:
+                raise FusedNotApplicable("the fused path needs a 2D attention mask (a dynamic cache, not static).")
+            mask = torch.cat([mask, mask])
+            kwargs["attention_mask"] = mask
+            # Left padding: positions count real tokens only, as in the processor path's reward forward.
+            kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
+        elif kwargs.get("position_ids") is not None:
+            kwargs["position_ids"] = torch.cat([kwargs["position_ids"]] * 2)
+        if self.want_hidden:
+            kwargs["output_hidden_states"] = True
+        return (), kwargs
+
+    def _split(self, module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
+        rows = output.logits.shape[0] // 2
+        hidden = output.hidden_states[-1][rows:] if self.want_hidden else None
+        self._reward = SimpleNamespace(logits=output.logits[rows:],
+                                       hidden_states=None if hidden is None else (hidden,))
+        output.logits = output.logits[:rows]
+        if output.get("hidden_states") is not None:
+            output.hidden_states = tuple(h[:rows] for h in output.hidden_states)
+        return output
+
+
+class _SharedInput:
+    """The stacked Aᵀ of sibling projections, and `x[B:] @ Aᵀ` for the input they are reading now.
+
+    The input is let go as soon as every sibling has read it: held across layers, the prefill's inputs of all
+    layers would stay alive together (hundreds of MB for a batch of long prompts).
+    """
+
+    def __init__(self, a_t: torch.Tensor, members: int):
+        self.a_t = a_t
+        self.members = members
+        self.x: torch.Tensor | None = None
+        self.xa: torch.Tensor | None = None
+        self.unread = 0
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        # Identity, not equality: while the group holds x, a new input can never be the same object.
+        if self.x is not x:
+            half = x.shape[0] // 2
+            self.x, self.xa, self.unread = x, x[half:].reshape(-1, x.shape[-1]) @ self.a_t, self.members
+        xa = self.xa
+        self.unread -= 1
+        if self.unread <= 0:
+            self.x = self.xa = None
+        return xa
+
+
+def _lora_forward(layer: torch.nn.Linear, group: _SharedInput, b_t: torch.Tensor) -> Any:
+    """`layer`'s forward plus the LoRA delta on the second half of the rows: `out[B:] += (x[B:] Aᵀ)(s Bᵀ)`."""
+    weight, bias = layer.weight, layer.bias
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        out = torch.nn.functional.linear(x, weight, bias)
+        reward_out = out[x.shape[0] // 2 :].view(-1, out.shape[-1])
+        reward_out.addmm_(group.project(x), b_t)
+        return out
+
+    return forward
+
+
+class FusedProcessor(TARoProcessor):
+    """`TARoProcessor` whose reward logits come from the reward half of the fused forward, not a reward model.
+
+    The mixture, the router, the alpha trace and its beam reordering are the processor's own; only where the
+    reward logits come from differs. `model` (the base) stands in for the reward model's configuration.
+    """
+
+    def __init__(self, model: PreTrainedModel, fused: FusedForward, **kwargs: Any):
+        super().__init__(model, **kwargs)
+        self._fused = fused
+
+    def _prefill(self, input_ids: torch.Tensor) -> Any:
+        self._state = _RewardState(cache=None, mask=None, seen_ids=input_ids.clone())
+        return self._fused.take()
+
+    def _advance(self, input_ids: torch.Tensor, order: torch.Tensor) -> Any:
+        state = self._state
+        if state.alphas is not None and not torch.equal(order, torch.arange(order.numel(), device=order.device)):
+            state.alphas = state.alphas[order.to(state.alphas.device)]
+        state.seen_ids = input_ids.clone()
+        return self._fused.take()

@@ -1,0 +1,163 @@
+"""The fused path: one batched forward for a LoRA reward model and its base, exactly the processor path's output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import VOCAB, left_padded, tiny_lm
+from transformers import TextIteratorStreamer
+
+from transformers_taro import TARoGuide, TARoRouter, TARoRouterConfig
+from transformers_taro.fused import FusedNotApplicable
+
+PROMPTS = [[1, 5, 9, 14, 3, 7], [1, 22, 8]]
+GEN = dict(max_new_tokens=8, pad_token_id=0, eos_token_id=None, output_scores=True, return_dict_in_generate=True)
+MODES = {
+    "greedy": dict(do_sample=False),
+    "sample": dict(do_sample=True, top_k=0, temperature=0.9),
+    "beams": dict(do_sample=False, num_beams=3, num_return_sequences=2),
+}
+
+
+def lora_guide(tmp_path, arch="llama", method="taro", hidden=False, seed=7):
+    """A base saved to a folder, a LoRA adapter over it (non-zero weights) and a guide over the adapter."""
+    from peft import LoraConfig, get_peft_model
+
+    base = tiny_lm(arch, seed=seed)
+    base.save_pretrained(tmp_path / "base")
+    fan = {"fan_in_fan_out": True} if arch == "gpt2" else {}
+    peft_model = get_peft_model(tiny_lm(arch, seed=seed), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                                    init_lora_weights=False, **fan))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    config_file = tmp_path / "adapter" / "adapter_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()),
+                                       "base_model_name_or_path": str(tmp_path / "base")}))
+    router = None
+    if method == "taro":
+        torch.manual_seed(1)
+        router = TARoRouter(TARoRouterConfig(vocab_size=VOCAB, alpha_init=1.5, use_reward_hidden_states=hidden,
+                                             reward_hidden_size=32 if hidden else None))
+        with torch.no_grad():
+            router.head.weight.normal_(0, 0.5)  # alpha that depends on the token
+    guide = TARoGuide(None, router=router, alpha=0.8 if method == "genarm" else None,
+                      adapter_folder=tmp_path / "adapter")
+    return base, guide
+
+
+def both_paths(base, guide, ids, mask, **kw):
+    out = {}
+    for fused in (True, False):
+        torch.manual_seed(0)
+        result = guide.generate(base, fused=fused, input_ids=ids, attention_mask=mask, **{**GEN, **kw})
+        out[fused] = (result, guide.alphas.clone(), guide.last_path)
+    return out
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_fused_equals_the_processor_path(tmp_path, arch, mode):
+    base, guide = lora_guide(tmp_path, arch)
+    ids, mask = left_padded(PROMPTS)
+    out = both_paths(base, guide, ids, mask, **MODES[mode])
+    (fused, fused_alphas, path), (proc, proc_alphas, proc_path) = out[True], out[False]
+    assert (path, proc_path) == ("fused", "processor")
+    assert torch.equal(fused.sequences, proc.sequences)
+    for a, b in zip(fused.scores, proc.scores):
+        finite = torch.isfinite(b)
+        assert torch.equal(finite, torch.isfinite(a))
+        torch.testing.assert_close(a[finite], b[finite], atol=1e-4, rtol=0)
+    torch.testing.assert_close(fused_alphas, proc_alphas, atol=1e-5, rtol=0)
+    assert not guide._slot.loaded or path == "fused"  # the processor path merged it; the fused one never needs to
+
+
+@pytest.mark.parametrize("method,hidden", [("genarm", False), ("taro", True)])
+def test_fixed_alpha_and_a_router_reading_hidden_states(tmp_path, method, hidden):
+    base, guide = lora_guide(tmp_path, method=method, hidden=hidden)
+    ids, mask = left_padded(PROMPTS)
+    out = both_paths(base, guide, ids, mask, do_sample=False)
+    assert torch.equal(out[True][0].sequences, out[False][0].sequences)
+    torch.testing.assert_close(out[True][1], out[False][1], atol=1e-5, rtol=0)
+
+
+def test_a_padded_row_equals_its_prompt_alone(tmp_path):
+    base, guide = lora_guide(tmp_path)
+    ids, mask = left_padded(PROMPTS)
+    together = guide.generate(base, fused=True, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+    alone_ids = torch.tensor([PROMPTS[1]])
+    alone = guide.generate(base, fused=True, input_ids=alone_ids, attention_mask=torch.ones_like(alone_ids),
+                           do_sample=False, **GEN)
+    assert torch.equal(together.sequences[1, -8:], alone.sequences[0, -8:])
+
+
+def test_alpha_zero_is_plain_generate(tmp_path):
+    base, guide = lora_guide(tmp_path, method="genarm")
+    ids, mask = left_padded(PROMPTS)
+    out = guide.fixed(0.0).generate(base, fused=True, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+    plain = base.generate(ids, attention_mask=mask, do_sample=False, **GEN)
+    assert torch.equal(out.sequences, plain.sequences)
+    guided = guide.generate(base, fused=True, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+    assert not torch.equal(guided.sequences, plain.sequences)  # and alpha 0.8 does change them
+
+
+def test_streamer_and_stopping_criteria(tmp_path):
+    from transformers import MaxLengthCriteria, StoppingCriteriaList
+
+    base, guide = lora_guide(tmp_path)
+    ids = torch.tensor([PROMPTS[0]])
+
+    class Collect(TextIteratorStreamer):
+        def __init__(self):
+            self.tokens = []
+
+        def put(self, value):
+            self.tokens.append(value)
+
+        def end(self):
+            pass
+
+    streamer = Collect()
+    stop = StoppingCriteriaList([MaxLengthCriteria(max_length=ids.shape[1] + 5)])
+    out = guide.generate(base, fused=True, input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                         streamer=streamer, stopping_criteria=stop, max_new_tokens=20, pad_token_id=0, eos_token_id=None)
+    assert out.shape[1] == ids.shape[1] + 5 and guide.alphas.shape == (1, 5)
+    assert torch.equal(torch.cat([t.reshape(-1) for t in streamer.tokens]), out[0])  # prompt, then each token
+
+
+def test_the_model_is_left_as_it_was(tmp_path):
+    base, guide = lora_guide(tmp_path)
+    ids = torch.tensor([PROMPTS[0]])
+    before = base.generate(ids, do_sample=False, max_new_tokens=6, pad_token_id=0, eos_token_id=None)
+    guide.generate(base, fused=True, input_ids=ids, do_sample=False, max_new_tokens=6, pad_token_id=0)
+    after = base.generate(ids, do_sample=False, max_new_tokens=6, pad_token_id=0, eos_token_id=None)
+    assert torch.equal(before, after)
+    assert all("forward" not in vars(m) for m in base.modules())  # no patched forward left behind
+    assert not base._forward_hooks and not base._forward_pre_hooks
+
+
+def test_when_the_fused_path_does_not_apply(tmp_path):
+    base, guide = lora_guide(tmp_path)
+    ids = torch.tensor([PROMPTS[0]])
+    kw = dict(input_ids=ids, do_sample=False, max_new_tokens=3, pad_token_id=0)
+    other = tiny_lm(seed=8)  # same architecture, other weights: never assumed to be the adapter's base
+    guide.generate(other, **kw)
+    assert guide.last_path == "processor"
+    with pytest.raises(FusedNotApplicable, match="differs from the adapter's base"):
+        guide.generate(other, fused=True, **kw)
+    with pytest.raises(FusedNotApplicable, match="separate reward prompt"):
+        guide.generate(base, fused=True, reward_input_ids=ids, **kw)
+    full = TARoGuide(tiny_lm(seed=2), alpha=1.0)
+    with pytest.raises(FusedNotApplicable, match="not a LoRA adapter"):
+        full.generate(base, fused=True, **kw)
+    guide.generate(base, fused=False, **kw)
+    assert guide.last_path == "processor"
+
+
+def test_gpt2_conv1d_adapters_are_refused_clearly(tmp_path):
+    base, guide = lora_guide(tmp_path, arch="gpt2")
+    ids = torch.tensor([PROMPTS[0]])
+    with pytest.raises(FusedNotApplicable, match="fan_in_fan_out"):
+        guide.generate(base, fused=True, input_ids=ids, max_new_tokens=3, pad_token_id=0)
+    guide.generate(base, input_ids=ids, max_new_tokens=3, pad_token_id=0)  # automatic: the processor path
+    assert guide.last_path == "processor"
