@@ -154,3 +154,17 @@ def test_record_alpha_choice_picks_the_best_validation_alpha(tmp_path):
     assert best_alpha({2.0: 0.5, 4.0: 0.6}) == 4.0
     with pytest.raises(ValueError, match="No validation"):
         best_alpha({})
+
+
+@pytest.mark.parametrize("module,extra,call", [
+    ("math_verify", "eval", lambda: __import__("transformers_taro.evaluation.graders", fromlist=["x"])
+     .grade_math("\\boxed{2}", "2")),
+    ("matplotlib", "eval", lambda: alpha_png([("p", ["a"], [1.0])], "/nonexistent/a.png", AlphaScale(0, 1))),
+    ("datasets", "train", lambda: __import__("transformers_taro.data", fromlist=["x"]).load_rows("org/some-data")),
+])
+def test_a_missing_optional_dependency_names_its_extra(monkeypatch, module, extra, call):
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # what an environment without it looks like to import
+    with pytest.raises(ImportError, match=rf"pip install 'transformers-taro\[{extra}\]'"):
+        call()

@@ -101,6 +101,25 @@ def test_alpha_zero_is_plain_generate(tmp_path):
     assert not torch.equal(guided.sequences, plain.sequences)  # and alpha 0.8 does change them
 
 
+@pytest.mark.parametrize("mode", ["greedy", "beams"])
+@pytest.mark.parametrize("reward_prompts", [[[1, 40, 41, 42, 43, 44, 45, 46, 47], [1, 50, 51]], [[1, 60], [1, 61]]])
+def test_a_separate_reward_prompt(tmp_path, reward_prompts, mode):
+    """Longer or shorter than the base's prompts: both halves are padded to one length, each with its own mask."""
+    base, guide = lora_guide(tmp_path)
+    ids, mask = left_padded(PROMPTS)
+    r_ids, r_mask = left_padded(reward_prompts)
+    out = {}
+    for fused in (True, False):
+        result = guide.generate(base, fused=fused, input_ids=ids, attention_mask=mask, reward_input_ids=r_ids,
+                                reward_attention_mask=r_mask, **{**GEN, **MODES[mode]})
+        out[fused] = (result, guide.alphas.clone())
+    assert guide.last_path == "processor"
+    assert torch.equal(out[True][0].sequences, out[False][0].sequences)
+    torch.testing.assert_close(out[True][1], out[False][1], atol=1e-5, rtol=0)
+    same_prompt = guide.generate(base, fused=True, input_ids=ids, attention_mask=mask, **{**GEN, **MODES[mode]})
+    assert not torch.equal(same_prompt.sequences, out[True][0].sequences)  # the reward prompt was really used
+
+
 def test_streamer_and_stopping_criteria(tmp_path):
     from transformers import MaxLengthCriteria, StoppingCriteriaList
 
@@ -120,7 +139,8 @@ def test_streamer_and_stopping_criteria(tmp_path):
     streamer = Collect()
     stop = StoppingCriteriaList([MaxLengthCriteria(max_length=ids.shape[1] + 5)])
     out = guide.generate(base, fused=True, input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                         streamer=streamer, stopping_criteria=stop, max_new_tokens=20, pad_token_id=0, eos_token_id=None)
+                         streamer=streamer, stopping_criteria=stop, max_new_tokens=20, pad_token_id=0,
+                         eos_token_id=None)
     assert out.shape[1] == ids.shape[1] + 5 and guide.alphas.shape == (1, 5)
     assert torch.equal(torch.cat([t.reshape(-1) for t in streamer.tokens]), out[0])  # prompt, then each token
 
@@ -145,8 +165,6 @@ def test_when_the_fused_path_does_not_apply(tmp_path):
     assert guide.last_path == "processor"
     with pytest.raises(FusedNotApplicable, match="differs from the adapter's base"):
         guide.generate(other, fused=True, **kw)
-    with pytest.raises(FusedNotApplicable, match="separate reward prompt"):
-        guide.generate(base, fused=True, reward_input_ids=ids, **kw)
     full = TARoGuide(tiny_lm(seed=2), alpha=1.0)
     with pytest.raises(FusedNotApplicable, match="not a LoRA adapter"):
         full.generate(base, fused=True, **kw)

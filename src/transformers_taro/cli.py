@@ -44,9 +44,8 @@ class TrainRouterArguments:
 
 
 def train_rm(argv: list[str]) -> None:
+    from .training import RewardModelConfig, push_reward_model, train_reward_model  # noqa: I001 (checks the extra)
     from trl import ModelConfig, get_peft_config
-
-    from .training import RewardModelConfig, push_reward_model, train_reward_model
 
     parser = HfArgumentParser((TrainRMArguments, RewardModelConfig, ModelConfig), prog="taro train-rm",
                               description="Train a token-level reward model (GenARM's loss) on step pairs.")
@@ -87,13 +86,15 @@ def _model_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
     p.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help="tokens to generate at most")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"), help="model dtype (None: as saved)")
     p.add_argument("--device-map", default=None, help="'auto' spreads large models over the GPUs (accelerate)")
+    p.add_argument("--no-fused", dest="fused", action="store_const", const=False, default=None,
+                   help="decode with the processor path even where the fused path (LoRA reward model) applies")
 
 
 def generate(a: argparse.Namespace) -> None:
     from .evaluation.session import load_session
 
     session = load_session(a.base_model, a.guide, reward_model=a.reward_model, router=a.router, alpha=a.alpha,
-                           method=a.method, device_map=a.device_map, dtype=a.dtype)
+                           method=a.method, device_map=a.device_map, dtype=a.dtype, fused=a.fused)
     session.stream(a.prompt, max_new_tokens=a.max_new_tokens, html=a.html)
 
 
@@ -104,7 +105,7 @@ def evaluate_cmd(a: argparse.Namespace) -> None:
 
     task = load_task(a.task, a.data, question_field=a.question_field, answer_field=a.answer_field)
     session = load_session(a.base_model, a.guide, reward_model=a.reward_model, router=a.router, alpha=a.alpha,
-                           method=a.method, device_map=a.device_map, dtype=a.dtype)
+                           method=a.method, device_map=a.device_map, dtype=a.dtype, fused=a.fused)
     report = run_eval(session, task, a.output_dir, limit=a.limit, offset=a.offset, batch_size=a.batch_size,
                       max_new_tokens=a.max_new_tokens)
     if report:  # only the main process reports under accelerate launch

@@ -29,7 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers import DynamicCache, PreTrainedModel
 
-from .processor import TARoProcessor, _RewardState
+from .processor import RewardState, TARoProcessor
 
 _PEFT_PREFIX = "base_model.model."
 
@@ -157,9 +157,17 @@ class FusedForward:
       `FusedProcessor` (last position's logits, and the last hidden state when the router reads it).
     """
 
-    def __init__(self, model: PreTrainedModel, lora: LoRAWeights, want_hidden: bool = False):
+    def __init__(self, model: PreTrainedModel, lora: LoRAWeights, want_hidden: bool = False,
+                 reward_input_ids: torch.Tensor | None = None, reward_attention_mask: torch.Tensor | None = None):
         self.model = model
         self.want_hidden = want_hidden
+        self.reward_prompt = None
+        if reward_input_ids is not None:
+            mask = torch.ones_like(reward_input_ids) if reward_attention_mask is None else reward_attention_mask
+            self.reward_prompt = (reward_input_ids, mask)
+        # With a reward prompt of its own: how many pad columns the base half carries, and the reward half's mask.
+        self._base_pad = 0
+        self._reward_mask: torch.Tensor | None = None
         modules = dict(model.named_modules())
         # Sibling projections (q/k/v, gate/up) usually read the same input: one x @ [A_q A_k A_v]ᵀ serves them all.
         siblings: dict[tuple[str, int], list[str]] = {}
@@ -221,12 +229,16 @@ class FusedForward:
         ids = kwargs.get("input_ids")
         if ids is None:
             raise FusedNotApplicable("the fused path needs input_ids (not inputs_embeds).")
-        kwargs["input_ids"] = torch.cat([ids, ids])
         mask = kwargs.get("attention_mask")
+        if mask is not None and mask.ndim != 2:
+            raise FusedNotApplicable("the fused path needs a 2D attention mask (a dynamic cache, not static).")
+        if self.reward_prompt is not None:
+            ids, mask = self._with_reward_prompt(ids, mask)
+        else:
+            ids = torch.cat([ids, ids])
+            mask = None if mask is None else torch.cat([mask, mask])
+        kwargs["input_ids"] = ids
         if mask is not None:
-            if mask.ndim != 2:
-                raise FusedNotApplicable("the fused path needs a 2D attention mask (a dynamic cache, not static).")
-            mask = torch.cat([mask, mask])
             kwargs["attention_mask"] = mask
             # Left padding: positions count real tokens only, as in the processor path's reward forward.
             kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
@@ -235,6 +247,30 @@ class FusedForward:
         if self.want_hidden:
             kwargs["output_hidden_states"] = True
         return (), kwargs
+
+    def _with_reward_prompt(self, ids: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Base rows, then reward rows whose prompt is the reward prompt: both left-padded to one length.
+
+        The first call (prefill) lays out both prompts; later calls extend the base rows' mask from `generate` by
+        the base pad columns and the reward rows' mask by the tokens generated since (one per step).
+        """
+        rows = ids.shape[0]
+        mask = torch.ones_like(ids) if mask is None else mask
+        if self._reward_mask is None:
+            r_ids, r_mask = (t.to(ids.device) for t in self.reward_prompt)
+            if rows % r_ids.shape[0]:
+                raise ValueError(f"reward_input_ids has {r_ids.shape[0]} rows but generate is decoding {rows}.")
+            # generate expands prompts with repeat_interleave for num_beams / num_return_sequences; so do we.
+            r_ids = r_ids.repeat_interleave(rows // r_ids.shape[0], dim=0)
+            r_mask = r_mask.repeat_interleave(rows // r_mask.shape[0], dim=0)
+            width = max(ids.shape[1], r_ids.shape[1])
+            self._base_pad = width - ids.shape[1]
+            self._reward_mask = _left_pad(r_mask, width - r_ids.shape[1])
+            return (torch.cat([_left_pad(ids, self._base_pad), _left_pad(r_ids, width - r_ids.shape[1])]),
+                    torch.cat([_left_pad(mask, self._base_pad), self._reward_mask]))
+        generated = mask.shape[1] - (self._reward_mask.shape[1] - self._base_pad)
+        reward_mask = torch.cat([self._reward_mask, self._reward_mask.new_ones(rows, generated)], dim=1)
+        return torch.cat([ids, ids]), torch.cat([_left_pad(mask, self._base_pad), reward_mask])
 
     def _split(self, module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
         rows = output.logits.shape[0] // 2
@@ -245,6 +281,11 @@ class FusedForward:
         if output.get("hidden_states") is not None:
             output.hidden_states = tuple(h[:rows] for h in output.hidden_states)
         return output
+
+
+def _left_pad(t: torch.Tensor, columns: int) -> torch.Tensor:
+    """`t` with `columns` zero columns on the left (masked out: the token ids there are never attended to)."""
+    return torch.cat([t.new_zeros(t.shape[0], columns), t], dim=1) if columns else t
 
 
 class _SharedInput:
@@ -298,7 +339,7 @@ class FusedProcessor(TARoProcessor):
         self._fused = fused
 
     def _prefill(self, input_ids: torch.Tensor) -> Any:
-        self._state = _RewardState(cache=None, mask=None, seen_ids=input_ids.clone())
+        self._state = RewardState(cache=None, mask=None, seen_ids=input_ids.clone())
         return self._fused.take()
 
     def _advance(self, input_ids: torch.Tensor, order: torch.Tensor) -> Any:

@@ -252,7 +252,9 @@ class TARoGuide:
         weight = {"router": self.router, "alpha": None} if self.method == "taro" else {"alpha": self.config.alpha}
         if reason is None and fused is not False:
             want_hidden = self.method == "taro" and self.router.config.use_reward_hidden_states
-            forward = FusedForward(model, self._slot.lora, want_hidden=want_hidden)
+            forward = FusedForward(model, self._slot.lora, want_hidden=want_hidden,
+                                   reward_input_ids=generate_kwargs.pop("reward_input_ids", None),
+                                   reward_attention_mask=generate_kwargs.pop("reward_attention_mask", None))
             proc = FusedProcessor(model, forward, attention_mask=generate_kwargs.get("attention_mask"),
                                   pad_token_id=pad, **weight)
             self._last, self.last_path = proc, "fused"
@@ -275,7 +277,7 @@ class TARoGuide:
 
         if self._slot.adapter is None:
             return "the guide's reward model is not a LoRA adapter."
-        for key, what in (("reward_input_ids", "a separate reward prompt"), ("inputs_embeds", "inputs_embeds"),
+        for key, what in (("inputs_embeds", "inputs_embeds"),
                           ("cache", "a cache of your own"), ("past_key_values", "a cache of your own"),
                           ("assistant_model", "assisted decoding")):
             if generate_kwargs.get(key) is not None:

@@ -24,7 +24,7 @@ def returned_cache(output: Any) -> Any:
     return output["cache"] if "cache" in output else output.past_key_values
 
 
-class _RewardState:
+class RewardState:
     """The reward model's view of the batch: its KV cache, attention mask and the base ids it has consumed."""
 
     def __init__(self, cache: Any, mask: torch.Tensor, seen_ids: torch.Tensor):
@@ -128,7 +128,7 @@ class TARoProcessor(LogitsProcessor):
         self._cache_kw = cache_keyword(reward_model)
         self._base_prompt_len: int | None = None
         self._mask_prompts: torch.Tensor | None = None
-        self._state: _RewardState | None = None
+        self._state: RewardState | None = None
 
     @property
     def alphas(self) -> torch.Tensor:
@@ -225,7 +225,7 @@ class TARoProcessor(LogitsProcessor):
             ids = torch.cat([r_ids, generated], dim=1)
             mask = torch.cat([r_mask, torch.ones_like(generated)], dim=1)
         out = self._reward_forward(ids, mask, cache=None)
-        self._state = _RewardState(returned_cache(out), mask, input_ids.clone())
+        self._state = RewardState(returned_cache(out), mask, input_ids.clone())
         return out
 
     def _beam_order(self, input_ids: torch.Tensor) -> torch.Tensor | None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from rich.text import Text
 from transformers import PreTrainedTokenizerBase
 
+from .extras import require
+
 # A sequential palette, light to dark. Terminal colours are the xterm-256 entries nearest to these, so a terminal
 # without truecolor shows the same five steps instead of rounding every pale shade to white.
 _PALETTE = ((255, 255, 215), (255, 215, 95), (255, 135, 0), (215, 0, 0), (135, 0, 0))
@@ -113,8 +115,7 @@ def alpha_html(sections: Sequence[_Section], scale: AlphaScale, title: str = "TA
 
 def alpha_png(sections: Sequence[_Section], path: str, scale: AlphaScale, width_chars: int = 90) -> None:
     """The same picture as `alpha_html`, drawn with matplotlib into a PNG, with a colour bar."""
-    import matplotlib
-
+    matplotlib = require("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.cm import ScalarMappable

@@ -8,6 +8,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from ..extras import require
 from .gsm8k import gsm8k_solutions, step_pairs_from_solutions, traces_from_solutions
 from .rows import read_jsonl
 from .step_dpo import math_step_dpo_pairs
@@ -23,7 +24,7 @@ def load_rows(id_or_path: str, split: str = "train") -> list[dict[str, Any]]:
         return list(read_jsonl(path))
     if path.exists() or id_or_path.startswith((".", "/")):
         raise FileNotFoundError(f"{id_or_path}: not a JSON/JSONL file")
-    import datasets
+    datasets = require("datasets")
 
     return list(datasets.load_dataset(id_or_path, split=split))
 

@@ -84,7 +84,7 @@ def run_demo(problems: int = 4, alpha: float | None = None, max_new_tokens: int 
     try:
         alpha_png(sections, str(out / "alphas.png"), scale)
         written.append(str(out / "alphas.png"))
-    except ImportError:
-        console.print("No PNG: matplotlib is not installed (pip install 'transformers-taro[eval]').", markup=False)
+    except ImportError as err:
+        console.print(f"No PNG: {err}", markup=False)
     console.print(f"Alpha-coloured TARo answers: {' and '.join(written)}")
     return accuracy

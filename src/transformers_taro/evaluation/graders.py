@@ -7,6 +7,7 @@ import re
 import threading
 
 from ..data import close, numbers_in
+from ..extras import require
 
 _ANSWER_IS = re.compile(r"answer is[:\s]*\$?\\?(?:boxed\{)?\s*(-?[\d,]*\.?\d+)", re.IGNORECASE)
 _CHOICE = re.compile(r"answer is[:\s]*\(?([A-J])\)?\b", re.IGNORECASE)
@@ -42,6 +43,7 @@ def extract_choice(text: str) -> str | None:
 
 
 def _math_verify(prediction: str, gold: str) -> bool:
+    require("math_verify")
     from math_verify import parse, verify
 
     # Signal-based timeouts only work in the main thread; elsewhere they are off and the caller's timeout applies.

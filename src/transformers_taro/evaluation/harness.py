@@ -23,11 +23,15 @@ import sys
 from typing import Any
 
 import torch
-from lm_eval.api.registry import register_model
-from lm_eval.models.huggingface import HFLM
 
-from ..features import mix
-from .session import Session, load_session
+from ..extras import require
+
+require("lm_eval")  # a missing [lm-eval] extra is named, not a bare ModuleNotFoundError
+from lm_eval.api.registry import register_model  # noqa: E402
+from lm_eval.models.huggingface import HFLM  # noqa: E402
+
+from ..features import mix  # noqa: E402
+from .session import Session, load_session  # noqa: E402
 
 
 @register_model("taro")

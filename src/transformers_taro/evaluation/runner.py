@@ -119,7 +119,8 @@ def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = 
     out.mkdir(parents=True, exist_ok=True)
     (out / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     extra = {"offset": offset, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
-             "processes": state.num_processes, **session.names}
+             "processes": state.num_processes, "dtype": str(session.base.dtype).removeprefix("torch."),
+             "decoding": None if session.guide is None else session.guide.last_path, **session.names}
     report = summarize(records, task.name, session.method, seconds, extra)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return report

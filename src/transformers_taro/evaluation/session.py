@@ -25,6 +25,7 @@ class Session:
     tokenizer: PreTrainedTokenizerBase
     guide: TARoGuide | None = None
     names: dict[str, Any] = field(default_factory=dict)
+    fused: bool | None = None  # guide.generate's choice: None = the fused path where it applies
 
     @property
     def method(self) -> str:
@@ -37,6 +38,8 @@ class Session:
         return format_prompt(question, self.tokenizer, system=system or SYSTEM_PROMPT)
 
     def generate(self, prompts: list[str], **kwargs: Any) -> list[Generation]:
+        if self.guide is not None:
+            kwargs.setdefault("fused", self.fused)
         return guided_generate(self.base, self.tokenizer, prompts, self.guide, **kwargs)
 
     def stream(self, question: str, max_new_tokens: int = 256, html: str | None = None) -> Generation:
@@ -60,7 +63,7 @@ class Session:
 
 def load_session(base_model: str | None = None, guide: str | None = None, *, reward_model: str | None = None,
                  router: str | None = None, alpha: float | None = None, method: str | None = None,
-                 device_map: str | None = None, dtype: str | None = None) -> Session:
+                 device_map: str | None = None, dtype: str | None = None, fused: bool | None = None) -> Session:
     """Load a base model and the guide the flags ask for (see `load_guide`); the shipped guide is the default."""
     if method != "base" and guide is None and reward_model is None and not is_default_model(base_model):
         raise ValueError(
@@ -75,4 +78,4 @@ def load_session(base_model: str | None = None, guide: str | None = None, *, rew
         loaded.to(base.device)
     names = {"base_model": base_model, "guide": None if reward_model else guide, "reward_model": reward_model,
              "router": router, "alpha": None if loaded is None else loaded.alpha}
-    return Session(base, tokenizer, loaded, names)
+    return Session(base, tokenizer, loaded, names, fused=fused)

@@ -27,6 +27,7 @@ from ..evaluation.graders import extract_number, grade_number
 from ..evaluation.runner import best_alpha, run_eval
 from ..evaluation.session import Session
 from ..evaluation.tasks import Task, numeric_gold
+from ..extras import require
 from ..guide import TARoGuide
 from ..models import load_causal_lm, load_tokenizer
 from ..router import TARoRouter
@@ -246,8 +247,7 @@ def _table(title: str, rows: dict[str, dict]) -> str:
 
 
 def _plot(results: dict[str, Any], path: Path, alphas: tuple[float, ...]) -> None:
-    import matplotlib
-
+    matplotlib = require("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -294,5 +294,8 @@ def reproduce(results_dir: str = "results", checkpoints: str = "examples/miniwor
           + _table("Transfer: the same reward model and router on the ~4x larger base", results["transfer"]) + "\n"
           + _table(f"Out of distribution: chains of {cfg.ood_steps[0]}-{cfg.ood_steps[1]} steps", results["ood"]))
     (res / f"miniworld{suffix}.md").write_text(md)
-    _plot(results, res / f"miniworld{suffix}.png", cfg.alphas)
+    try:
+        _plot(results, res / f"miniworld{suffix}.png", cfg.alphas)
+    except ImportError as err:  # the figures are in the JSON and Markdown already; the picture is optional
+        logger.warning("No plot written: %s", err)
     return results

@@ -26,6 +26,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..cards import push_folder_to_hub, render_card
+from ..extras import require
 from .common import atomic_save
 from .router import TraceCollator
 
@@ -171,7 +172,7 @@ def train_reward_model(
     Returns:
         `output_dir`, which `TARoProcessor` takes after `load_causal_lm(output_dir)`.
     """
-    import datasets
+    datasets = require("datasets")
 
     from ..data import build_step_pairs, detect_format, gsm8k_solutions, load_rows
     from ..defaults import DEFAULT_MODEL

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
+from ..extras import require
 from ..router import TARoRouter, TARoRouterConfig
 from .common import atomic_save
 
@@ -185,7 +186,7 @@ def train_router(
         `output_dir`: `TARoRouter.from_pretrained(output_dir)` loads the router, and `output_dir/guide` is the guide
         (the reward model with this router) that `TARoGuide.from_pretrained` and `taro eval --guide` take.
     """
-    import datasets
+    datasets = require("datasets")
 
     from ..data import SYSTEM_PROMPT, build_traces
     from ..defaults import DEFAULT_MODEL
