@@ -168,3 +168,26 @@ def test_a_missing_optional_dependency_names_its_extra(monkeypatch, module, extr
     monkeypatch.setitem(sys.modules, module, None)  # what an environment without it looks like to import
     with pytest.raises(ImportError, match=rf"pip install 'transformers-taro\[{extra}\]'"):
         call()
+
+
+def test_paired_comparison_is_mcnemar_on_the_same_problems(tmp_path):
+    from scipy.stats import binomtest
+
+    from transformers_taro.evaluation.runner import paired_comparison
+
+    def run(name, correct, outputs):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "generations.jsonl").write_text("".join(
+            json.dumps({"index": i, "correct": c, "output": o, "extracted": o}) + "\n"
+            for i, (c, o) in enumerate(zip(correct, outputs))))
+        return str(d)
+
+    a = run("a", [True] * 8 + [False] * 2 + [True], ["x"] * 11)
+    b = run("b", [False] * 8 + [True] * 2 + [True], ["x"] * 10 + ["y"])
+    result = paired_comparison(a, b)
+    assert (result["only_a"], result["only_b"], result["n"]) == (8, 2, 11)
+    assert result["mcnemar_p"] == pytest.approx(binomtest(8, 10, 0.5).pvalue)
+    assert result["identical_outputs"] == 10
+    with pytest.raises(ValueError, match="same problems"):
+        paired_comparison(a, run("c", [True], ["x"]))

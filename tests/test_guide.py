@@ -149,6 +149,10 @@ def test_bad_guides_are_clear_errors(tmp_path):
         TARoGuide(rm)
     with pytest.raises(ValueError, match="finite"):
         TARoGuide(rm, alpha=float("nan"))
+    with pytest.raises(ValueError, match="negative weight inverts"):
+        TARoGuide(rm, alpha=-1.0)
+    with pytest.raises(ValueError, match="negative weight inverts"):
+        TARoGuide(rm, router=router()).fixed(-0.5)
     with pytest.raises(ValueError, match="method='taro' but a router was not given"):
         TARoGuide(rm, alpha=1.0, config=TARoGuideConfig(method="taro"))
     with pytest.raises(ValueError, match="method"):

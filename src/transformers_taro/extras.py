@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-EXTRAS = {"trl": "train", "datasets": "train", "math_verify": "eval", "matplotlib": "eval", "lm_eval": "lm-eval"}
+EXTRAS = {"trl": "train", "datasets": "train", "math_verify": "eval", "matplotlib": "eval", "scipy": "eval",
+          "lm_eval": "lm-eval"}
 
 
 def require(module: str) -> ModuleType:

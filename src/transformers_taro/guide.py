@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -82,8 +83,10 @@ def _check_alpha(alpha: float | None) -> float | None:
     if alpha is None:
         return None
     alpha = float(alpha)
-    if not torch.isfinite(torch.tensor(alpha)):
+    if not math.isfinite(alpha):
         raise ValueError(f"alpha must be a finite number, got {alpha}.")
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0 (a negative weight inverts the guidance), got {alpha}.")
     return alpha
 
 
@@ -165,14 +168,6 @@ class TARoGuide:
         """The reward model as a causal LM (a LoRA adapter merged into a copy of its base, loaded on first use)."""
         return self._slot.get()
 
-    def _replace(self, **changes: Any) -> TARoGuide:
-        """A guide sharing this one's reward model (loaded or not), with other parts replaced."""
-        guide = TARoGuide.__new__(TARoGuide)
-        guide.__dict__.update(self.__dict__)
-        guide._last = None
-        guide.__dict__.update(changes)
-        return guide
-
     @property
     def method(self) -> str:
         """`"taro"` (router) or `"genarm"` (fixed alpha)."""
@@ -188,13 +183,6 @@ class TARoGuide:
         """`[rows, steps]`: the weight used at each generated token of the last `generate` call."""
         return self._last.alphas if self._last is not None else torch.empty(0, 0)
 
-    @property
-    def alpha_range(self) -> tuple[float, float]:
-        """The range alpha can take: `[0, alpha_max]` for a router, the one value for a fixed weight."""
-        if self.router is not None:
-            return 0.0, float(self.router.config.alpha_max)
-        return float(self.config.alpha), float(self.config.alpha)
-
     def fixed(self, alpha: float | None = None) -> TARoGuide:
         """The same reward model with one fixed weight (GenARM): `alpha`, else the one this guide recorded."""
         alpha = self.config.alpha if alpha is None else alpha
@@ -202,6 +190,14 @@ class TARoGuide:
             raise ValueError("This guide records no fixed alpha: pass one, e.g. guide.fixed(0.5) or --alpha 0.5.")
         alpha = _check_alpha(alpha)
         return self._replace(router=None, config=dataclasses.replace(self.config, method="genarm", alpha=alpha))
+
+    def _replace(self, **changes: Any) -> TARoGuide:
+        """A guide sharing this one's reward model (loaded or not), with other parts replaced."""
+        guide = TARoGuide.__new__(TARoGuide)
+        guide.__dict__.update(self.__dict__)
+        guide._last = None
+        guide.__dict__.update(changes)
+        return guide
 
     def format_prompt(self, question: str, tokenizer: PreTrainedTokenizerBase | None = None) -> str:
         """The prompt in the format the guide was trained on (the base tokenizer's chat template, if it has one)."""
@@ -326,12 +322,8 @@ class TARoGuide:
         (folder / "README.md").write_text(render_card("guide.md", self._card_fields()), encoding="utf-8")
 
     def _card_fields(self) -> dict[str, Any]:
-        fields = dataclasses.asdict(self.config)
-        fields["reward_model_kind"] = "LoRA adapter" if self._slot.adapter is not None else "causal LM"
-        fields["router"] = (
-            f"yes: alpha in [0, {self.router.config.alpha_max:g}] per token" if self.router is not None else "no"
-        )
-        return fields
+        return card_fields(self.config, lora=self._slot.adapter is not None,
+                           alpha_max=self.router.config.alpha_max if self.router is not None else None)
 
     @classmethod
     def from_pretrained(
@@ -378,6 +370,16 @@ class TARoGuide:
         """
         return push_folder_to_hub(lambda folder: self._write(Path(folder)), repo_id,
                                   commit_message=commit_message, **kwargs)
+
+
+def card_fields(config: TARoGuideConfig, lora: bool, alpha_max: float | None) -> dict[str, Any]:
+    """The values `hub_cards/guide.md` is filled with."""
+    fields = dataclasses.asdict(config)
+    fields["reward_model_kind"] = "LoRA adapter" if lora else "causal LM"
+    fields["router"] = f"yes: alpha in [0, {alpha_max:g}] per token" if alpha_max is not None else "no"
+    selection = config.alpha_selection or {}
+    fields["alpha_selection"] = "\n".join(f"- {key}: {value}" for key, value in selection.items()) or "not recorded"
+    return fields
 
 
 class _ModelSlot:
@@ -489,8 +491,7 @@ def load_guide(
         raise ValueError(f"Unknown method {method!r}: choose base, genarm or taro.")
     if method == "base":
         return None
-    if alpha is not None and alpha < 0:
-        raise ValueError(f"alpha must be >= 0 (a negative weight inverts the guidance), got {alpha}.")
+    _check_alpha(alpha)  # before anything loads
     loaded_router = None
     if router is not None:
         with quiet_progress():

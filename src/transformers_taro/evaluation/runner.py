@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..extras import require
 from .session import Session
 from .tasks import Task
 
@@ -28,6 +29,29 @@ def bootstrap_ci(correct: list[bool], samples: int = 2000, seed: int = 0) -> tup
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def paired_comparison(run_a: str, run_b: str) -> dict[str, Any]:
+    """Two `taro eval` runs on the same problems, compared problem by problem (exact McNemar test).
+
+    McNemar's exact test is the two-sided binomial test of the discordant pairs (right in one run only) against
+    1/2 (`scipy.stats.binomtest`). Also: how many outputs are identical and how many extracted answers agree.
+    """
+    binomtest = require("scipy.stats").binomtest
+    a, b = ({r["index"]: r for r in map(json.loads, (Path(d) / "generations.jsonl").read_text().splitlines())}
+            for d in (run_a, run_b))
+    if a.keys() != b.keys():
+        raise ValueError(f"{run_a} and {run_b} are not on the same problems ({len(a)} vs {len(b)}, "
+                         f"{len(a.keys() ^ b.keys())} differ): a paired test needs the same ones.")
+    only_a = sum(a[i]["correct"] and not b[i]["correct"] for i in a)
+    only_b = sum(b[i]["correct"] and not a[i]["correct"] for i in a)
+    return {
+        "n": len(a), "accuracy_a": sum(r["correct"] for r in a.values()) / len(a),
+        "accuracy_b": sum(r["correct"] for r in b.values()) / len(b), "only_a": only_a, "only_b": only_b,
+        "mcnemar_p": binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0,
+        "identical_outputs": sum(a[i]["output"] == b[i]["output"] for i in a),
+        "same_answer": sum(a[i]["extracted"] == b[i]["extracted"] for i in a),
+    }
 
 
 def best_alpha(accuracy_by_alpha: dict[float, float]) -> float:
