@@ -20,13 +20,14 @@ from .gsm8k import (
     traces_from_solutions,
 )
 from .prompts import SYSTEM_PROMPT, answer_step, format_prompt
-from .rows import MalformedRow, SkipReport, read_jsonl
+from .rows import MalformedRow, SkipReport, numbered_jsonl, read_jsonl
 from .sources import build_step_pairs, build_traces, detect_format, load_rows
 from .step_dpo import math_step_dpo_pairs
 
 __all__ = [
     "SYSTEM_PROMPT", "MalformedRow", "SkipReport", "Solution", "answer_step", "arithmetic_is_correct",
     "build_step_pairs", "build_traces", "close", "corrupt_step", "detect_format", "equations_in", "format_number",
-    "format_prompt", "gsm8k_solutions", "label_step", "load_rows", "math_step_dpo_pairs", "numbers_in",
-    "parse_gsm8k", "parse_number", "read_jsonl", "safe_eval", "step_pairs_from_solutions", "traces_from_solutions",
+    "format_prompt", "gsm8k_solutions", "label_step", "load_rows", "math_step_dpo_pairs", "numbered_jsonl",
+    "numbers_in", "parse_gsm8k", "parse_number", "read_jsonl", "safe_eval", "step_pairs_from_solutions",
+    "traces_from_solutions",
 ]

@@ -16,14 +16,25 @@ class MalformedRow(ValueError):
     """A data row that cannot be used, with what is wrong with it."""
 
 
-def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
+def numbered_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`(line number, row)` of each non-blank line; a line that is not UTF-8 JSON is an error naming it."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}:{line_no} is not valid UTF-8 ({err.reason} at byte {err.start}).") from err
             if line.strip():
                 try:
-                    yield json.loads(line)
+                    yield line_no, json.loads(line)
                 except json.JSONDecodeError as err:
                     raise ValueError(f"{path}:{line_no} is not valid JSON: {err}") from err
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The rows of a JSONL file (blank lines skipped); errors name the file and line."""
+    for _, row in numbered_jsonl(path):
+        yield row
 
 
 @dataclass

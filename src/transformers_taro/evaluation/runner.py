@@ -102,49 +102,132 @@ def summarize(records: list[dict[str, Any]], task: str, method: str, seconds: fl
     }
 
 
+RUN_FILE, GENERATIONS_FILE, REPORT_FILE = "run.json", "generations.jsonl", "report.json"
+
+
 def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = None, offset: int = 0,
              batch_size: int = 8, max_new_tokens: int = 256) -> dict:
     """Evaluate `session` on `task`; write `generations.jsonl` and `report.json`; return the report.
 
-    Under `accelerate launch` each process generates a contiguous shard; the records are gathered to the main
-    process (accelerate's `gather_object`), which writes the files. Other processes return an empty dict.
+    Resumable: each process appends its records to a journal (`generations.part<rank>.jsonl`), flushed after every
+    batch, so a kill loses at most the batch in flight; run again with the same settings (`run.json`) and the
+    problems already written are skipped. A folder holding a run with other settings is refused. Arguments, rows
+    and the output folder are checked before anything is generated. Under `accelerate launch` each process takes a
+    contiguous share of the remaining problems; the new records are gathered to the main process (accelerate's
+    `gather_object`), which writes `generations.jsonl` and then `report.json` atomically. Other processes return
+    an empty dict.
     """
     from accelerate import PartialState
-    from accelerate.utils import gather_object
+    from accelerate.utils import gather_object, parse_flag_from_env
 
-    state = PartialState()
-    rows = task.rows[offset : offset + limit if limit else None]
+    # CPU processes (gloo) need cpu=True, which PartialState, unlike the Accelerator, does not read from the env.
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    start, stop = _problem_range(len(task.rows), limit, offset, batch_size)
+    task.check_rows(start, stop)
     out = Path(output_dir)
-    records: list[dict[str, Any]] = []
-    seconds = 0.0
-    with state.split_between_processes(list(range(len(rows)))) as mine:
-        for start in tqdm(range(0, len(mine), batch_size), desc=f"{task.name} {session.method}",
+    settings = {"task": task.name, "data": task.source, "offset": offset, "limit": limit, "method": session.method,
+                "max_new_tokens": max_new_tokens, "dtype": str(session.base.dtype).removeprefix("torch."),
+                **session.names}
+    if state.is_main_process:
+        _claim_output_dir(out, settings)
+    state.wait_for_everyone()
+    done = {r["index"] for r in _written_records(out)}
+    todo = [i for i in range(start, stop) if i not in done]
+    new: list[dict[str, Any]] = []
+    with state.split_between_processes(todo) as mine, open(out / f"generations.part{state.process_index}.jsonl",
+                                                            "a", encoding="utf-8") as journal:
+        for first in tqdm(range(0, len(mine), batch_size), desc=f"{task.name} {session.method}",
                           disable=not state.is_local_main_process):
-            batch = [rows[i] for i in mine[start : start + batch_size]]
-            prompts = [session.prompt(task.question(r), task.system) for r in batch]
+            batch = mine[first : first + batch_size]
+            prompts = [session.prompt(task.question(task.rows[i]), task.system) for i in batch]
             t0 = time.perf_counter()
             gens = session.generate(prompts, max_new_tokens=max_new_tokens)
-            seconds += time.perf_counter() - t0
-            for i, row, prompt, gen in zip(mine[start:], batch, prompts, gens):
-                gold = task.gold(row)
+            share = (time.perf_counter() - t0) / len(batch)
+            for i, prompt, gen in zip(batch, prompts, gens):
+                gold = task.gold(task.rows[i])
                 pred = task.extract(gen.text)
-                records.append({
-                    "index": offset + i, "prompt": prompt, "output": gen.text, "extracted": pred, "gold": gold,
-                    "correct": bool(task.grade(pred, gold)), "mean_alpha": gen.mean_alpha,
-                    "new_tokens": len(gen.token_ids),
-                })
+                record = {"index": i, "prompt": prompt, "output": gen.text, "extracted": pred, "gold": gold,
+                          "correct": bool(task.grade(pred, gold)), "mean_alpha": gen.mean_alpha,
+                          "new_tokens": len(gen.token_ids), "seconds": share}
+                journal.write(json.dumps(record) + "\n")
+                new.append(record)
+            journal.flush()
+            os.fsync(journal.fileno())
     if state.num_processes > 1:
-        records = gather_object(records)
-        # Processes run in parallel: the wall time is the slowest shard's.
-        seconds = max(gather_object([seconds]))
+        new = gather_object(new)
     if not state.is_main_process:
         return {}
-    records.sort(key=lambda r: r["index"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    records = {r["index"]: r for r in _written_records(out)}
+    records.update((r["index"], r) for r in new)
+    missing = [i for i in range(start, stop) if i not in records]
+    if missing:
+        raise RuntimeError(f"{len(missing)} problems have no record (first: {missing[0]}); run again to resume.")
+    ordered = [records[i] for i in range(start, stop)]
+    _write_atomically(out / GENERATIONS_FILE, "".join(json.dumps(r) + "\n" for r in ordered))
+    for journal_file in out.glob("generations.part*.jsonl"):
+        journal_file.unlink()
     extra = {"offset": offset, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
-             "processes": state.num_processes, "dtype": str(session.base.dtype).removeprefix("torch."),
+             "processes": state.num_processes, "resumed_from": len(done), "dtype": settings["dtype"],
              "decoding": None if session.guide is None else session.guide.last_path, **session.names}
-    report = summarize(records, task.name, session.method, seconds, extra)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    report = summarize(ordered, task.name, session.method, sum(r.get("seconds", 0.0) for r in ordered), extra)
+    _write_atomically(out / REPORT_FILE, json.dumps(report, indent=2))
     return report
+
+
+def _problem_range(rows: int, limit: int | None, offset: int, batch_size: int) -> tuple[int, int]:
+    """`[start, stop)` of the problems to evaluate, or a clear error for arguments that select none or make no sense."""
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}.")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1 (leave it out for every problem), got {limit}.")
+    if not 0 <= offset < rows:
+        raise ValueError(f"--offset must be in [0, {rows}) for this task's {rows} problems, got {offset}.")
+    return offset, rows if limit is None else min(rows, offset + limit)
+
+
+def _claim_output_dir(out: Path, settings: dict[str, Any]) -> None:
+    """Make sure results can be written to `out` before generating; refuse a run made with other settings."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--output-dir {out} is a file, not a folder: choose another path.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"--output-dir {out} cannot be written to ({err.strerror}): choose another path."
+                              ) from err
+    run_file = out / RUN_FILE
+    if run_file.is_file():
+        previous = json.loads(run_file.read_text())
+        changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+        if changed:
+            what = ", ".join(f"{k}: {previous.get(k)!r} there, {settings.get(k)!r} now" for k in changed)
+            raise ValueError(f"{out} holds a run with other settings ({what}). Its results cannot be mixed in: use "
+                             "another --output-dir, or delete that one to start over.")
+    elif (out / GENERATIONS_FILE).exists() or (out / REPORT_FILE).exists():
+        raise ValueError(f"{out} holds results without a {RUN_FILE} (another version's run?): use another "
+                         "--output-dir, or delete that one.")
+    else:
+        _write_atomically(run_file, json.dumps(settings, indent=2))
+
+
+def _written_records(out: Path) -> list[dict[str, Any]]:
+    """Records already written: the merged file and any journals. A kill can leave a journal's last line cut
+    short; it is dropped (that problem is generated again)."""
+    records = []
+    for path in [out / GENERATIONS_FILE, *sorted(out.glob("generations.part*.jsonl"))]:
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import parse_number, read_jsonl
+from ..data import numbered_jsonl, parse_number
 from .graders import extract_choice, extract_number, grade_math, grade_number
 
 _DEFAULT_FILES = {
@@ -44,6 +44,27 @@ class Task:
     extract: Callable[[str], Any]
     grade: Callable[[Any, Any], bool]
     system: str | None = None
+    source: str | None = None  # the file the rows came from
+    lines: list[int] | None = None  # each row's line in it
+
+    def where(self, index: int) -> str:
+        """`file:line` of row `index`, for error messages."""
+        line = self.lines[index] if self.lines else index + 1
+        return f"{self.source or self.name}:{line}"
+
+    def check_rows(self, start: int, stop: int) -> None:
+        """Every row in `[start, stop)` has a question and a gold answer, or an error names the first that has not.
+
+        Run before generating: a bad row found after an hour of decoding would lose the hour.
+        """
+        for i in range(start, stop):
+            try:
+                question, _ = self.question(self.rows[i]), self.gold(self.rows[i])
+            except (KeyError, ValueError, TypeError, IndexError, SyntaxError) as err:
+                raise ValueError(f"{self.where(i)}: row {i} of task {self.name!r} has no usable question and answer "
+                                 f"({type(err).__name__}: {err}). Fix or remove it.") from err
+            if not isinstance(question, str) or not question.strip():
+                raise ValueError(f"{self.where(i)}: row {i} of task {self.name!r} has an empty question.")
 
 
 def _svamp_question(row: dict[str, Any]) -> str:
@@ -94,13 +115,18 @@ def load_task(name: str, path: str | None = None, question_field: str = "questio
         path = str(data_dir() / _DEFAULT_FILES[name])
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such file. Pass --data, or set TARO_DATA_DIR to the data folder.")
-    rows = list(read_jsonl(path))
+    numbered = list(numbered_jsonl(path))
+    if not numbered:
+        raise ValueError(f"{path} has no rows: nothing to evaluate.")
+    rows = [row for _, row in numbered]
     if name == "jsonl":
         missing = [f for f in (question_field, answer_field) if rows and f not in rows[0]]
         if missing:
             raise ValueError(f"{path}: rows have no field(s) {missing}; fields are {sorted(rows[0])}. "
                              "Use --question-field / --answer-field.")
-    return TASKS[name](rows, question_field=question_field, answer_field=answer_field)
+    task = TASKS[name](rows, question_field=question_field, answer_field=answer_field)
+    task.source, task.lines = str(Path(path).resolve()), [line for line, _ in numbered]
+    return task
 
 
 def _jsonl(rows: list[dict[str, Any]], question_field: str = "question", answer_field: str = "answer") -> Task:
