@@ -53,6 +53,8 @@ def train_rm(argv: list[str]) -> None:
     out = train_reward_model(model_args.model_name_or_path, args.data, config.output_dir, config,
                              peft_config=get_peft_config(model_args), limit=args.limit, resume=args.resume,
                              sample_rejected=args.sample_rejected, samples_per_step=args.samples_per_step)
+    if not _main_process():
+        return
     print(f"Reward model saved to {out}")
     if args.upload_to:
         push_reward_model(out, args.upload_to)
@@ -68,10 +70,19 @@ def train_router_cmd(argv: list[str]) -> None:
     args, config = parser.parse_args_into_dataclasses(argv)
     out = train_router(args.base_model, args.reward_model, args.data, config.output_dir, config, limit=args.limit,
                        resume=args.resume, device_map=args.device_map)
+    if not _main_process():
+        return
     print(f"Router saved to {out}; the guide (reward model + router) to {out}/guide")
     if args.upload_to:
         TARoGuide.from_pretrained(f"{out}/guide").push_to_hub(args.upload_to)
         print(f"Uploaded the guide to {args.upload_to}")
+
+
+def _main_process() -> bool:
+    """Under a multi-process launch only the main process reports and uploads."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def _model_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:

@@ -216,7 +216,9 @@ def train_reward_model(
     )
 
     def save(folder: str) -> None:
-        trainer.save_model(folder)
+        trainer.save_model(folder)  # on every process (ZeRO-3 gathers); it writes on the main one
+        if not trainer.is_world_process_zero():
+            return
         tokenizer.save_pretrained(folder)
         adapter = Path(folder) / "adapter_config.json"
         if adapter.is_file():
@@ -230,7 +232,7 @@ def train_reward_model(
             "max_steps": trainer.state.global_step, "training_summary": summary,
         })
 
-    atomic_save(save, output_dir)
+    atomic_save(save, output_dir, trainer.accelerator)
     return output_dir
 
 

@@ -128,17 +128,20 @@ class RouterTrainer(Trainer):
         states = out.hidden_states[-1][:, keep.to(device)] if hidden else None
         return out.logits, states
 
-    def compute_loss(self, model: TARoRouter, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
-                     num_items_in_batch: Any = None) -> Any:
+    def compute_loss(self, model: TARoRouter | torch.nn.Module, inputs: dict[str, torch.Tensor],
+                     return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
         labels = inputs["labels"]
         scored = labels.ne(-100).any(dim=0).nonzero().squeeze(-1)
         # Only positions that predict a completion token need logits: skip the prompt's [seq, vocab] block.
         keep = torch.arange(int(scored.min()), int(scored.max()) + 1, device=labels.device)
-        want_hidden = model.config.use_reward_hidden_states
+        # Under DDP `model` is the wrapper: settings come from the router inside, the forward goes through the
+        # wrapper (which synchronises the gradients).
+        router = self.accelerator.unwrap_model(model)
+        want_hidden = router.config.use_reward_hidden_states
         with torch.no_grad():
             base_logits, _ = self._frozen_logits(self.base_model, inputs, keep, hidden=False)
             reward_logits, hidden = self._frozen_logits(self.reward_model, inputs, keep, hidden=want_hidden)
-        router_device = model.head.weight.device if hasattr(model, "head") else self.args.device
+        router_device = router.head.weight.device
         out = model(
             base_logits.to(router_device), reward_logits.to(router_device),
             reward_hidden_states=None if hidden is None else hidden.to(router_device),
@@ -216,11 +219,12 @@ def train_router(
         + (f"; loss {losses[0]:.4f} → {losses[-1]:.4f}" if losses else "")
         + f"; alpha_reg={config.alpha_reg}, lr={config.learning_rate}."
     )
-    atomic_save(trainer.save_model, output_dir)
-    if trainer.is_world_process_zero():
+    atomic_save(trainer.save_model, output_dir, trainer.accelerator)
+    if trainer.is_world_process_zero():  # the router's weights are in memory on every process: one writes the guide
         guide = TARoGuide(rm, router=router, tokenizer=load_tokenizer(reward_model),
                           adapter_folder=reward_model if is_peft_adapter(reward_model) else None)
         guide.config.system_prompt = SYSTEM_PROMPT
         guide.config.training_summary = router.config.training_summary
         guide.save_pretrained(Path(output_dir) / "guide")
+    trainer.accelerator.wait_for_everyone()
     return output_dir
