@@ -155,7 +155,7 @@ def mix(
         reward_logits: `[..., V_r]` reward-model logits on the same prefixes.
         alpha / router: Exactly one.
         reward_hidden_states: `[..., H]`, for routers that read the reward model's hidden state.
-        check_finite: Raise on NaN/inf reward logits, naming the usual cause.
+        check_finite: Raise on NaN/inf reward logits or router alphas, naming the usual cause.
 
     Returns:
         `(scores [..., V_b], alpha [...])`: unnormalised guided scores (`log_softmax` them for log-probs) and the
@@ -184,6 +184,9 @@ def mix(
     if router is not None:
         weight = router.compute_alpha(base_logprobs, reward_logprobs, reward_hidden_states).float()
         weight = weight.to(base_logprobs.device)
+        if check_finite and not bool(torch.isfinite(weight).all()):
+            raise ValueError("The router produced a NaN/inf alpha: its weights are corrupt (NaN or inf). Load the "
+                             "router again from an intact model.safetensors, or retrain it.")
     else:
         weight = torch.full(base_logprobs.shape[:-1], float(alpha), device=base_logprobs.device)
     return guided_scores(base_logprobs, reward_logprobs, weight), weight

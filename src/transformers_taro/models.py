@@ -129,11 +129,22 @@ def default_model_path() -> str:
     return str(target)
 
 
+def looks_like_a_path(name: str) -> bool:
+    """Whether a name can only be a local path: a Hub id is `name` or `owner/name`, never `./x`, `/x` or `a/b/c`."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
 def resolve(name_or_path: str | None) -> str:
-    """A Hub id or local folder as given; the default model (None, 'default' or its Hub id) as a local folder."""
+    """A Hub id or local folder as given; the default model (None, 'default' or its Hub id) as a local folder.
+
+    A name that can only be a local path and does not exist is an error here, before anything is loaded.
+    """
     if is_default_model(name_or_path):
         return default_model_path()
-    return str(name_or_path)
+    name = str(name_or_path)
+    if looks_like_a_path(name) and not Path(name).expanduser().exists():
+        raise FileNotFoundError(f"{name}: no such folder (and not a Hub id, which has the form 'owner/name').")
+    return name
 
 
 def is_peft_adapter(path: str | os.PathLike) -> bool:

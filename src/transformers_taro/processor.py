@@ -109,6 +109,10 @@ class TARoProcessor(LogitsProcessor):
             )
         if alpha is not None and not math.isfinite(float(alpha)):
             raise ValueError(f"alpha must be a finite number, got {alpha}.")
+        if alpha is not None and alpha < 0:
+            raise ValueError(f"alpha must be >= 0 (a negative weight inverts the guidance), got {alpha}.")
+        if alpha is not None and alpha > torch.finfo(torch.float32).max:
+            raise ValueError(f"alpha={alpha} does not fit a float32 (the scores' dtype): use alpha <= 1e38.")
         if reward_attention_mask is not None and reward_input_ids is None:
             raise ValueError("reward_attention_mask was given without reward_input_ids.")
         if tokenizer is not None and reward_tokenizer is not None:

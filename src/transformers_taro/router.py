@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,6 +16,10 @@ from transformers.modeling_outputs import ModelOutput
 
 from .cards import push_folder_to_hub, render_card
 from .features import mix, num_features, router_features
+
+# Embedding matrices are often rounded up (to multiples of 64 or 128 rows, Qwen2's by ~300): more than this many rows
+# beyond the router's vocabulary is another vocabulary, not padding.
+MAX_PADDING_ROWS = 1024
 
 
 class TARoRouterConfig(PretrainedConfig):
@@ -145,14 +151,23 @@ class TARoRouter(PreTrainedModel):
             module.weight.fill_(1.0)
             module.bias.zero_()
 
-    def check_inputs(self, vocab_size: int, reward_hidden_states: torch.Tensor | None) -> None:
-        """Raise a clear error when the inputs are not what this router was trained on."""
-        if self.config.vocab_size is not None and vocab_size != self.config.vocab_size:
-            raise ValueError(
-                f"This router was trained on a vocabulary of {self.config.vocab_size} tokens, but the base and reward "
-                f"models share {vocab_size}. Use a reward model (and base) with the router's vocabulary "
-                f"(trained with {self.config.reward_model_name_or_path!r}), or train a router for this one."
-            )
+    def check_inputs(self, base_vocab: int, reward_vocab: int, reward_hidden_states: torch.Tensor | None) -> None:
+        """Raise a clear error when the inputs are not what this router was trained on.
+
+        Each model's vocabulary must be the router's, or it plus padding rows (embedding matrices are often
+        rounded up): checking only the shared part would let a router trained on 301 tokens guide models of 49152.
+        """
+        trained = self.config.vocab_size
+        for what, size in (("base", base_vocab), ("reward", reward_vocab)):
+            if trained is not None and not trained <= size <= trained + MAX_PADDING_ROWS:
+                raise ValueError(
+                    f"This router was trained on a vocabulary of {trained} tokens, but the {what} model's has {size}. "
+                    f"Use a reward model (and base) with the router's vocabulary (trained with "
+                    f"{self.config.reward_model_name_or_path!r}), or train a router for this one."
+                )
+        if trained is not None and min(base_vocab, reward_vocab) != trained:
+            raise ValueError(f"This router was trained on {trained} shared tokens; these models share "
+                             f"{min(base_vocab, reward_vocab)}.")
         if self.config.use_reward_hidden_states:
             if reward_hidden_states is None:
                 raise ValueError("This router reads the reward model's hidden states; pass reward_hidden_states.")
@@ -169,8 +184,7 @@ class TARoRouter(PreTrainedModel):
         reward_hidden_states: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Alpha for each position: inputs `[..., V]` log-probs (and `[..., H]` hidden states), output `[...]`."""
-        vocab = min(base_logprobs.shape[-1], reward_logprobs.shape[-1])
-        self.check_inputs(vocab, reward_hidden_states)
+        self.check_inputs(base_logprobs.shape[-1], reward_logprobs.shape[-1], reward_hidden_states)
         if self.hidden_norm is not None:
             reward_hidden_states = self.hidden_norm(reward_hidden_states.to(self.hidden_norm.weight.dtype))
         else:
@@ -207,8 +221,23 @@ class TARoRouter(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any) -> TARoRouter:
-        """Load from a local folder or a Hub id (offline too, from the HF cache with `local_files_only=True`)."""
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        """Load from a local folder or a Hub id (offline too, from the HF cache with `local_files_only=True`).
+
+        A folder that is not a saved router (no `config.json`, another model type, missing or corrupt weights)
+        is a clear error, not a freshly initialised router.
+        """
+        from safetensors import SafetensorError
+
+        from .models import resolve
+
+        folder = Path(resolve(str(pretrained_model_name_or_path)))
+        if folder.is_dir():
+            _check_router_folder(folder)
+        try:
+            model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as err:
+            raise ValueError(f"{pretrained_model_name_or_path}: model.safetensors is corrupt or truncated ({err}). "
+                             "Save or download the router again.") from err
         # Weights come memory-mapped from safetensors at arbitrary alignment, which sends CPU BLAS down another
         # kernel and changes the last bit of alpha. The router is tiny: own aligned copies, outputs stay bitwise.
         with torch.no_grad():
@@ -229,6 +258,19 @@ class TARoRouter(PreTrainedModel):
         Takes `private`, `token`, `revision`, `create_pr` as `huggingface_hub.HfApi.upload_folder` does.
         """
         return push_folder_to_hub(self.save_pretrained, repo_id, commit_message=commit_message, **kwargs)
+
+
+def _check_router_folder(folder: Path) -> None:
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: it is not a saved TARo router (a router folder holds "
+                                "config.json and model.safetensors, as TARoRouter.save_pretrained writes them).")
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    if model_type != TARoRouterConfig.model_type:
+        raise ValueError(f"{folder} holds a {model_type!r} model, not a TARo router (model_type "
+                         f"{TARoRouterConfig.model_type!r}): was a reward or base model folder given as the router?")
+    if not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{folder} has a router config but no model.safetensors: the router is incomplete.")
 
 
 AutoConfig.register(TARoRouterConfig.model_type, TARoRouterConfig)

@@ -9,6 +9,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from ..extras import require
+from ..models import looks_like_a_path
 from .gsm8k import gsm8k_solutions, step_pairs_from_solutions, traces_from_solutions
 from .rows import read_jsonl
 from .step_dpo import math_step_dpo_pairs
@@ -22,8 +23,11 @@ def load_rows(id_or_path: str, split: str = "train") -> list[dict[str, Any]]:
             data = json.loads(path.read_text(encoding="utf-8"))
             return data if isinstance(data, list) else data.get("data", data.get("rows", []))
         return list(read_jsonl(path))
-    if path.exists() or id_or_path.startswith((".", "/")):
+    if path.exists():
         raise FileNotFoundError(f"{id_or_path}: not a JSON/JSONL file")
+    if looks_like_a_path(id_or_path) or path.suffix in (".json", ".jsonl", ".csv", ".parquet"):
+        raise FileNotFoundError(f"{id_or_path}: no such file (and not a Hub dataset id, which has the form "
+                                "'owner/name').")
     datasets = require("datasets")
 
     return list(datasets.load_dataset(id_or_path, split=split))

@@ -27,7 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..cards import push_folder_to_hub, render_card
 from ..extras import require
-from .common import atomic_save
+from .common import atomic_save, check_max_steps, resume_point
 from .router import TraceCollator
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -61,6 +61,7 @@ class RewardModelConfig(CPOConfig):
             )
         if self.beta <= 0:
             raise ValueError(f"beta must be positive, got {self.beta}.")
+        check_max_steps(self.max_steps)
         if self.bf16 is None and not torch.cuda.is_available():
             # TRL defaults to bf16, which transformers refuses without a GPU; CPU training runs in float32.
             self.bf16 = False
@@ -206,7 +207,7 @@ def train_reward_model(
             processing_class=tokenizer,
             peft_config=peft_config,
         )
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.train(resume_from_checkpoint=resume_point(output_dir, resume))
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     name = model or DEFAULT_MODEL
     summary = (

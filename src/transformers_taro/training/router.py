@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments, set_seed
 
 from ..extras import require
 from ..router import TARoRouter, TARoRouterConfig
-from .common import atomic_save
+from .common import atomic_save, check_max_steps, resume_point
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,10 @@ class RouterTrainingConfig(TrainingArguments):
     max_length: int = field(default=512, metadata={"help": "Maximum trace length in tokens."})
     learning_rate: float = field(default=1e-3, metadata={"help": "The router is small: a large rate is fine."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Rows are tokenized by the collator."})
+
+    def __post_init__(self) -> None:
+        check_max_steps(self.max_steps)
+        super().__post_init__()
 
     def router_config(self, vocab_size: int, reward_hidden_size: int, **names: Any) -> TARoRouterConfig:
         return TARoRouterConfig(
@@ -206,13 +210,14 @@ def train_router(
         raise ValueError(f"No traces could be built from {data}.")
     vocab = min(_vocab_rows(base), _vocab_rows(rm))
     names = dict(base_model_name_or_path=base_model or DEFAULT_MODEL, reward_model_name_or_path=reward_model)
+    set_seed(config.seed)  # the router's initial weights too, not only the Trainer's data order
     router = TARoRouter(config.router_config(vocab, rm.config.get_text_config().hidden_size, **names))
     logger.warning("Training the router on %d traces from %s", len(traces), data)
     trainer = RouterTrainer(
         base_model=base, reward_model=rm, model=router, args=config,
         train_dataset=datasets.Dataset.from_list(traces), data_collator=TraceCollator(tokenizer, config.max_length),
     )
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.train(resume_from_checkpoint=resume_point(output_dir, resume))
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     router.config.training_summary = (
         f"{trainer.state.global_step} steps on {len(traces)} correct traces from `{data}`"

@@ -1,0 +1,84 @@
+"""Bad input and faults get a clear error that says what to change (issue: multi-process runs and faults)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from conftest import VOCAB, tiny_lm
+
+from transformers_taro import TARoGuide, TARoProcessor, TARoRouter, TARoRouterConfig, load_guide
+from transformers_taro.data import load_rows
+
+
+def saved_router(folder, **config):
+    TARoRouter(TARoRouterConfig(vocab_size=VOCAB, **config)).save_pretrained(folder)
+    return folder
+
+
+def test_a_folder_that_is_not_a_router_is_refused(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        TARoRouter.from_pretrained(empty)
+    tiny_lm().save_pretrained(tmp_path / "rm")
+    with pytest.raises(ValueError, match="holds a 'llama' model, not a TARo router"):
+        TARoRouter.from_pretrained(tmp_path / "rm")
+    router = saved_router(tmp_path / "router")
+    os.remove(router / "model.safetensors")
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        TARoRouter.from_pretrained(router)
+
+
+@pytest.mark.parametrize("keep", [0, 100])
+def test_truncated_router_weights_are_named(tmp_path, keep):
+    router = saved_router(tmp_path / "router")
+    weights = router / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:keep])
+    with pytest.raises(ValueError, match="model.safetensors is corrupt or truncated"):
+        TARoRouter.from_pretrained(router)
+
+
+def test_a_router_with_nan_weights_is_refused_while_decoding():
+    router = TARoRouter(TARoRouterConfig(vocab_size=VOCAB))
+    with torch.no_grad():
+        router.head.bias.fill_(float("nan"))
+    guide = TARoGuide(tiny_lm(seed=2), router=router)
+    with pytest.raises(ValueError, match="NaN/inf alpha"):
+        guide.generate(tiny_lm(seed=7), input_ids=torch.tensor([[1, 5, 9]]), max_new_tokens=2, pad_token_id=0)
+
+
+def test_the_router_checks_both_vocabularies():
+    router = TARoRouter(TARoRouterConfig(vocab_size=VOCAB))
+    small = torch.randn(1, VOCAB).log_softmax(-1)
+    with pytest.raises(ValueError, match="reward model's has 5000"):
+        router.compute_alpha(small, torch.randn(1, 5000).log_softmax(-1))
+    with pytest.raises(ValueError, match="base model's has 5000"):
+        router.compute_alpha(torch.randn(1, 5000).log_softmax(-1), small)
+    padded = torch.randn(1, VOCAB + 32).log_softmax(-1)  # embedding padding rows are fine
+    assert router.compute_alpha(small, padded).shape == (1,)
+
+
+def test_paths_that_do_not_exist_are_named_before_anything_loads(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        load_guide(reward_model=str(tmp_path / "nonexistent"), alpha=1.0)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        TARoRouter.from_pretrained("./no/router/here")
+    with pytest.raises(FileNotFoundError, match="no such file .*not a Hub dataset id"):
+        load_rows("data/nope.jsonl")
+
+
+@pytest.mark.parametrize("alpha,message", [(-3.0, "negative weight inverts"), (1e40, "does not fit a float32")])
+def test_alphas_the_processor_cannot_use(alpha, message):
+    with pytest.raises(ValueError, match=message):
+        TARoProcessor(tiny_lm(), alpha=alpha)
+
+
+def test_zero_training_steps_are_refused(tmp_path):
+    from transformers_taro.training import RewardModelConfig, RouterTrainingConfig
+
+    for config in (RewardModelConfig, RouterTrainingConfig):
+        with pytest.raises(ValueError, match="--max_steps must be positive"):
+            config(output_dir=str(tmp_path), max_steps=0)
+    assert RouterTrainingConfig(output_dir=str(tmp_path), max_steps=-1).max_steps == -1  # "train by epochs"
