@@ -191,3 +191,27 @@ def test_paired_comparison_is_mcnemar_on_the_same_problems(tmp_path):
     assert result["identical_outputs"] == 10
     with pytest.raises(ValueError, match="same problems"):
         paired_comparison(a, run("c", [True], ["x"]))
+
+
+@pytest.mark.slow
+def test_grading_off_the_main_thread_survives_an_answer_that_never_finishes():
+    import threading
+
+    from transformers_taro.evaluation.graders import _GRADER, grade_math, grading_timeouts
+
+    results = {}
+
+    def grade_in_thread(key, prediction, gold, timeout):
+        t = threading.Thread(target=lambda: results.__setitem__(key, grade_math(prediction, gold, timeout)))
+        t.start()
+        t.join(timeout=120)
+        assert not t.is_alive(), "grading hung"
+
+    grade_in_thread("warm", "\\boxed{2}", "2", 10.0)  # starts the grading process
+    before = grading_timeouts()
+    # A big-integer power holds the GIL: no thread-based timeout could stop it.
+    grade_in_thread("huge", "\\boxed{9^{9^{9^{9}}}}", "3", 1.0)
+    assert results["huge"] is False and grading_timeouts() == before + 1
+    grade_in_thread("after", "\\boxed{\\frac{1}{2}}", "0.5", 10.0)  # not stuck behind it, nor graded False
+    assert results == {"warm": True, "huge": False, "after": True}
+    assert _GRADER._proc is not None and _GRADER._proc.is_alive()

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..extras import require
+from .graders import grading_timeouts
 from .session import Session
 from .tasks import Task
 
@@ -124,6 +125,7 @@ def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = 
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     start, stop = _problem_range(len(task.rows), limit, offset, batch_size)
     task.check_rows(start, stop)
+    timeouts_before = grading_timeouts()
     out = Path(output_dir)
     settings = {"task": task.name, "data": task.source, "offset": offset, "limit": limit, "method": session.method,
                 "max_new_tokens": max_new_tokens, "dtype": str(session.base.dtype).removeprefix("torch."),
@@ -168,6 +170,7 @@ def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = 
         journal_file.unlink()
     extra = {"offset": offset, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
              "processes": state.num_processes, "resumed_from": len(done), "dtype": settings["dtype"],
+             "grading_timeouts": grading_timeouts() - timeouts_before,
              "decoding": None if session.guide is None else session.guide.last_path, **session.names}
     report = summarize(ordered, task.name, session.method, sum(r.get("seconds", 0.0) for r in ordered), extra)
     _write_atomically(out / REPORT_FILE, json.dumps(report, indent=2))
