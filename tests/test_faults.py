@@ -82,3 +82,29 @@ def test_zero_training_steps_are_refused(tmp_path):
         with pytest.raises(ValueError, match="--max_steps must be positive"):
             config(output_dir=str(tmp_path), max_steps=0)
     assert RouterTrainingConfig(output_dir=str(tmp_path), max_steps=-1).max_steps == -1  # "train by epochs"
+
+
+def test_masks_that_cannot_be_this_batchs_are_refused():
+    from conftest import left_padded
+
+    base, rm = tiny_lm(seed=7), tiny_lm(seed=2)
+    ids, mask = left_padded([[1, 5, 9, 14, 3, 7], [1, 22, 8]])
+    kw = dict(max_new_tokens=2, pad_token_id=0, do_sample=False)
+
+    def run(ids, mask):
+        proc = TARoProcessor(rm, alpha=1.0, attention_mask=mask, pad_token_id=0)
+        base.generate(ids, attention_mask=mask, logits_processor=[proc], **kw)
+
+    other = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1]])  # same shape, another batch's
+    with pytest.raises(ValueError, match="hides non-padding tokens of row 1"):
+        TARoProcessor(rm, alpha=1.0, attention_mask=other, pad_token_id=0)(ids, torch.randn(2, VOCAB))
+    with pytest.raises(ValueError, match="1 rows for 2 different prompts"):
+        TARoProcessor(rm, alpha=1.0, attention_mask=mask[:1], pad_token_id=0)(ids, torch.randn(2, VOCAB))
+    empty = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0]])
+    with pytest.raises(ValueError, match="Row 1 of the batch is an empty prompt"):
+        TARoProcessor(rm, alpha=1.0, attention_mask=empty, pad_token_id=0)(ids, torch.randn(2, VOCAB))
+    run(ids, mask)  # the right mask still works
+    beams = dict(num_beams=2, num_return_sequences=2)  # generate's own expansion: one mask row per prompt is right
+    proc = TARoProcessor(rm, alpha=1.0, attention_mask=mask, pad_token_id=0)
+    out = base.generate(ids, attention_mask=mask, logits_processor=[proc], **kw, **beams)
+    assert out.shape[0] == 4

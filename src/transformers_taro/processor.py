@@ -184,8 +184,10 @@ class TARoProcessor(LogitsProcessor):
             return torch.ones_like(input_ids)
         mask = self._expand(self.attention_mask.to(input_ids.device), rows, "attention_mask")
         # The mask belongs to one batch of prompts: using it on another would silently mis-mask padding.
-        prompts = input_ids[:: rows // self.attention_mask.shape[0], : mask.shape[1]]
+        per_prompt = rows // self.attention_mask.shape[0]
+        prompts = input_ids[::per_prompt, : mask.shape[1]]
         if self._mask_prompts is None:
+            self._check_mask_fits(input_ids[:, : mask.shape[1]], mask, per_prompt)
             self._mask_prompts = prompts.clone()
         elif self._mask_prompts.shape != prompts.shape or not torch.equal(self._mask_prompts, prompts):
             raise ValueError(
@@ -199,6 +201,30 @@ class TARoProcessor(LogitsProcessor):
             )
         # Tokens past the mask were generated (a continuation, or assisted decoding): they are all real tokens.
         return torch.cat([mask, mask.new_ones(rows, length - mask.shape[1])], dim=1)
+
+    def _check_mask_fits(self, ids: torch.Tensor, mask: torch.Tensor, per_prompt: int) -> None:
+        """Refuse a mask that cannot be this batch's: what it masks would otherwise be read (or dropped) silently."""
+        empty = (mask.sum(dim=1) == 0).nonzero()
+        if len(empty):
+            raise ValueError(f"Row {int(empty[0])} of the batch is an empty prompt (its attention_mask is all 0): "
+                             "give every row at least one token.")
+        if self.pad_token_id is not None:
+            masked_tokens = (mask == 0) & (ids != self.pad_token_id)
+            if bool(masked_tokens.any()):
+                row = int(masked_tokens.any(dim=1).nonzero()[0])
+                raise ValueError(
+                    f"attention_mask hides non-padding tokens of row {row} (tokens other than the pad id "
+                    f"{self.pad_token_id}): it is not this batch's mask, or the pad id is not the tokenizer's. Pass "
+                    "attention_mask=enc['attention_mask'] from the same tokenizer call as the ids, and "
+                    "pad_token_id=tokenizer.pad_token_id."
+                )
+        if per_prompt > 1:
+            # Fewer mask rows than prompts is right only for generate's own expansion (beams, several sequences):
+            # each mask row then stands for identical copies of one prompt.
+            groups = ids.reshape(-1, per_prompt, ids.shape[1])
+            if not bool((groups == groups[:, :1]).all()):
+                raise ValueError(f"attention_mask has {mask.shape[0] // per_prompt} rows for {ids.shape[0]} different "
+                                 "prompts: pass one mask row per prompt (the mask given to generate).")
 
     def _refuse_unmasked_padding(self, input_ids: torch.Tensor) -> None:
         if self.pad_token_id is None or input_ids.shape[0] < 2:
