@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokeniz
 
 from .cards import push_folder_to_hub, render_card
 from .data import SYSTEM_PROMPT, format_prompt
-from .models import is_peft_adapter, load_causal_lm, load_tokenizer, quiet_progress
+from .models import is_peft_adapter, load_causal_lm, load_tokenizer, looks_like_a_path, quiet_progress
 from .processor import TARoProcessor, cache_keyword
 from .router import TARoRouter
 
@@ -216,8 +217,7 @@ class TARoGuide:
         """The `TARoProcessor` for one batch (its prompt's `attention_mask`); `kwargs` go to `TARoProcessor`."""
         return TARoProcessor(
             self.reward_model,
-            router=self.router if self.method == "taro" else None,
-            alpha=self.config.alpha if self.method == "genarm" else None,
+            **self._weight(),
             attention_mask=attention_mask,
             reward_tokenizer=self.tokenizer if kwargs.get("tokenizer") is not None else None,
             **kwargs,
@@ -245,14 +245,13 @@ class TARoGuide:
             raise FusedNotApplicable(f"fused=True, but {reason} Use fused=False (the processor path).")
         pad = generate_kwargs.get("pad_token_id", getattr(model.generation_config, "pad_token_id", None))
         extra = generate_kwargs.pop("logits_processor", None) or []
-        weight = {"router": self.router, "alpha": None} if self.method == "taro" else {"alpha": self.config.alpha}
         if reason is None and fused is not False:
             want_hidden = self.method == "taro" and self.router.config.use_reward_hidden_states
             forward = FusedForward(model, self._slot.lora, want_hidden=want_hidden,
                                    reward_input_ids=generate_kwargs.pop("reward_input_ids", None),
                                    reward_attention_mask=generate_kwargs.pop("reward_attention_mask", None))
             proc = FusedProcessor(model, forward, attention_mask=generate_kwargs.get("attention_mask"),
-                                  pad_token_id=pad, **weight)
+                                  pad_token_id=pad, **self._weight())
             self._last, self.last_path = proc, "fused"
             generate_kwargs[cache_keyword(model)] = FusedCache(config=model.config)
             with forward:
@@ -266,6 +265,10 @@ class TARoGuide:
         )
         self._last, self.last_path = proc, "processor"
         return model.generate(**generate_kwargs, logits_processor=LogitsProcessorList([proc, *extra]))
+
+    def _weight(self) -> dict[str, Any]:
+        """What decodes: the router (TARo), or the fixed alpha (GenARM; a TARo guide's alpha is only its baseline)."""
+        return {"router": self.router} if self.method == "taro" else {"alpha": self.config.alpha}
 
     def _why_not_fused(self, model: PreTrainedModel, generate_kwargs: dict[str, Any]) -> str | None:
         """Why the fused path cannot decode this call (None: it can)."""
@@ -393,7 +396,8 @@ class _ModelSlot:
         self.device: str | torch.device | None = None
         self.load_kwargs: dict[str, Any] = {}
         self.lora: Any = None  # the adapter as tensors, read for the fused path
-        self._fused_checked: dict[int, str | None] = {}  # id(model) -> why not fused (None: it applies)
+        # model -> why not fused (None: it applies); weak keys, so a freed model's verdict never outlives it
+        self._fused_checked: weakref.WeakKeyDictionary[PreTrainedModel, str | None] = weakref.WeakKeyDictionary()
 
     @property
     def loaded(self) -> bool:
@@ -413,15 +417,15 @@ class _ModelSlot:
         """Raise `FusedNotApplicable` unless the adapter sits on exactly `model`'s weights (checked once per model)."""
         from .fused import FusedNotApplicable, LoRAWeights, check_same_base
 
-        if id(model) not in self._fused_checked:
+        if model not in self._fused_checked:
             try:
                 self.lora = self.lora or LoRAWeights.from_folder(self.adapter)
                 check_same_base(model, self.lora)
-                self._fused_checked[id(model)] = None
+                self._fused_checked[model] = None
             except FusedNotApplicable as err:
-                self._fused_checked[id(model)] = str(err)
-        if self._fused_checked[id(model)] is not None:
-            raise FusedNotApplicable(self._fused_checked[id(model)])
+                self._fused_checked[model] = str(err)
+        if self._fused_checked[model] is not None:
+            raise FusedNotApplicable(self._fused_checked[model])
 
     def to(self, device: str | torch.device) -> None:
         self.device = device
@@ -451,7 +455,7 @@ def _guide_folder(name: str | os.PathLike, revision: str | None, token: str | bo
                 "TARoGuide(reward_model, router=..., alpha=...).save_pretrained(folder)."
             )
         return path
-    if str(name).startswith((".", "/", "~")) or str(name).count("/") != 1:
+    if looks_like_a_path(str(name)) or "/" not in str(name):  # a guide's Hub id is always owner/name
         raise FileNotFoundError(f"{name}: no such folder (and it is not a Hub id of the form 'owner/name').")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError

@@ -19,6 +19,12 @@ def cache_keyword(model: PreTrainedModel) -> str:
     return "cache" if "cache" in parameters else "past_key_values"
 
 
+def positions_from_mask(mask: torch.Tensor, length: int) -> torch.Tensor:
+    """Position ids of the last `length` tokens: left padding counts no positions, so a padded row sees the
+    positions it would see alone."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:]
+
+
 def returned_cache(output: Any) -> Any:
     """The KV cache a forward returned, under either name (reading the old one warns on transformers >= 5.24)."""
     return output["cache"] if "cache" in output else output.past_key_values
@@ -154,8 +160,7 @@ class TARoProcessor(LogitsProcessor):
     def _reward_forward(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> Any:
         device = self.reward_model.device
         mask = mask.to(device)
-        # Left padding: positions count real tokens only, so a padded row sees the positions it would alone.
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
+        positions = positions_from_mask(mask, ids.shape[1])
         kwargs: dict[str, Any] = {self._cache_kw: cache}
         if self._keep_logits:
             kwargs["logits_to_keep"] = 1
@@ -274,16 +279,26 @@ class TARoProcessor(LogitsProcessor):
         return match.float().argmax(dim=1)
 
     def _advance(self, input_ids: torch.Tensor, order: torch.Tensor) -> Any:
+        """One more token per row: follow the beams' reordering, then the reward model's output for the new token."""
         state = self._state
         if not torch.equal(order, torch.arange(order.numel(), device=order.device)):
-            state.cache.reorder_cache(order.to(self.reward_model.device))
-            state.mask = state.mask[order.to(state.mask.device)]
+            self._reorder_reward_state(order)
             if state.alphas is not None:
                 state.alphas = state.alphas[order.to(state.alphas.device)]
+        out = self._next_reward_output(input_ids)
+        state.seen_ids = input_ids.clone()
+        return out
+
+    def _reorder_reward_state(self, order: torch.Tensor) -> None:
+        state = self._state
+        state.cache.reorder_cache(order.to(self.reward_model.device))
+        state.mask = state.mask[order.to(state.mask.device)]
+
+    def _next_reward_output(self, input_ids: torch.Tensor) -> Any:
+        state = self._state
         state.mask = torch.cat([state.mask, state.mask.new_ones(state.mask.shape[0], 1)], dim=1)
         out = self._reward_forward(input_ids[:, -1:], state.mask, state.cache)
         state.cache = returned_cache(out)
-        state.seen_ids = input_ids.clone()
         return out
 
     # -- the LogitsProcessor contract ------------------------------------------------------------------------
