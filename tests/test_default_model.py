@@ -53,7 +53,12 @@ def test_demo_runs_on_the_shipped_guide(converted, tmp_path, monkeypatch):
 
     monkeypatch.delenv("TARO_DATA_DIR", raising=False)
     monkeypatch.chdir(tmp_path)  # no checkout around: the problems come from the package
-    accuracy = run_demo(problems=1, max_new_tokens=8, output_dir=str(tmp_path))
-    assert set(accuracy) == {"base", "genarm", "taro"}
+    result = run_demo(problems=1, max_new_tokens=8, output_dir=str(tmp_path), miniworld_problems=20)
+    assert set(result["smollm2"]) == {"base", "taro"}
+    world = result["miniworld"]
+    assert set(world["a"]) == set(world["b"]) and len(world["a"]) == 3 and "TARo" in world["a"]
+    assert all(r["n"] == 20 for d in "ab" for r in world[d].values())
+    assert set(world["paired"]) == {f"{d}: TARo vs {m}" for d in "ab" for m in world[d] if m != "TARo"}
+    assert (tmp_path / "miniworld.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "alphas.html").read_text().count("alpha=") >= 8
     assert (tmp_path / "alphas.png").read_bytes()[:4] == b"\x89PNG"

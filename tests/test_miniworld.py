@@ -21,18 +21,44 @@ def test_problems_are_seeded_and_their_steps_check_out():
         assert label_step(sol.steps[0], sol, 0) is True
 
 
+def test_transfer_problems_check_out_and_answer_the_asked_person():
+    problems = make_problems(200, seed=3, domain="b")
+    assert problems == make_problems(200, seed=3, domain="b") and problems != make_problems(200, seed=3)
+    solutions, report = gsm8k_solutions(problems)
+    assert report.skipped == 0
+    swaps = 0
+    for p, sol in zip(problems, solutions):
+        assert 1 <= p["steps"] <= 3 and len(sol.steps) == p["steps"]
+        assert all(arithmetic_is_correct(s) for s in sol.steps)
+        asked = p["question"].split(" does ")[1].split(" have")[0]
+        first = p["question"].split(" has ")[0]
+        last = sol.steps[-1].split(": ")[1].split(", ")
+        held = dict(part.split(" ")[:2] for part in last)
+        value = held[asked].split("=")[-1]
+        assert float(value) == float(sol.answer), (asked, first, sol.steps[-1], sol.answer)
+        swaps += "swap" in p["answer"]
+    assert swaps > 10
+    with pytest.raises(ValueError, match="domains"):
+        make_problems(1, seed=0, domain="c")
+
+
 def test_problem_sets_are_disjoint_and_test_sets_never_overlap_training_problems():
-    cfg = MiniworldConfig(n_train=500, n_rm=300, n_router=200, n_val=50, n_test=100, n_ood=50)
+    cfg = MiniworldConfig(n_train=300, n_train_b=150, n_rm=200, n_router=100, n_val=50, n_test=100)
     for seed in (None, 7):
         data = splits(cfg, seed)
         sets = {name: {p["question"] for p in rows} for name, rows in data.items()}
-        assert all(len(sets[n]) == getattr(cfg, f"n_{n}") for n in sets)
+        sizes = {"train_a": 300, "train_b": cfg.n_train_b, "val_a": 50, "val_b": 50, "rm": 200, "router_a": 100,
+                 "router_b": 100, "test_a": 100, "test_b": 100}
+        assert {n: len(s) for n, s in sets.items()} == sizes
         names = list(sets)
         for i, a in enumerate(names):
             for b in names[i + 1:]:
                 assert not sets[a] & sets[b], (a, b)
-        assert all(p["steps"] >= cfg.ood_steps[0] for p in data["ood"])
-    assert splits(cfg, 7)["test"] != splits(cfg, None)["test"]
+        domains = {n: {"Q" if " does " in p["question"] else "A" for p in rows} for n, rows in data.items()}
+        assert all(domains[n] == ({"Q"} if n.endswith("_b") else {"A"}) for n in data)  # rm is domain A only
+    assert splits(cfg, 7)["test_a"] != splits(cfg, None)["test_a"]
+    assert splits(cfg, 7)["test_b"] != splits(cfg, None)["test_b"]
+    assert splits(cfg, 7)["val_a"] == splits(cfg, None)["val_a"]
 
 
 def test_tokenizer_round_trips_with_single_digit_tokens():
@@ -87,29 +113,65 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     from transformers_taro.miniworld.pipeline import BaseSpec, reproduce
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    cfg = MiniworldConfig(n_train=24, n_rm=6, n_router=8, n_val=4, n_test=6, n_ood=3,
+    cfg = MiniworldConfig(n_train=24, n_train_b=24, n_rm=6, n_router=8, n_val=4, n_test=6,
                           small=BaseSpec(16, 1, 3, 1e-3), large=BaseSpec(32, 1, 3, 1e-3), batch_size=4,
                           rm_sft_steps=2, rm_steps=2, router_steps=2, alphas=(0.5, 2.0), max_new_tokens=12)
     kw = dict(results_dir=str(tmp_path / "res"), checkpoints=str(tmp_path / "ckpt"), cfg=cfg,
               work_dir=str(tmp_path / "work"))
     results = reproduce(**kw)
-    assert set(results["methods"]) == {"base", "genarm alpha=0.5", "genarm alpha=2", "taro"}
+    assert set(results["methods"]) == {"base", "genarm alpha=0.5", "genarm alpha=2", "taro", "taro_ab"}
     best = f"genarm alpha={results['best_alpha_on_validation']:g}"
-    assert set(results["transfer"]) == set(results["ood"]) == {"base", best, "taro"}
-    for section in ("methods", "transfer", "ood"):
-        for r in results[section].values():
+    best_b = f"genarm alpha={results['best_alpha_on_validation_b']:g}"
+    assert set(results["transfer"]) == {"base", best, "taro", "taro_ab"}
+    assert set(results["domain_b"]) == set(results["transfer_b"]) == {"base", best, best_b, "taro", "taro_ab"}
+    for block in ("methods", "domain_b", "transfer", "transfer_b"):
+        for r in results[block].values():
             assert 0 <= r["accuracy"] <= 1 and r["ci95"][0] <= r["accuracy"] <= r["ci95"][1] and r["tokens_per_s"] > 0
+            assert r["n"] == 6
+        for other in results[block]:
+            if other != "taro":
+                assert 0 <= results["paired"][f"{block}: taro vs {other}"] <= 1
     assert results["methods"]["taro"]["mean_alpha"] is not None
+    # The fixed alpha chosen on A's validation is recorded in both shipped guides, for guide.fixed().
+    for folder in ("guide-a", "guide-ab"):
+        recorded = json.loads((tmp_path / "ckpt" / folder / "guide_config.json").read_text())
+        assert recorded["alpha"] == results["best_alpha_on_validation"] and recorded["method"] == "taro"
     saved = json.loads((tmp_path / "res" / "miniworld.json").read_text())
     assert saved["methods"] == json.loads(json.dumps(results["methods"]))
+    assert list(saved["seeds"]["per_seed"]) == ["0"]
     assert (tmp_path / "res" / "miniworld.png").stat().st_size > 0
     assert "| taro |" in (tmp_path / "res" / "miniworld.md").read_text()
-    for name in ("small", "large", "reward_model", "router"):
+    for name in ("small", "large", "guide-a/router", "guide-ab/router", "guide-a/reward_model"):
         assert (tmp_path / "ckpt" / name / "config.json").is_file()
     again = reproduce(**kw, eval_only=True)  # greedy decoding from the same checkpoints: the same answers
     assert {k: v["accuracy"] for k, v in again["methods"].items()} == {
         k: v["accuracy"] for k, v in results["methods"].items()}
-    other = reproduce(**kw, eval_only=True, test_seed=5)
+    # --resume after a complete run trains nothing again (each stage is journalled once it completes).
+    from transformers_taro.miniworld import pipeline
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "train_base", lambda *a, **k: pytest.fail("a completed stage ran again"))
+        resumed = reproduce(**kw, resume=True)
+    assert resumed["methods"]["taro"]["accuracy"] == results["methods"]["taro"]["accuracy"]
+    choice = json.loads((tmp_path / "work" / "small_base_choice.json").read_text())
+    assert set(choice["validation_accuracy_a"]) == {"0", "1"} and results["small_base_choice"] == choice
+    # A fresh test draw without matplotlib: the results are written, the plot is skipped with a message.
+    import sys
+
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "matplotlib", None)  # what `import matplotlib` meets where it is not installed
+        other = reproduce(**kw, eval_only=True, test_seed=5)
     assert (tmp_path / "res" / "miniworld-seed5.json").is_file() and other["config"]["test_seed"] == 5
+    assert not (tmp_path / "res" / "miniworld-seed5.png").exists()
+    assert other["methods"]["base"]["n"] == 6
+    # Another pipeline seed adds itself to the summary in miniworld.json.
+    import dataclasses
+
+    reproduce(**{**kw, "cfg": dataclasses.replace(cfg, seed=1), "checkpoints": str(tmp_path / "ckpt1"),
+                 "work_dir": str(tmp_path / "work1")})
+    summary = json.loads((tmp_path / "res" / "miniworld.json").read_text())["seeds"]
+    assert list(summary["per_seed"]) == ["0", "1"]
+    assert len(summary["taro_minus_best_fixed"]["domain_b: taro_ab"]["per_seed"]) == 2
+    assert "across seeds" in (tmp_path / "res" / "miniworld.md").read_text()
     with pytest.raises(FileNotFoundError, match="run without it"):
         reproduce(**{**kw, "checkpoints": str(tmp_path / "none")}, eval_only=True)

@@ -128,7 +128,8 @@ def evaluate_cmd(a: argparse.Namespace) -> None:
 def demo(a: argparse.Namespace) -> None:
     from .evaluation.demo import run_demo
 
-    run_demo(a.problems, a.alpha, a.max_new_tokens, a.data, a.output_dir, guide=a.guide, dtype=a.dtype)
+    run_demo(a.problems, a.max_new_tokens, a.data, a.output_dir, guide=a.guide, dtype=a.dtype,
+             miniworld_problems=a.miniworld_problems)
 
 
 def lm_eval_cmd(argv: list[str]) -> None:
@@ -148,12 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="base vs GenARM vs TARo on a few GSM8K problems (offline)",
+    p = sub.add_parser("demo", help="the measured effect (mini-world), then a real SmolLM2 answer (offline)",
                        formatter_class=_Formatter,
-                       description="The embedded SmolLM2-135M-Instruct with the shipped guide on a few GSM8K test "
-                                   "problems: answers, accuracy, and TARo's answers coloured by alpha.")
-    p.add_argument("--problems", type=int, default=4, help="how many problems to solve")
-    p.add_argument("--alpha", type=float, default=None, help="GenARM's weight (None: the one the guide records)")
+                       description="1. The shipped mini-world on fresh test problems of two domains: base vs GenARM "
+                                   "vs TARo, accuracy and McNemar p-values, a plot. 2. The embedded "
+                                   "SmolLM2-135M-Instruct with the shipped guide on a GSM8K problem, TARo's answer "
+                                   "coloured by alpha.")
+    p.add_argument("--miniworld-problems", type=int, default=300,
+                   help="mini-world test problems per domain (0: skip part 1)")
+    p.add_argument("--problems", type=int, default=1, help="how many GSM8K problems SmolLM2 solves in part 2")
     p.add_argument("--guide", default=None, help="guide folder or Hub id (None: the shipped one)")
     p.add_argument("--max-new-tokens", type=int, default=160, help="tokens to generate at most per answer")
     p.add_argument("--data", default=None,

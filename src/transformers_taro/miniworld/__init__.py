@@ -1,6 +1,7 @@
-"""A world small enough to train everything here: arithmetic word problems, two bases, a reward model, a router."""
+"""A world small enough to train everything here: two domains of word problems, two bases, a reward model trained
+on one domain, two routers."""
 
-from .pipeline import reproduce
+from .pipeline import CHECKPOINTS, MiniworldConfig, reproduce
 from .problems import make_problems, make_tokenizer
 
-__all__ = ["make_problems", "make_tokenizer", "reproduce"]
+__all__ = ["CHECKPOINTS", "MiniworldConfig", "make_problems", "make_tokenizer", "reproduce"]

@@ -1,7 +1,13 @@
-"""Seeded multi-step arithmetic word problems, written in GSM8K's format so the whole data pipeline applies.
+"""Seeded multi-step word problems in two domains, written in GSM8K's format so the whole data pipeline applies.
 
-Each problem keeps a running total through a chain of 2-6 operations; every step is written with a GSM8K
-calculator annotation (`<<a+b=c>>`), so step labels are checked automatically exactly as for GSM8K.
+- Domain A, arithmetic chains: one running total through 2-6 operations. The reward model learns from these only.
+- Domain B, transfers: two people hand each other items (or swap what they hold) for 2-4 steps; the question asks
+  what one of them holds at the end. Same tokenizer, same arithmetic, another shape of reasoning: each step
+  updates two totals, and the one asked about must be tracked. It is the out-of-domain traffic that a reward model
+  trained on arithmetic chains meets when deployed elsewhere.
+
+Every step is written with a GSM8K calculator annotation (`<<a+b=c>>`), so steps are checked automatically
+exactly as for GSM8K.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ ITEMS = ["apples", "coins", "marbles", "stamps", "books", "cards", "shells", "pe
 ADD = ["buys {n}", "finds {n}", "gets {n}", "wins {n}"]
 SUB = ["gives away {n}", "loses {n}", "sells {n}", "uses {n}"]
 MUL = ["doubles them", "triples them"]
+GIVE = ["gives", "hands", "pays"]
+DOMAINS = ("a", "b")
 
 
 def make_problem(rng: random.Random, steps: int) -> dict[str, Any]:
@@ -51,14 +59,58 @@ def make_problem(rng: random.Random, steps: int) -> dict[str, Any]:
     return {"question": question, "answer": "\n".join(lines) + f"\n#### {total}", "steps": steps}
 
 
-def make_problems(n: int, seed: int, min_steps: int = 2, max_steps: int = 6,
-                  exclude: set[str] | None = None) -> list[dict[str, Any]]:
-    """`n` distinct problems drawn with `seed`, none of whose questions is in `exclude`."""
+def make_transfer_problem(rng: random.Random, steps: int) -> dict[str, Any]:
+    """One domain-B problem: two people, `steps` transfers or swaps, the question asks about one of them.
+
+    Each solution line restates its clause, then both totals, giver first (`(2) Ben pays Ann 14: Ben 52-14=38, Ann
+    30+14=44`); a swap copies them (`(3) they swap: Ann 38, Ben 44`). The answer is the asked person's last total:
+    what must be tracked is who holds what, by name, as the order of the two changes from line to line.
+    """
+    first, second = rng.sample(NAMES, 2)
+    item = rng.choice(ITEMS)
+    held = {first: rng.randint(20, 99), second: rng.randint(20, 99)}
+    start = dict(held)
+    clauses, lines = [], []
+    for k in range(1, steps + 1):
+        if k > 1 and rng.random() < 0.2:
+            held = {first: held[second], second: held[first]}
+            clauses.append(f"({k}) they swap")
+            lines.append(f"({k}) they swap: {first} {held[first]}, {second} {held[second]}")
+            continue
+        giver, taker = (first, second) if rng.random() < 0.5 else (second, first)
+        if held[giver] <= 10:
+            giver, taker = taker, giver
+        n = rng.randint(1, min(60, held[giver] - 1))
+        clause = f"{giver} {rng.choice(GIVE)} {taker} {n}"
+        old = dict(held)
+        held[giver] -= n
+        held[taker] += n
+
+        def update(name: str) -> str:
+            op = "-" if name == giver else "+"
+            return f"{name} <<{old[name]}{op}{n}={held[name]}>>{old[name]}{op}{n}={held[name]}"
+
+        clauses.append(f"({k}) {clause}")
+        lines.append(f"({k}) {clause}: {update(giver)}, {update(taker)}")
+    asked = rng.choice([first, second])
+    question = (f"{first} has {start[first]} {item} and {second} has {start[second]}, then " + ", ".join(clauses)
+                + f". How many {item} does {asked} have now?")
+    return {"question": question, "answer": "\n".join(lines) + f"\n#### {held[asked]}", "steps": steps}
+
+
+def make_problems(n: int, seed: int, min_steps: int | None = None, max_steps: int | None = None,
+                  exclude: set[str] | None = None, domain: str = "a") -> list[dict[str, Any]]:
+    """`n` distinct problems of `domain` ("a": 2-4 steps, "b": 1-3 by default) drawn with `seed`, none of whose
+    questions is in `exclude`."""
+    if domain not in DOMAINS:
+        raise ValueError(f"domain={domain!r}: the mini-world has domains {DOMAINS}.")
+    make, lo, hi = (make_problem, 2, 4) if domain == "a" else (make_transfer_problem, 1, 3)
+    lo, hi = min_steps or lo, max_steps or hi
     rng = random.Random(seed)
     seen = set(exclude or ())
     out = []
     while len(out) < n:
-        p = make_problem(rng, rng.randint(min_steps, max_steps))
+        p = make(rng, rng.randint(lo, hi))
         if p["question"] not in seen:
             seen.add(p["question"])
             out.append(p)
@@ -73,7 +125,7 @@ CHAT_TEMPLATE = (
 
 def _words() -> list[str]:
     """Every word the generator and the prompt write: each becomes one token, with and without a leading space."""
-    text = " ".join(NAMES + ITEMS + ADD + SUB + MUL) + " has then How many now Q A The answer is"
+    text = " ".join(NAMES + ITEMS + ADD + SUB + MUL + GIVE) + " has then How many now Q A The answer is and they swap does have"
     return sorted(set(re.findall(r"[A-Za-z]+", text.replace("{n}", ""))), key=lambda w: (-len(w), w))
 
 
