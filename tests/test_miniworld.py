@@ -108,6 +108,7 @@ def test_step_accuracy_counts_written_equations():
 @pytest.mark.slow
 def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     """Every stage runs and writes the promised files; then --eval-only and --test-seed reuse the checkpoints."""
+    import dataclasses
     import json
 
     from transformers_taro.miniworld.pipeline import BaseSpec, reproduce
@@ -115,7 +116,8 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     cfg = MiniworldConfig(n_train=24, n_train_b=24, n_rm=6, n_router=8, n_val=4, n_test=6,
                           small=BaseSpec(16, 1, 3, 1e-3), large=BaseSpec(32, 1, 3, 1e-3), batch_size=4,
-                          rm_sft_steps=2, rm_steps=2, router_steps=2, alphas=(0.5, 2.0), max_new_tokens=12)
+                          rm_sft_steps=2, rm_steps=2, router_steps=2, alphas=(0.5, 2.0), max_new_tokens=12,
+                          small_candidates=2)
     kw = dict(results_dir=str(tmp_path / "res"), checkpoints=str(tmp_path / "ckpt"), cfg=cfg,
               work_dir=str(tmp_path / "work"))
     results = reproduce(**kw)
@@ -154,7 +156,10 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
         resumed = reproduce(**kw, resume=True)
     assert resumed["methods"]["taro"]["accuracy"] == results["methods"]["taro"]["accuracy"]
     choice = json.loads((tmp_path / "work" / "small_base_choice.json").read_text())
+    # Toy bases never land in [0.3, 0.7]: every allowed draw is tried, the one closest to 0.5 kept.
     assert set(choice["validation_accuracy_a"]) == {"0", "1"} and results["small_base_choice"] == choice
+    with pytest.raises(ValueError, match="another configuration"):
+        reproduce(**{**kw, "cfg": dataclasses.replace(cfg, router_steps=3)}, resume=True)
     # A fresh test draw without matplotlib: the results are written, the plot is skipped with a message.
     import sys
 
@@ -165,8 +170,6 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     assert not (tmp_path / "res" / "miniworld-seed5.png").exists()
     assert other["methods"]["base"]["n"] == 6
     # Another pipeline seed adds itself to the summary in miniworld.json.
-    import dataclasses
-
     reproduce(**{**kw, "cfg": dataclasses.replace(cfg, seed=1), "checkpoints": str(tmp_path / "ckpt1"),
                  "work_dir": str(tmp_path / "work1")})
     summary = json.loads((tmp_path / "res" / "miniworld.json").read_text())["seeds"]

@@ -119,3 +119,24 @@ def test_forward_loss_is_guided_nll():
     assert torch.allclose(out.loss, expected, atol=1e-5)
     out.loss.backward()
     assert router.head.weight.grad is not None and router.head.weight.grad.abs().sum() > 0
+
+
+def test_geometric_router_mixes_convexly_and_decodes_greedily_like_its_product_alpha(tmp_path):
+    from transformers_taro import TARoRouterConfig
+    from transformers_taro.features import mix
+
+    torch.manual_seed(0)
+    router = TARoRouter(TARoRouterConfig(vocab_size=50, mixture="geometric", alpha_init=1.0)).eval()
+    lb, lr = torch.randn(4, 7, 50), torch.randn(4, 7, 50)
+    with torch.no_grad():
+        scores, w = mix(lb, lr, router=router)
+    assert torch.allclose(w, torch.full_like(w, 0.5), atol=1e-3)  # alpha_init 1 = w 1/2
+    blp, rlp = lb.log_softmax(-1), lr.log_softmax(-1)
+    assert torch.allclose(scores, (1 - w[..., None]) * blp + w[..., None] * rlp, atol=1e-5)
+    product, _ = mix(lb, lr, alpha=1.0)  # same greedy token as alpha = w / (1 - w), everywhere
+    assert torch.equal(scores.argmax(-1), product.argmax(-1))
+    router.save_pretrained(tmp_path / "r")
+    again = TARoRouter.from_pretrained(tmp_path / "r")
+    assert again.config.mixture == "geometric"
+    with pytest.raises(ValueError, match="mixture"):
+        TARoRouterConfig(mixture="sum")

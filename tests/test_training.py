@@ -212,3 +212,62 @@ def test_the_same_seed_gives_the_same_router(tiny_model_dir, gsm8k_file, trained
         routers.append(TARoRouter.from_pretrained(out))
     for p, q in zip(routers[0].parameters(), routers[1].parameters()):
         assert torch.equal(p, q)  # initial weights seeded too, not only the data order
+
+
+def test_router_margin_and_geometric_mixture_train_and_are_recorded(tiny_model_dir, gsm8k_file, trained_rm, tmp_path):
+    """A geometric router trained on NLL + step margin: the loss is the documented objective, computed by hand."""
+    from transformers_taro.features import mix
+    from transformers_taro.training.router import RouterTrainer
+
+    out = str(tmp_path / "router")
+    cfg = router_config(out, mixture="geometric", margin_weight=2.0, margin_beta=0.5, pairs_data=gsm8k_file,
+                        nll_weight=0.5, max_steps=4)
+    train_router(tiny_model_dir, trained_rm, gsm8k_file, out, cfg)
+    router = TARoRouter.from_pretrained(out)
+    assert router.config.mixture == "geometric" and "margin_weight=2.0" in router.config.training_summary
+    state = json.load(open(os.path.join(out, "checkpoint-3", "trainer_state.json")))
+    assert all("margin_loss" in h for h in state["log_history"] if "loss" in h)
+    assert TARoGuide.from_pretrained(os.path.join(out, "guide")).router.config.mixture == "geometric"
+
+    # The objective, recomputed from its definition on the trainer's own batches.
+    base, rm = load_causal_lm(tiny_model_dir), load_causal_lm(trained_rm)
+    tok = load_tokenizer(tiny_model_dir, padding_side="right")
+    pairs = build_step_pairs(gsm8k_file, tok)
+    import datasets
+
+    trainer = RouterTrainer(base_model=base, reward_model=rm, model=router, args=cfg, step_pairs=pairs,
+                            train_dataset=datasets.Dataset.from_list(build_traces(gsm8k_file, tok)),
+                            data_collator=TraceCollator(tok, cfg.max_length))
+    batch = TraceCollator(tok, cfg.max_length)(build_traces(gsm8k_file, tok)[:3])
+    drawn = trainer._pair_batch()
+
+    def summed(rows, collator):
+        b = collator(rows)
+        with torch.no_grad():
+            scores, w = mix(base(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits,
+                            rm(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits, router=router)
+        logp = torch.log_softmax(scores, -1).gather(-1, b["labels"].clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        mask = b["labels"].ne(-100)
+        return (logp * mask).sum(-1), mask, w
+
+    trace_sums, trace_mask, w = summed([dict(r) for r in build_traces(gsm8k_file, tok)[:3]], TraceCollator(tok, 768))
+    steps = TraceCollator(tok, 768, add_eos=False)
+    chosen, _, _ = summed([{"prompt": p["prompt"], "completion": p["chosen"]} for p in drawn], steps)
+    rejected, _, _ = summed([{"prompt": p["prompt"], "completion": p["rejected"]} for p in drawn], steps)
+    prior = 1.0 / 2.0  # alpha_init 1 as a geometric weight
+    expected = (0.5 * -trace_sums.sum() / trace_mask.sum()
+                + cfg.alpha_reg * (((w - prior) ** 2) * trace_mask).sum() / trace_mask.sum()
+                + 2.0 * -torch.nn.functional.logsigmoid(0.5 * (chosen - rejected)).mean())
+    with torch.no_grad():
+        got = trainer.compute_loss(router, batch)
+    assert torch.allclose(got, expected, atol=1e-4), (got, expected)
+    assert 0 <= float(w.min()) and float(w.max()) <= 1
+
+
+def test_router_objective_settings_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="needs pairs_data"):
+        router_config(str(tmp_path), margin_weight=1.0)
+    with pytest.raises(ValueError, match="learn nothing"):
+        router_config(str(tmp_path), nll_weight=0.0)
+    with pytest.raises(ValueError, match="mixture"):
+        RouterTrainingConfig(output_dir=str(tmp_path), mixture="sum").router_config(10, 8)

@@ -118,19 +118,26 @@ def router_features(
 REWARD_LOGPROB_FLOOR = -1e4
 
 
-def guided_scores(base_logprobs: torch.Tensor, reward_logprobs: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    r"""The guided (unnormalised) next-token scores :math:`\log p_b + \alpha \cdot \log p_r`.
+MIXTURES = ("product", "geometric")
+"""How a per-token weight mixes the two models; see [`mix`]."""
 
-    `base_logprobs` `[..., V_b]`, `reward_logprobs` `[..., V_r]`, `alpha` `[...]`. The result has the base's
-    vocabulary size. Where the vocabularies differ only by padding rows, the shared part is mixed; base tokens
-    beyond the reward model's vocabulary are ruled out (-inf) wherever alpha is non-zero.
+
+def guided_scores(base_logprobs: torch.Tensor, reward_logprobs: torch.Tensor, alpha: torch.Tensor,
+                  mixture: str = "product") -> torch.Tensor:
+    r"""The guided (unnormalised) next-token scores.
+
+    `"product"`: :math:`\log p_b + \alpha \cdot \log p_r`; `"geometric"`: :math:`(1 - w) \log p_b + w \log p_r`
+    with `alpha` holding w. `base_logprobs` `[..., V_b]`, `reward_logprobs` `[..., V_r]`, `alpha` `[...]`. The
+    result has the base's vocabulary size. Where the vocabularies differ only by padding rows, the shared part is
+    mixed; base tokens beyond the reward model's vocabulary are ruled out (-inf) wherever the weight is non-zero.
     """
     common = min(base_logprobs.shape[-1], reward_logprobs.shape[-1])
     a = alpha.unsqueeze(-1).to(base_logprobs.dtype)
-    shared = base_logprobs[..., :common] + a * reward_logprobs[..., :common].clamp(min=REWARD_LOGPROB_FLOOR)
+    base = base_logprobs if mixture == "product" else (1 - a) * base_logprobs
+    shared = base[..., :common] + a * reward_logprobs[..., :common].clamp(min=REWARD_LOGPROB_FLOOR)
     if common == base_logprobs.shape[-1]:
         return shared
-    extra = base_logprobs[..., common:].masked_fill(a != 0, float("-inf"))
+    extra = base[..., common:].masked_fill(a != 0, float("-inf"))
     return torch.cat([shared, extra], dim=-1)
 
 
@@ -148,7 +155,17 @@ def mix(
     .. math::
         \text{scores} = \log\mathrm{softmax}(s_b) + \alpha_t \cdot \log\mathrm{softmax}(s_r)
 
-    with :math:`\alpha_t` the fixed `alpha` (GenARM) or `router.compute_alpha(...)` (TARo) at each position.
+    with :math:`\alpha_t` the fixed `alpha` (GenARM) or `router.compute_alpha(...)` (TARo) at each position. A
+    router trained with `mixture="geometric"` outputs :math:`w_t \in [0, 1]` instead, and
+
+    .. math::
+        \text{scores} = (1 - w_t) \log\mathrm{softmax}(s_b) + w_t \log\mathrm{softmax}(s_r).
+
+    Both give the same greedy token when :math:`\alpha = w / (1 - w)`: the geometric scores are the product ones
+    times :math:`1 - w`. What differs is the sharpness: a product weight above 0 sharpens the distribution (the
+    scores grow), the geometric one interpolates between two normalised models, so a likelihood objective trained
+    on it measures which way to mix rather than how sharp the result is. Sampling temperature divides the scores
+    as usual; for a geometric router, temperature 1 samples the interpolated distribution itself.
 
     Args:
         base_scores: `[..., V_b]` base logits (or log-probs: they are log-softmaxed again, which changes nothing).
@@ -159,7 +176,7 @@ def mix(
 
     Returns:
         `(scores [..., V_b], alpha [...])`: unnormalised guided scores (`log_softmax` them for log-probs) and the
-        weight used at each position.
+        weight used at each position (w for a geometric router).
 
     Example:
     ```python
@@ -189,4 +206,5 @@ def mix(
                              "router again from an intact model.safetensors, or retrain it.")
     else:
         weight = torch.full(base_logprobs.shape[:-1], float(alpha), device=base_logprobs.device)
-    return guided_scores(base_logprobs, reward_logprobs, weight), weight
+    mixture = router.config.mixture if router is not None else "product"
+    return guided_scores(base_logprobs, reward_logprobs, weight, mixture), weight

@@ -30,7 +30,7 @@ from .cards import push_folder_to_hub, render_card
 from .data import SYSTEM_PROMPT, format_prompt
 from .models import is_peft_adapter, load_causal_lm, load_tokenizer, looks_like_a_path, quiet_progress
 from .processor import TARoProcessor, cache_keyword
-from .router import TARoRouter
+from .router import TARoRouter, TARoRouterConfig
 
 GUIDE_CONFIG_NAME = "guide_config.json"
 REWARD_MODEL_DIR = "reward_model"
@@ -326,7 +326,7 @@ class TARoGuide:
 
     def _card_fields(self) -> dict[str, Any]:
         return card_fields(self.config, lora=self._slot.adapter is not None,
-                           alpha_max=self.router.config.alpha_max if self.router is not None else None)
+                           router=self.router.config if self.router is not None else None)
 
     @classmethod
     def from_pretrained(
@@ -375,11 +375,16 @@ class TARoGuide:
                                   commit_message=commit_message, **kwargs)
 
 
-def card_fields(config: TARoGuideConfig, lora: bool, alpha_max: float | None) -> dict[str, Any]:
+def card_fields(config: TARoGuideConfig, lora: bool, router: TARoRouterConfig | None) -> dict[str, Any]:
     """The values `hub_cards/guide.md` is filled with."""
     fields = dataclasses.asdict(config)
     fields["reward_model_kind"] = "LoRA adapter" if lora else "causal LM"
-    fields["router"] = f"yes: alpha in [0, {alpha_max:g}] per token" if alpha_max is not None else "no"
+    if router is None:
+        fields["router"] = "no"
+    elif router.mixture == "geometric":
+        fields["router"] = "yes: w in [0, 1] per token, (1 - w) log p_base + w log p_reward"
+    else:
+        fields["router"] = f"yes: alpha in [0, {router.alpha_max:g}] per token, log p_base + alpha log p_reward"
     selection = config.alpha_selection or {}
     fields["alpha_selection"] = "\n".join(f"- {key}: {value}" for key, value in selection.items()) or "not recorded"
     return fields

@@ -15,7 +15,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.modeling_outputs import ModelOutput
 
 from .cards import push_folder_to_hub, render_card
-from .features import mix, num_features, router_features
+from .features import MIXTURES, mix, num_features, router_features
 
 # Embedding matrices are often rounded up (to multiples of 64 or 128 rows, Qwen2's by ~300): more than this many rows
 # beyond the router's vocabulary is another vocabulary, not padding.
@@ -35,8 +35,13 @@ class TARoRouterConfig(PretrainedConfig):
             Width of that hidden state; required when `use_reward_hidden_states` is set.
         router_hidden_size (`int`, defaults to 64): Width of the MLP.
         router_layers (`int`, defaults to 2): Number of hidden layers of the MLP.
-        alpha_max (`float`, defaults to 4.0): The router outputs alpha in `[0, alpha_max]`.
-        alpha_init (`float`, defaults to 1.0): Alpha of the freshly initialised router on every token.
+        alpha_max (`float`, defaults to 4.0): The router outputs alpha in `[0, alpha_max]` (product mixture).
+        alpha_init (`float`, defaults to 1.0): Alpha of the freshly initialised router on every token. A geometric
+            router starts at the weight that decodes greedily alike, `w = alpha_init / (1 + alpha_init)`.
+        mixture (`str`, defaults to `"product"`): How the per-token weight mixes the two models
+            ([`~transformers_taro.features.mix`]). `"product"`: `log p_b + alpha * log p_r`, alpha in
+            `[0, alpha_max]`. `"geometric"`: `(1 - w) * log p_b + w * log p_r`, w in `[0, 1]`. Recorded, so a
+            saved router decodes with the mixture it was trained with.
         vocab_size (`int`, *optional*):
             The (shared) vocabulary size the router was trained with. A mismatch at use time is an error.
         reward_model_name_or_path (`str`, *optional*): The reward model the router was trained with.
@@ -55,6 +60,7 @@ class TARoRouterConfig(PretrainedConfig):
         router_layers: int = 2,
         alpha_max: float = 4.0,
         alpha_init: float = 1.0,
+        mixture: str = "product",
         vocab_size: int | None = None,
         reward_model_name_or_path: str | None = None,
         base_model_name_or_path: str | None = None,
@@ -62,7 +68,9 @@ class TARoRouterConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         **kwargs: Any,
     ):
-        if not 0.0 < alpha_init < alpha_max:
+        if mixture not in MIXTURES:
+            raise ValueError(f"mixture={mixture!r}: choose one of {MIXTURES}.")
+        if alpha_init <= 0.0 or (mixture == "product" and alpha_init >= alpha_max):
             raise ValueError(f"alpha_init must lie strictly inside (0, alpha_max={alpha_max}); got {alpha_init}.")
         if use_reward_hidden_states and not reward_hidden_size:
             raise ValueError("use_reward_hidden_states=True needs reward_hidden_size (the reward model's hidden_size).")
@@ -73,12 +81,23 @@ class TARoRouterConfig(PretrainedConfig):
         self.router_layers = router_layers
         self.alpha_max = alpha_max
         self.alpha_init = alpha_init
+        self.mixture = mixture
         self.vocab_size = vocab_size
         self.reward_model_name_or_path = reward_model_name_or_path
         self.base_model_name_or_path = base_model_name_or_path
         self.training_summary = training_summary
         self.initializer_range = initializer_range
         super().__init__(**kwargs)
+
+    @property
+    def weight_max(self) -> float:
+        """The largest weight the router outputs: `alpha_max` (product) or 1 (geometric)."""
+        return 1.0 if self.mixture == "geometric" else self.alpha_max
+
+    @property
+    def weight_init(self) -> float:
+        """The untrained router's weight on every token."""
+        return self.alpha_init / (1 + self.alpha_init) if self.mixture == "geometric" else self.alpha_init
 
     @property
     def num_features(self) -> int:
@@ -145,7 +164,7 @@ class TARoRouter(PreTrainedModel):
             module.bias.zero_()
             if module is self.head:
                 # Start at alpha_init everywhere: the fixed-alpha (GenARM) baseline the router must improve on.
-                p = self.config.alpha_init / self.config.alpha_max
+                p = self.config.weight_init / self.config.weight_max
                 module.bias.fill_(math.log(p / (1 - p)))
         elif isinstance(module, nn.LayerNorm):
             module.weight.fill_(1.0)
@@ -183,7 +202,9 @@ class TARoRouter(PreTrainedModel):
         reward_logprobs: torch.Tensor,
         reward_hidden_states: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Alpha for each position: inputs `[..., V]` log-probs (and `[..., H]` hidden states), output `[...]`."""
+        """The weight for each position: inputs `[..., V]` log-probs (and `[..., H]` hidden states), output `[...]`.
+
+        Alpha in `[0, alpha_max]` for a product router, w in `[0, 1]` for a geometric one (`config.mixture`)."""
         self.check_inputs(base_logprobs.shape[-1], reward_logprobs.shape[-1], reward_hidden_states)
         if self.hidden_norm is not None:
             reward_hidden_states = self.hidden_norm(reward_hidden_states.to(self.hidden_norm.weight.dtype))
@@ -191,7 +212,7 @@ class TARoRouter(PreTrainedModel):
             reward_hidden_states = None
         feats = router_features(base_logprobs, reward_logprobs, self.config.num_top_logprobs, reward_hidden_states)
         logit = self.head(self.mlp(feats.to(self.head.weight.device, self.head.weight.dtype))).squeeze(-1)
-        return self.config.alpha_max * torch.sigmoid(logit)
+        return self.config.weight_max * torch.sigmoid(logit)
 
     def forward(
         self,

@@ -82,16 +82,13 @@ def make_transfer_problem(rng: random.Random, steps: int) -> dict[str, Any]:
             giver, taker = taker, giver
         n = rng.randint(1, min(60, held[giver] - 1))
         clause = f"{giver} {rng.choice(GIVE)} {taker} {n}"
-        old = dict(held)
-        held[giver] -= n
-        held[taker] += n
-
-        def update(name: str) -> str:
-            op = "-" if name == giver else "+"
-            return f"{name} <<{old[name]}{op}{n}={held[name]}>>{old[name]}{op}{n}={held[name]}"
-
+        updates = []
+        for name, op in ((giver, "-"), (taker, "+")):
+            new = held[name] - n if op == "-" else held[name] + n
+            updates.append(f"{name} <<{held[name]}{op}{n}={new}>>{held[name]}{op}{n}={new}")
+            held[name] = new
         clauses.append(f"({k}) {clause}")
-        lines.append(f"({k}) {clause}: {update(giver)}, {update(taker)}")
+        lines.append(f"({k}) {clause}: {updates[0]}, {updates[1]}")
     asked = rng.choice([first, second])
     question = (f"{first} has {start[first]} {item} and {second} has {start[second]}, then " + ", ".join(clauses)
                 + f". How many {item} does {asked} have now?")
@@ -125,7 +122,8 @@ CHAT_TEMPLATE = (
 
 def _words() -> list[str]:
     """Every word the generator and the prompt write: each becomes one token, with and without a leading space."""
-    text = " ".join(NAMES + ITEMS + ADD + SUB + MUL + GIVE) + " has then How many now Q A The answer is and they swap does have"
+    text = (" ".join(NAMES + ITEMS + ADD + SUB + MUL + GIVE)
+            + " has then How many now Q A The answer is and they swap does have")
     return sorted(set(re.findall(r"[A-Za-z]+", text.replace("{n}", ""))), key=lambda w: (-len(w), w))
 
 

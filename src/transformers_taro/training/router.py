@@ -1,13 +1,18 @@
 """Router training: only the router learns; the base and reward models are frozen.
 
-Objective, on correct step-wise traces (prompt tokens masked):
+Objective, with q the guided distribution of `features.mix` (product `log p_b + alpha_t log p_r`, or geometric
+`(1 - w_t) log p_b + w_t log p_r`, as `mixture` says):
 
-    L = mean_t  -log softmax(log p_b(.|y<t) + alpha_t * log p_r(.|y<t))[y_t]          (guided NLL)
-        + alpha_reg * mean_t (alpha_t - alpha_prior)^2                                 (prior)
+    L = nll_weight    * mean_t -log q(y_t | y<t)               on correct step-wise traces (prompt masked)
+      + margin_weight * mean_pairs -log sigmoid(margin_beta * (S(chosen) - S(rejected)))
+      + alpha_reg     * mean_t (weight_t - prior)^2
 
-The prior term keeps alpha near a sensible fixed weight (GenARM's) wherever the likelihood is indifferent, so the
-router cannot drift to 0 or alpha_max on tokens the data says nothing about; where the two models disagree in a
-way the data resolves, the NLL term dominates and alpha moves per token.
+where S(step) is the step's summed log-probability under q, for a correct and an incorrect next step after the
+same prefix (`pairs_data`, step pairs as the reward model trains on). The NLL term asks the mixture to explain
+correct reasoning; likelihood also punishes the sharpening a large product alpha brings, so its optimum can sit
+below the accuracy optimum. The margin term asks only that the mixture rank the correct step above the
+incorrect one: what decoding needs. The prior keeps the weight near a sensible fixed one where the data is
+indifferent.
 
 Built on transformers' `Trainer`: checkpointing, `--resume`, logging and `accelerate launch` come with it.
 """
@@ -34,7 +39,7 @@ class RouterTrainingConfig(TrainingArguments):
     """`TrainingArguments` plus the router's shape and objective.
 
     Args:
-        num_top_logprobs, use_reward_hidden_states, router_hidden_size, router_layers, alpha_max, alpha_init:
+        num_top_logprobs, use_reward_hidden_states, router_hidden_size, router_layers, mixture, alpha_max, alpha_init:
             See [`TARoRouterConfig`].
         alpha_reg: Weight of the prior term `(alpha - alpha_prior)^2`.
         alpha_prior: The fixed weight alpha is pulled toward (defaults to `alpha_init`).
@@ -45,8 +50,18 @@ class RouterTrainingConfig(TrainingArguments):
     use_reward_hidden_states: bool = field(default=False, metadata={"help": "Also read the RM's hidden state."})
     router_hidden_size: int = field(default=64, metadata={"help": "Width of the router MLP."})
     router_layers: int = field(default=2, metadata={"help": "Hidden layers of the router MLP."})
-    alpha_max: float = field(default=4.0, metadata={"help": "Alpha lies in [0, alpha_max]."})
+    mixture: str = field(default="product", metadata={
+        "help": "How the weight mixes the models: 'product' (log p_b + alpha log p_r, alpha in [0, alpha_max]) or "
+                "'geometric' ((1 - w) log p_b + w log p_r, w in [0, 1]). Recorded in the router's config."})
+    alpha_max: float = field(default=4.0, metadata={"help": "Alpha lies in [0, alpha_max] (product mixture)."})
     alpha_init: float = field(default=1.0, metadata={"help": "Alpha of the untrained router."})
+    nll_weight: float = field(default=1.0, metadata={"help": "Weight of the guided NLL on correct traces."})
+    margin_weight: float = field(default=0.0, metadata={
+        "help": "Weight of the step margin on step pairs (needs pairs_data)."})
+    margin_beta: float = field(default=1.0, metadata={"help": "beta of the step margin's logistic loss."})
+    pairs_data: str | None = field(default=None, metadata={
+        "help": "Step pairs for the margin term: GSM8K rows (incorrect steps made by corrupting gold ones), "
+                "Math-Step-DPO rows, a local file or a Hub id."})
     alpha_reg: float = field(default=0.01, metadata={"help": "Weight of (alpha - alpha_prior)^2."})
     alpha_prior: float | None = field(default=None, metadata={"help": "Prior alpha (default: alpha_init)."})
     max_length: int = field(default=512, metadata={"help": "Maximum trace length in tokens."})
@@ -55,6 +70,10 @@ class RouterTrainingConfig(TrainingArguments):
 
     def __post_init__(self) -> None:
         check_max_steps(self.max_steps)
+        if self.margin_weight > 0 and not self.pairs_data:
+            raise ValueError("margin_weight > 0 needs pairs_data: step pairs (a GSM8K or Math-Step-DPO file or id).")
+        if self.nll_weight <= 0 and self.margin_weight <= 0:
+            raise ValueError("nll_weight and margin_weight are both 0: the router would learn nothing. Set one > 0.")
         super().__post_init__()
 
     def router_config(self, vocab_size: int, reward_hidden_size: int, **names: Any) -> TARoRouterConfig:
@@ -66,6 +85,7 @@ class RouterTrainingConfig(TrainingArguments):
             router_layers=self.router_layers,
             alpha_max=self.alpha_max,
             alpha_init=self.alpha_init,
+            mixture=self.mixture,
             vocab_size=vocab_size,
             **names,
         )
@@ -113,14 +133,22 @@ class TraceCollator:
 class RouterTrainer(Trainer):
     """`Trainer` whose model is the router; the frozen base and reward models supply its inputs."""
 
-    def __init__(self, base_model: PreTrainedModel, reward_model: PreTrainedModel, **kwargs: Any):
+    def __init__(self, base_model: PreTrainedModel, reward_model: PreTrainedModel,
+                 step_pairs: list[dict[str, str]] | None = None, **kwargs: Any):
         super().__init__(**kwargs)
+        self.step_pairs = step_pairs or []
+        if self.args.margin_weight > 0 and not self.step_pairs:
+            raise ValueError("margin_weight > 0 needs step_pairs.")
+        if self.step_pairs:  # steps are scored on their own: no EOS after them, the prompt and earlier steps masked
+            self.pair_collator = TraceCollator(self.data_collator.tokenizer, self.data_collator.max_length,
+                                               add_eos=False)
         self.base_model = base_model.eval().requires_grad_(False)
         self.reward_model = reward_model.eval().requires_grad_(False)
         for frozen in (self.base_model, self.reward_model):
             if getattr(frozen, "hf_device_map", None) is None:  # device_map="auto" models stay where they are
                 frozen.to(self.args.device)
         self._alpha_log: list[torch.Tensor] = []
+        self._margin_log: list[float] = []
 
     def _frozen_logits(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor], keep: torch.Tensor,
                        hidden: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -132,30 +160,64 @@ class RouterTrainer(Trainer):
         states = out.hidden_states[-1][:, keep.to(device)] if hidden else None
         return out.logits, states
 
-    def compute_loss(self, model: TARoRouter | torch.nn.Module, inputs: dict[str, torch.Tensor],
-                     return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+    def _frozen(self, router: TARoRouter, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor | None]:
+        """The frozen models' outputs on a teacher-forced batch, cut to the positions that predict a completion
+        token (the prompt's `[seq, vocab]` block is never computed): base logits, reward logits, reward hidden
+        states (or None), labels."""
         labels = inputs["labels"]
         scored = labels.ne(-100).any(dim=0).nonzero().squeeze(-1)
-        # Only positions that predict a completion token need logits: skip the prompt's [seq, vocab] block.
         keep = torch.arange(int(scored.min()), int(scored.max()) + 1, device=labels.device)
-        # Under DDP `model` is the wrapper: settings come from the router inside, the forward goes through the
-        # wrapper (which synchronises the gradients).
-        router = self.accelerator.unwrap_model(model)
-        want_hidden = router.config.use_reward_hidden_states
         with torch.no_grad():
             base_logits, _ = self._frozen_logits(self.base_model, inputs, keep, hidden=False)
-            reward_logits, hidden = self._frozen_logits(self.reward_model, inputs, keep, hidden=want_hidden)
-        router_device = router.head.weight.device
-        out = model(
-            base_logits.to(router_device), reward_logits.to(router_device),
-            reward_hidden_states=None if hidden is None else hidden.to(router_device),
-            labels=labels[:, keep].to(router_device),
-        )
-        mask = labels[:, keep].ne(-100).to(router_device)
+            reward_logits, hidden = self._frozen_logits(self.reward_model, inputs, keep,
+                                                        hidden=router.config.use_reward_hidden_states)
+        device = router.head.weight.device
+        return [base_logits.to(device), reward_logits.to(device), None if hidden is None else hidden.to(device),
+                labels[:, keep].to(device)]
+
+    def _pair_batch(self) -> list[dict[str, str]]:
+        """Step pairs for this step: drawn by (seed, step, process), so a resumed run draws what it would have."""
+        gen = torch.Generator().manual_seed(
+            self.args.seed * 1_000_003 + self.state.global_step * 101 + self.args.process_index)
+        idx = torch.randint(len(self.step_pairs), (self.args.per_device_train_batch_size,), generator=gen)
+        return [self.step_pairs[i] for i in idx.tolist()]
+
+    def compute_loss(self, model: TARoRouter | torch.nn.Module, inputs: dict[str, torch.Tensor],
+                     return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+        # Under DDP `model` is the wrapper: settings come from the router inside, the forward goes through the
+        # wrapper (which synchronises the gradients), once per step: traces and step pairs share one forward.
+        router = self.accelerator.unwrap_model(model)
+        parts = [self._frozen(router, inputs)]
+        pairs = self._pair_batch() if self.args.margin_weight > 0 else []
+        if pairs:
+            rows = [{"prompt": p["prompt"], "completion": p[side]} for side in ("chosen", "rejected") for p in pairs]
+            parts.append(self._frozen(router, self.pair_collator(rows)))
+        width = max(part[0].shape[1] for part in parts)
+
+        def padded(i: int, fill: float) -> torch.Tensor | None:
+            if parts[0][i] is None:
+                return None
+            return torch.cat([torch.nn.functional.pad(p[i], (0, 0) * (p[i].dim() - 2) + (0, width - p[i].shape[1]),
+                                                      value=fill) for p in parts])
+
+        labels = padded(3, -100)
+        mask = labels.ne(-100)
+        out = model(padded(0, 0.0), padded(1, 0.0), reward_hidden_states=padded(2, 0.0), labels=labels)
+        token_logprobs = out.guided_logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
+        n = len(inputs["labels"])  # the first n rows are the traces, then the chosen steps, then the rejected ones
+        nll = -token_logprobs[:n].sum() / mask[:n].sum().clamp(min=1)
         prior = self.args.alpha_prior if self.args.alpha_prior is not None else self.args.alpha_init
-        reg = ((out.alpha - prior) ** 2 * mask).sum() / mask.sum().clamp(min=1)
-        loss = out.loss + self.args.alpha_reg * reg
-        self._alpha_log.append(out.alpha.detach()[mask])
+        if router.config.mixture == "geometric":  # the prior is given as an alpha: its greedy-equivalent w
+            prior = prior / (1 + prior)
+        reg = ((out.alpha[:n] - prior) ** 2 * mask[:n]).sum() / mask[:n].sum().clamp(min=1)
+        loss = self.args.nll_weight * nll + self.args.alpha_reg * reg
+        if pairs:
+            sums = token_logprobs[n:].sum(-1)
+            chosen, rejected = sums[: len(pairs)], sums[len(pairs):]
+            margin = -torch.nn.functional.logsigmoid(self.args.margin_beta * (chosen - rejected)).mean()
+            loss = loss + self.args.margin_weight * margin
+            self._margin_log.append(float(margin.detach()))
+        self._alpha_log.append(out.alpha.detach()[:n][mask[:n]])
         return (loss, out) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
@@ -164,6 +226,9 @@ class RouterTrainer(Trainer):
             logs["alpha_mean"] = round(float(alphas.mean()), 4)
             logs["alpha_std"] = round(float(alphas.std()), 4) if alphas.numel() > 1 else 0.0
             self._alpha_log.clear()
+        if self._margin_log:
+            logs["margin_loss"] = round(sum(self._margin_log) / len(self._margin_log), 4)
+            self._margin_log.clear()
         super().log(logs, *args, **kwargs)
 
 
@@ -195,7 +260,7 @@ def train_router(
     """
     datasets = require("datasets")
 
-    from ..data import SYSTEM_PROMPT, build_traces
+    from ..data import SYSTEM_PROMPT, build_step_pairs, build_traces
     from ..defaults import DEFAULT_MODEL
     from ..guide import TARoGuide
     from ..models import is_peft_adapter, load_causal_lm, load_tokenizer
@@ -213,8 +278,11 @@ def train_router(
     set_seed(config.seed)  # the router's initial weights too, not only the Trainer's data order
     router = TARoRouter(config.router_config(vocab, rm.config.get_text_config().hidden_size, **names))
     logger.warning("Training the router on %d traces from %s", len(traces), data)
+    pairs = build_step_pairs(config.pairs_data, tokenizer, seed=config.seed) if config.margin_weight > 0 else None
+    if pairs is not None and not pairs:
+        raise ValueError(f"No step pairs could be built from pairs_data={config.pairs_data}.")
     trainer = RouterTrainer(
-        base_model=base, reward_model=rm, model=router, args=config,
+        base_model=base, reward_model=rm, model=router, args=config, step_pairs=pairs,
         train_dataset=datasets.Dataset.from_list(traces), data_collator=TraceCollator(tokenizer, config.max_length),
     )
     trainer.train(resume_from_checkpoint=resume_point(output_dir, resume))
@@ -222,7 +290,9 @@ def train_router(
     router.config.training_summary = (
         f"{trainer.state.global_step} steps on {len(traces)} correct traces from `{data}`"
         + (f"; loss {losses[0]:.4f} → {losses[-1]:.4f}" if losses else "")
-        + f"; alpha_reg={config.alpha_reg}, lr={config.learning_rate}."
+        + f"; mixture={config.mixture}, nll_weight={config.nll_weight}, margin_weight={config.margin_weight}"
+        + (f" on {len(pairs)} step pairs from `{config.pairs_data}` (beta {config.margin_beta})" if pairs else "")
+        + f", alpha_reg={config.alpha_reg}, lr={config.learning_rate}."
     )
     atomic_save(trainer.save_model, output_dir, trainer.accelerator)
     if trainer.is_world_process_zero():  # the router's weights are in memory on every process: one writes the guide

@@ -1,0 +1,77 @@
+"""Router objectives in the mini-world: objective x mixture, chosen on validation, measured on test.
+
+    python examples/miniworld/ablation.py            # after reproduce.py (seed 0): uses its checkpoints and runs
+
+Each variant trains a router next to the shipped small base and reward model, on the same A traces as `taro`
+(variants with a margin also read step pairs made from those problems, incorrect steps by corrupting gold ones),
+then is evaluated on A's and B's validation problems (where the choice is made) and on every test block, paired
+with the base and the fixed alpha chosen on A's validation. Writes results/miniworld-ablation.{json,md}.
+"""
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+from transformers_taro.evaluation.runner import paired_comparison
+from transformers_taro.guide import TARoGuide
+from transformers_taro.miniworld.pipeline import (
+    BLOCKS,
+    CHECKPOINTS,
+    MiniworldConfig,
+    MiniworldEvaluator,
+    splits,
+    train_miniworld_router,
+)
+
+VARIANTS = {
+    "product, nll": {},  # the shipped `taro` router, already trained and evaluated
+    "geometric, nll": {"mixture": "geometric"},
+    "product, nll + margin": {"margin_weight": 1.0, "margin_beta": 1.0},
+    "geometric, nll + margin": {"mixture": "geometric", "margin_weight": 1.0, "margin_beta": 1.0},
+    "product, margin": {"nll_weight": 0.0, "margin_weight": 1.0, "margin_beta": 1.0},
+}
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="which variants to run")
+    ap.add_argument("--checkpoints", default=str(CHECKPOINTS))
+    ap.add_argument("--work-dir", default="runs/miniworld-seed0")
+    ap.add_argument("--results", default="results/miniworld-ablation.json")
+    a = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    cfg, ckpt, work = MiniworldConfig(), Path(a.checkpoints), Path(a.work_dir)
+    data = splits(cfg)
+    out = Path(a.results)
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    ev = MiniworldEvaluator(cfg, ckpt, data, work / "eval")
+    main = json.loads(Path("results/miniworld.json").read_text())
+    best = f"genarm alpha={main['best_alpha_on_validation']:g}"
+    for name in a.variants:
+        method = "taro" if name == "product, nll" else "ablation-" + name.replace(", ", "-").replace(" + ", "+")
+        start = time.time()
+        if method != "taro":
+            folder = work / "ablation" / method
+            if not (folder / "guide_config.json").is_file():
+                train_miniworld_router(cfg, ckpt, data["router_a"], work, method, target=folder, **VARIANTS[name])
+            ev.guides[method] = TARoGuide.from_pretrained(folder)
+        trained = time.time() - start
+        logs = sorted((work / method).glob("checkpoint-*/trainer_state.json"))
+        history = json.loads(logs[-1].read_text())["log_history"] if logs else []
+        last = [h for h in history if "alpha_std" in h][-1:] or [{}]
+        row = {"objective": VARIANTS[name], "training_seconds": round(trained),
+               "train_alpha_mean": last[0].get("alpha_mean"), "train_alpha_std": last[0].get("alpha_std")}
+        ev.out = work / "eval"
+        for d in "ab":
+            row[f"val_{d}"] = ev.run("small", method, f"val_{d}")[0]["accuracy"]
+        ev.out = work / f"eval-test{cfg.test_seed}"
+        for block, (base, domain) in BLOCKS.items():
+            summary, folder = ev.run(base, method, f"test_{domain}")
+            row[block] = {k: summary[k] for k in ("accuracy", "ci95", "mean_alpha")}
+            for other, run in (("base", "base"), (best, "genarm-" + best.split("=")[1])):
+                other_folder = ev.out / f"{base}-test_{domain}-{run}"
+                row[block][f"p vs {other}"] = paired_comparison(folder, str(other_folder))["mcnemar_p"]
+        results[name] = row
+        out.write_text(json.dumps(results, indent=2))
+        print(name, json.dumps(row))
