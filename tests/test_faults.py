@@ -40,6 +40,30 @@ def test_truncated_router_weights_are_named(tmp_path, keep):
         TARoRouter.from_pretrained(router)
 
 
+@pytest.mark.parametrize("edit", [{"router_hidden_size": 32}, {"num_top_logprobs": 2}, {"router_layers": 3}])
+def test_a_router_config_edited_to_other_shapes_is_refused(tmp_path, edit):
+    import json
+
+    router = saved_router(tmp_path / "router")
+    config = json.loads((router / "config.json").read_text())
+    (router / "config.json").write_text(json.dumps({**config, **edit}))
+    with pytest.raises(ValueError, match="config.json does not match model.safetensors"):
+        TARoRouter.from_pretrained(router)
+    (router / "config.json").write_text(json.dumps({**config, "alpha_max": 8.0}))  # same shapes: loads
+    assert TARoRouter.from_pretrained(router).config.alpha_max == 8.0
+
+
+@pytest.mark.parametrize("router", [False, True])
+def test_a_base_with_another_vocabulary_is_refused_before_decoding(router):
+    guide = TARoGuide(tiny_lm(seed=2), router=TARoRouter(TARoRouterConfig(vocab_size=VOCAB)) if router else None,
+                      alpha=None if router else 1.0)
+    other = tiny_lm(vocab=VOCAB + 2000, seed=7)
+    with pytest.raises(ValueError, match=f"vocabulary of {VOCAB} tokens, the model it is asked to guide {VOCAB + 2000}"):
+        guide.generate(other, input_ids=torch.tensor([[1, 5, 9]]), max_new_tokens=2, pad_token_id=0)
+    padded = tiny_lm(vocab=VOCAB + 32, seed=7)  # embedding padding rows are fine
+    assert guide.generate(padded, input_ids=torch.tensor([[1, 5, 9]]), max_new_tokens=2, pad_token_id=0).shape == (1, 5)
+
+
 def test_a_router_with_nan_weights_is_refused_while_decoding():
     router = TARoRouter(TARoRouterConfig(vocab_size=VOCAB))
     with torch.no_grad():

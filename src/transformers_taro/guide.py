@@ -30,7 +30,7 @@ from .cards import push_folder_to_hub, render_card
 from .data import SYSTEM_PROMPT, format_prompt
 from .models import is_peft_adapter, load_causal_lm, load_tokenizer, looks_like_a_path, quiet_progress
 from .processor import TARoProcessor, cache_keyword
-from .router import TARoRouter, TARoRouterConfig
+from .router import MAX_PADDING_ROWS, TARoRouter, TARoRouterConfig
 
 GUIDE_CONFIG_NAME = "guide_config.json"
 REWARD_MODEL_DIR = "reward_model"
@@ -240,6 +240,7 @@ class TARoGuide:
         """
         from .fused import FusedCache, FusedForward, FusedNotApplicable, FusedProcessor
 
+        self._check_vocabulary(model)
         reason = None if fused is False else self._why_not_fused(model, generate_kwargs)
         if fused and reason:
             raise FusedNotApplicable(f"fused=True, but {reason} Use fused=False (the processor path).")
@@ -265,6 +266,17 @@ class TARoGuide:
         )
         self._last, self.last_path = proc, "processor"
         return model.generate(**generate_kwargs, logits_processor=LogitsProcessorList([proc, *extra]))
+
+    def _check_vocabulary(self, model: PreTrainedModel) -> None:
+        """Refuse a base whose vocabulary is not the guide's (padding rows aside): its token ids would index
+        other tokens of the reward model, a silent wrong answer. Same-sized vocabularies of two tokenizers can
+        only be told apart by the tokenizers (`generate(tokenizer=...)`)."""
+        trained, size = self.config.vocab_size, _vocab_size(model)
+        if trained and size and abs(size - trained) > MAX_PADDING_ROWS:
+            raise ValueError(
+                f"This guide's reward model has a vocabulary of {trained} tokens, the model it is asked to guide "
+                f"{size}: guided decoding needs one vocabulary. Use a base with the guide's tokenizer (it was "
+                f"trained next to {self.config.base_model_name_or_path!r}), or train a guide for this base.")
 
     def _weight(self) -> dict[str, Any]:
         """What decodes: the router (TARo), or the fixed alpha (GenARM; a TARo guide's alpha is only its baseline)."""

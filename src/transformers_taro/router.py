@@ -290,8 +290,26 @@ def _check_router_folder(folder: Path) -> None:
     if model_type != TARoRouterConfig.model_type:
         raise ValueError(f"{folder} holds a {model_type!r} model, not a TARo router (model_type "
                          f"{TARoRouterConfig.model_type!r}): was a reward or base model folder given as the router?")
-    if not (folder / "model.safetensors").is_file():
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
         raise FileNotFoundError(f"{folder} has a router config but no model.safetensors: the router is incomplete.")
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), "pt") as f:
+            saved = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except SafetensorError as err:
+        raise ValueError(f"{weights} is corrupt or truncated ({err}). Save or download the router again.") from err
+    with torch.device("meta"):  # shapes only: nothing is allocated or initialised
+        skeleton = TARoRouter(TARoRouterConfig.from_pretrained(folder))
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    wrong = [f"{k}: config.json implies {expected[k]}, the weights are {saved.get(k, 'missing')}"
+             for k in expected if saved.get(k) != expected[k]]
+    wrong += [f"{k}: in the weights, not in the model config.json describes" for k in saved if k not in expected]
+    if wrong:
+        raise ValueError(f"{folder}: config.json does not match model.safetensors ({'; '.join(wrong[:3])}). The "
+                         "config was edited or belongs to another router: restore the config the router was saved "
+                         "with, or retrain it with the new settings.")
 
 
 AutoConfig.register(TARoRouterConfig.model_type, TARoRouterConfig)
