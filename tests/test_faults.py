@@ -132,3 +132,25 @@ def test_masks_that_cannot_be_this_batchs_are_refused():
     proc = TARoProcessor(rm, alpha=1.0, attention_mask=mask, pad_token_id=0)
     out = base.generate(ids, attention_mask=mask, logits_processor=[proc], **kw, **beams)
     assert out.shape[0] == 4
+
+
+def test_a_save_killed_over_an_older_router_never_loads_new_weights_under_the_old_config(tmp_path, monkeypatch):
+    from transformers_taro.training import common
+
+    folder = saved_router(tmp_path / "router", alpha_max=4.0)
+    newer = TARoRouter(TARoRouterConfig(vocab_size=VOCAB, alpha_max=8.0))
+    real_replace = os.replace
+
+    def killed_before_the_config(src, dst):
+        if str(dst).endswith("config.json"):
+            raise KeyboardInterrupt  # the process dies between the weights and the config
+        real_replace(src, dst)
+
+    monkeypatch.setattr(common.os, "replace", killed_before_the_config)
+    with pytest.raises(KeyboardInterrupt):
+        common.atomic_save(newer.save_pretrained, folder)
+    monkeypatch.undo()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        TARoRouter.from_pretrained(folder)
+    common.atomic_save(newer.save_pretrained, folder)  # saving again completes it
+    assert TARoRouter.from_pretrained(folder).config.alpha_max == 8.0

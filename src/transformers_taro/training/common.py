@@ -17,8 +17,9 @@ _SCRATCH = ".saving-final"
 def atomic_save(save: Callable[[str], None], output_dir: str | os.PathLike, accelerator: Any = None) -> None:
     """Run `save(folder)` into a scratch folder, then move its files into `output_dir`, config files last.
 
-    A crash while saving never leaves a half-written model that loads: the weights are in place before the
-    config that makes the folder loadable, and each move is an atomic rename on one filesystem.
+    A crash while saving never leaves a half-written model that loads: an older model's config is removed first,
+    the new weights are in place before the config that makes the folder loadable, and each move is an atomic
+    rename on one filesystem.
 
     Under several processes (`accelerator` given), every process calls `save` on the same scratch folder, since
     saving can need all of them (DeepSpeed ZeRO-3 gathers the weights; `Trainer.save_model` writes on the main
@@ -35,6 +36,10 @@ def atomic_save(save: Callable[[str], None], output_dir: str | os.PathLike, acce
         save(str(scratch))
         _barrier(accelerator)
         if main:
+            # An older model's config goes first: killed part-way, the folder then does not load at all (a clear
+            # "no config.json") instead of loading the new weights under the old settings.
+            for name in _LOADABLE_LAST:
+                (out / name).unlink(missing_ok=True)
             for name in sorted(os.listdir(scratch), key=lambda n: n in _LOADABLE_LAST):
                 target = out / name
                 if target.is_dir():
