@@ -111,7 +111,7 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     import dataclasses
     import json
 
-    from transformers_taro.miniworld.pipeline import BaseSpec, reproduce
+    from transformers_taro.miniworld.pipeline import SHIPPED_SEED, BaseSpec, reproduce
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     cfg = MiniworldConfig(n_train=24, n_train_b=24, n_rm=6, n_router=8, n_val=4, n_test=6,
@@ -140,7 +140,7 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
         assert recorded["alpha"] == results["best_alpha_on_validation"] and recorded["method"] == "taro"
     saved = json.loads((tmp_path / "res" / "miniworld.json").read_text())
     assert saved["methods"] == json.loads(json.dumps(results["methods"]))
-    assert list(saved["seeds"]["per_seed"]) == ["0"]
+    assert list(saved["seeds"]["per_seed"]) == [str(SHIPPED_SEED)]
     assert (tmp_path / "res" / "miniworld.png").stat().st_size > 0
     assert "| taro |" in (tmp_path / "res" / "miniworld.md").read_text()
     for name in ("small", "large", "guide-a/router", "guide-ab/router", "guide-a/reward_model"):
@@ -173,7 +173,7 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     reproduce(**{**kw, "cfg": dataclasses.replace(cfg, seed=1), "checkpoints": str(tmp_path / "ckpt1"),
                  "work_dir": str(tmp_path / "work1")})
     summary = json.loads((tmp_path / "res" / "miniworld.json").read_text())["seeds"]
-    assert list(summary["per_seed"]) == ["0", "1"]
+    assert list(summary["per_seed"]) == [str(SHIPPED_SEED), "1"]
     assert len(summary["taro_minus_best_fixed"]["domain_b: taro_ab"]["per_seed"]) == 2
     assert "across seeds" in (tmp_path / "res" / "miniworld.md").read_text()
     with pytest.raises(FileNotFoundError, match="run without it"):

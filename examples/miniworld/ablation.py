@@ -1,6 +1,6 @@
 """Router objectives in the mini-world: objective x mixture, chosen on validation, measured on test.
 
-    python examples/miniworld/ablation.py            # after reproduce.py (seed 0): uses its checkpoints and runs
+    python examples/miniworld/ablation.py            # after reproduce.py (the shipped seed): uses its checkpoints and runs
 
 Each variant trains a router next to the shipped small base and reward model, on the same A traces as `taro`
 (variants with a margin also read step pairs made from those problems, incorrect steps by corrupting gold ones),
@@ -19,6 +19,7 @@ from transformers_taro.guide import TARoGuide
 from transformers_taro.miniworld.pipeline import (
     BLOCKS,
     CHECKPOINTS,
+    SHIPPED_SEED,
     MiniworldConfig,
     MiniworldEvaluator,
     splits,
@@ -37,7 +38,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="which variants to run")
     ap.add_argument("--checkpoints", default=str(CHECKPOINTS))
-    ap.add_argument("--work-dir", default="runs/miniworld-seed0")
+    ap.add_argument("--work-dir", default=f"runs/miniworld-seed{SHIPPED_SEED}")
     ap.add_argument("--results", default="results/miniworld-ablation.json")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")

@@ -1,6 +1,6 @@
 """What the mini-world's router learned: alpha token by token, where TARo and GenARM disagree.
 
-    python examples/miniworld/alpha_traces.py      # after reproduce.py (seed 0): reads its test runs
+    python examples/miniworld/alpha_traces.py      # after reproduce.py (the shipped seed): reads its test runs
 
 Picks test problems of the small base that TARo gets right and GenARM (alpha chosen on A's validation) gets
 wrong, and the reverse, in both domains; decodes them again with TARo to get the alpha of every token; writes
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from transformers_taro.evaluation.session import Session
 from transformers_taro.guide import TARoGuide
-from transformers_taro.miniworld.pipeline import CHECKPOINTS, MiniworldConfig
+from transformers_taro.miniworld.pipeline import CHECKPOINTS, SHIPPED_SEED, MiniworldConfig
 from transformers_taro.models import load_causal_lm, load_tokenizer
 from transformers_taro.visualize import AlphaScale, alpha_html, alpha_png, token_strings
 
@@ -37,7 +37,7 @@ def kind(previous: str, token: str) -> str:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work-dir", default="runs/miniworld-seed0")
+    ap.add_argument("--work-dir", default=f"runs/miniworld-seed{SHIPPED_SEED}")
     ap.add_argument("--per-case", type=int, default=2, help="problems shown per (domain, who is right) case")
     ap.add_argument("--results-dir", default="results")
     a = ap.parse_args()

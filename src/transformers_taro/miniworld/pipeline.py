@@ -42,7 +42,10 @@ from .problems import make_problems, make_tokenizer
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
-"""The shipped mini-world (seed 0): `small/`, `large/` (bases), `guide-a/` and `guide-ab/` (TARoGuide folders)."""
+"""The shipped mini-world: `small/`, `large/` (bases), `guide-a/` and `guide-ab/` (TARoGuide folders)."""
+SHIPPED_SEED = 2
+"""The pipeline seed whose checkpoints ship. Seeds 0, 1 and 2 were run together from nothing; 2 was the first to
+finish (seed 0's first draws of the small base missed [0.3, 0.7] on validation and had to be drawn again)."""
 BLOCKS = {"methods": ("small", "a"), "domain_b": ("small", "b"), "transfer": ("large", "a"),
           "transfer_b": ("large", "b")}
 """Each result block: which base, which domain's test problems."""
@@ -67,7 +70,7 @@ class BaseSpec:
 class MiniworldConfig:
     """Everything `reproduce` does, in one place; the defaults are what the README's figures were measured with."""
 
-    seed: int = 0
+    seed: int = SHIPPED_SEED
     test_seed: int = 1
     n_train: int = 4000  # A problems the bases are trained on
     n_train_b: int = 4000  # B problems the bases are trained on
@@ -465,12 +468,12 @@ def reproduce(results_dir: str = "results", checkpoints: str | None = None, eval
     With `resume`, training stages completed by an earlier run with the same configuration are skipped and
     evaluations continue where they stopped; a killed run loses at most the stage in flight.
 
-    The shipped seed (0) writes `miniworld.json` (`miniworld-seedN.json` with `test_seed=N`); another pipeline
+    The shipped seed (`SHIPPED_SEED`) writes `miniworld.json` (`miniworld-seedN.json` with `test_seed=N`); another pipeline
     seed writes `miniworld-pipeline-seedK.json`. Whatever seeds' results are in `results_dir` are summarized in
     the `seeds` block.
     """
     cfg = cfg or MiniworldConfig()
-    ckpt = Path(checkpoints) if checkpoints else CHECKPOINTS if cfg.seed == 0 else Path(
+    ckpt = Path(checkpoints) if checkpoints else CHECKPOINTS if cfg.seed == SHIPPED_SEED else Path(
         f"runs/miniworld-seed{cfg.seed}/checkpoints")
     work = Path(work_dir or f"runs/miniworld-seed{cfg.seed}")
     res = Path(results_dir)
@@ -495,13 +498,13 @@ def reproduce(results_dir: str = "results", checkpoints: str | None = None, eval
     if (work / "small_base_choice.json").is_file():
         results["small_base_choice"] = json.loads((work / "small_base_choice.json").read_text())
     results["seconds"] = {"training": round(trained - start), "evaluation": round(time.time() - trained)}
-    stem = ("miniworld" if cfg.seed == 0 else f"miniworld-pipeline-seed{cfg.seed}") + (
+    stem = ("miniworld" if cfg.seed == SHIPPED_SEED else f"miniworld-pipeline-seed{cfg.seed}") + (
         "" if test_seed is None else f"-seed{test_seed}")
     (res / f"{stem}.json").write_text(json.dumps(results, indent=2))
     if test_seed is None:
         summary = summarize_seeds(res)
         results["seeds"] = summary
-        if cfg.seed != 0 and (res / "miniworld.json").is_file():  # the main file carries every seed's summary
+        if cfg.seed != SHIPPED_SEED and (res / "miniworld.json").is_file():  # the main file carries every seed's summary
             main = json.loads((res / "miniworld.json").read_text())
             main["seeds"] = summary
             (res / "miniworld.json").write_text(json.dumps(main, indent=2))
