@@ -227,6 +227,7 @@ class Stages:
             raise ValueError(f"{work} holds a run with another configuration: run without --resume to start over, "
                              "or pass another work folder.")
         self.done: list[str] = previous.get("done", [])
+        self.resume = resume
         self._write()
 
     def _write(self) -> None:
@@ -251,29 +252,33 @@ def train_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], wor
     stages.run("large base", train_base, tokenizer, data["train_a"] + data["train_b"], cfg.large, cfg, ckpt / "large")
     # Each model learns from problems the others never saw: the reward model's step labels are what it knows
     # beyond the base, and the router must learn where the reward model helps on problems neither was fit to.
-    stages.run("reward model", train_miniworld_reward_model, cfg, ckpt, data["rm"], work)
+    stages.run("reward model", train_miniworld_reward_model, cfg, ckpt, data["rm"], work, stages.resume)
     for method, domains in (("taro", ("router_a",)), ("taro_ab", ("router_a", "router_b"))):
         stages.run(f"router {method}", train_miniworld_router, cfg, ckpt, [p for d in domains for p in data[d]],
                    work, method)
 
 
-def train_miniworld_reward_model(cfg: MiniworldConfig, ckpt: Path, rows: list[dict], work: Path) -> None:
-    """The reward model, from domain A problems only, next to the small base in `ckpt / "small"`."""
+def train_miniworld_reward_model(cfg: MiniworldConfig, ckpt: Path, rows: list[dict], work: Path,
+                                resume: bool = False) -> None:
+    """The reward model, from domain A problems only, next to the small base in `ckpt / "small"`. With `resume`,
+    a fine-tuned start and a complete training checkpoint left by a killed run are reused."""
     work.mkdir(parents=True, exist_ok=True)
     rm_file = work / "rm.jsonl"
     _write(rm_file, rows)
     # Like an RLHF reward model, it starts from the small base fine-tuned on its own problems (the solved problems
     # of its pool), then learns from step pairs: the guide must know something the bases do not.
     small = cfg.small
-    train_base(load_tokenizer(str(ckpt / "small")), rows,
-               BaseSpec(small.hidden, small.layers, cfg.rm_sft_steps, cfg.rm_sft_lr), cfg, work / "rm_start",
-               init=ckpt / "small")
+    if not (resume and (work / "rm_start" / "config.json").is_file()):
+        train_base(load_tokenizer(str(ckpt / "small")), rows,
+                   BaseSpec(small.hidden, small.layers, cfg.rm_sft_steps, cfg.rm_sft_lr), cfg, work / "rm_start",
+                   init=ckpt / "small")
     rm_cfg = RewardModelConfig(output_dir=str(work / "rm"), max_steps=cfg.rm_steps, per_device_train_batch_size=16,
                                learning_rate=cfg.rm_lr, beta=cfg.rm_beta, cpo_alpha=cfg.rm_nll, logging_steps=50,
                                save_steps=cfg.rm_steps, max_length=1024, use_cpu=True, disable_tqdm=True,
                                seed=cfg.seed)
+    checkpoint = resume and any((work / "rm").glob("checkpoint-*/trainer_state.json"))
     train_reward_model(str(work / "rm_start"), str(rm_file), str(work / "rm"), rm_cfg, sample_rejected=True,
-                       samples_per_step=1)
+                       samples_per_step=1, resume=checkpoint)
     _ship(work / "rm", work / "reward_model")
 
 
