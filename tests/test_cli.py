@@ -42,3 +42,10 @@ def test_training_commands_show_their_own_help(command, flag, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert flag in out and "(default:" in out
+
+
+def test_demo_refuses_negative_sizes():
+    from transformers_taro.evaluation.demo import run_demo
+
+    with pytest.raises(ValueError, match="0 skips that part"):
+        run_demo(problems=-1)

@@ -14,7 +14,7 @@ import logging
 import time
 from pathlib import Path
 
-from transformers_taro.evaluation.runner import paired_comparison
+from transformers_taro.evaluation.runner import best_alpha, paired_comparison
 from transformers_taro.guide import TARoGuide
 from transformers_taro.miniworld.pipeline import (
     BLOCKS,
@@ -47,8 +47,10 @@ if __name__ == "__main__":
     out = Path(a.results)
     results = json.loads(out.read_text()) if out.is_file() else {}
     ev = MiniworldEvaluator(cfg, ckpt, data, work / "eval")
-    main = json.loads(Path("results/miniworld.json").read_text())
-    best = f"genarm alpha={main['best_alpha_on_validation']:g}"
+    # The fixed alpha chosen on A's validation, from the pipeline's own validation runs.
+    val = {a: json.loads((work / "eval" / f"small-val_a-genarm-{a:g}" / "report.json").read_text())["accuracy"]
+           for a in cfg.alphas}
+    best = f"genarm alpha={best_alpha(val):g}"
     for name in a.variants:
         method = "taro" if name == "product, nll" else "ablation-" + name.replace(", ", "-").replace(" + ", "+")
         start = time.time()
@@ -72,6 +74,8 @@ if __name__ == "__main__":
             row[block] = {k: summary[k] for k in ("accuracy", "ci95", "mean_alpha")}
             for other, run in (("base", "base"), (best, "genarm-" + best.split("=")[1])):
                 other_folder = ev.out / f"{base}-test_{domain}-{run}"
+                while not (other_folder / "report.json").is_file():  # written by reproduce.py, maybe still running
+                    time.sleep(30)
                 row[block][f"p vs {other}"] = paired_comparison(folder, str(other_folder))["mcnemar_p"]
         results[name] = row
         out.write_text(json.dumps(results, indent=2))

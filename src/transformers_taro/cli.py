@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "coloured by alpha.")
     p.add_argument("--miniworld-problems", type=int, default=300,
                    help="mini-world test problems per domain (0: skip part 1)")
-    p.add_argument("--problems", type=int, default=1, help="how many GSM8K problems SmolLM2 solves in part 2")
+    p.add_argument("--problems", type=int, default=1,
+                   help="how many GSM8K problems SmolLM2 solves in part 2 (0: skip it)")
     p.add_argument("--guide", default=None, help="guide folder or Hub id (None: the shipped one)")
     p.add_argument("--max-new-tokens", type=int, default=160, help="tokens to generate at most per answer")
     p.add_argument("--data", default=None,

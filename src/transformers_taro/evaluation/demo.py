@@ -1,7 +1,8 @@
 """`taro demo`: first the measured effect in the mini-world, then one real SmolLM2 answer coloured by alpha.
 
-1. The shipped mini-world checkpoints (small base, guide trained on domain A) on a few hundred freshly drawn test
-   problems of each domain: base vs GenARM (alpha chosen on A's validation) vs TARo, with McNemar's exact test.
+1. The shipped mini-world checkpoints (small base, reward model trained on domain A) on a few hundred freshly
+   drawn test problems of each domain: base vs GenARM (alpha chosen on A's validation) vs TARo with a router
+   trained on A traces and with one trained on A and B traces, with McNemar's exact test.
    A measurement, in about a minute.
 2. The embedded SmolLM2-135M-Instruct with the shipped guide on one GSM8K test problem: the base's answer and
    TARo's, coloured token by token by the alpha the router chose. An illustration, not a measurement.
@@ -46,7 +47,8 @@ def miniworld_evidence(problems: int = 300, output_dir: str = "taro-demo", conso
                        batch_size: int = 100) -> dict[str, Any]:
     """Part 1: the shipped mini-world on `problems` fresh test problems per domain; a table, a plot, the numbers.
 
-    Returns `{domain: {method: {"accuracy", "ci95", "n"}}}` plus `"paired"`: McNemar p of TARo against each.
+    Returns `{domain: {method: {"accuracy", "ci95", "n"}}}` plus `"paired"`: McNemar p of each guided method
+    against the base and against GenARM.
     """
     from ..miniworld.pipeline import CHECKPOINTS, MiniworldConfig, miniworld_task, splits
 
@@ -56,7 +58,9 @@ def miniworld_evidence(problems: int = 300, output_dir: str = "taro-demo", conso
     tok = load_tokenizer(str(CHECKPOINTS / "small"))
     base = load_causal_lm(str(CHECKPOINTS / "small"))
     taro = TARoGuide.from_pretrained(CHECKPOINTS / "guide-a")
-    methods = {"base": None, f"GenARM alpha={taro.alpha:g}": taro.fixed(), "TARo": taro}
+    genarm = f"GenARM alpha={taro.alpha:g}"
+    methods = {"base": None, genarm: taro.fixed(), "TARo (router: A traces)": taro,
+               "TARo (router: A+B traces)": TARoGuide.from_pretrained(CHECKPOINTS / "guide-ab")}
     results: dict[str, Any] = {"paired": {}}
     for domain, title in (("a", "A (arithmetic, the reward model's domain)"), ("b", "B (transfers, never seen)")):
         rows = data[f"test_{domain}"]
@@ -73,15 +77,17 @@ def miniworld_evidence(problems: int = 300, output_dir: str = "taro-demo", conso
         results[domain] = {name: {"accuracy": sum(c) / len(c), "ci95": list(bootstrap_ci(c)), "n": len(c)}
                            for name, c in correct.items()}
         for name in methods:
-            if name != "TARo":
-                results["paired"][f"{domain}: TARo vs {name}"] = mcnemar(correct["TARo"], correct[name])["mcnemar_p"]
+            for other in ("base", genarm):
+                if name not in ("base", other):
+                    results["paired"][f"{domain}: {name} vs {other}"] = mcnemar(correct[name], correct[other])[
+                        "mcnemar_p"]
         table = Table(title=f"Mini-world, domain {title}: {len(rows)} held-out test problems")
-        for column in ("method", "accuracy", "95% CI", "McNemar p, TARo vs it"):
+        for column in ("method", "accuracy", "95% CI", "McNemar p vs base", f"McNemar p vs {genarm}"):
             table.add_column(column)
         for name, r in results[domain].items():
-            p = results["paired"].get(f"{domain}: TARo vs {name}")
+            ps = [results["paired"].get(f"{domain}: {name} vs {other}") for other in ("base", genarm)]
             table.add_row(name, f"{r['accuracy']:.3f}", f"{r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}",
-                          "" if p is None else f"{p:.3g}")
+                          *("" if p is None else f"{p:.3g}" for p in ps))
         console.print(table)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,18 +124,24 @@ def _plot_evidence(results: dict[str, Any], methods: list[str], path: Path) -> N
 def run_demo(problems: int = 1, max_new_tokens: int = 160, data: str | None = None,
              output_dir: str = "taro-demo", guide: str | None = None, dtype: str | None = None,
              miniworld_problems: int = 300) -> dict[str, Any]:
-    """Part 1 ([`miniworld_evidence`], skipped with `miniworld_problems=0`), then part 2: `problems` GSM8K
-    problems answered by SmolLM2 alone and with TARo, TARo's answer coloured by alpha (HTML and PNG too).
+    """Part 1 ([`miniworld_evidence`], skipped with `miniworld_problems=0`), then part 2 (skipped with
+    `problems=0`): `problems` GSM8K problems answered by SmolLM2 alone and with TARo, TARo's answer coloured by
+    alpha (HTML and PNG too).
 
     Returns `{"miniworld": part 1's results, "smollm2": {method: accuracy on the problems shown}}`.
     """
+    if problems < 0 or miniworld_problems < 0:
+        raise ValueError(f"--problems and --miniworld-problems count problems (0 skips that part); got {problems} "
+                         f"and {miniworld_problems}.")
     console = Console()
     result: dict[str, Any] = {}
     if miniworld_problems:
         console.rule("[bold]1. Measured: does TARo beat the base and the best fixed alpha? (mini-world)")
-        console.print("Trained from scratch here: a reward model on domain A only, a router next to the small base. "
-                      "Held-out problems, greedy decoding.")
+        console.print("Trained from scratch here: a reward model on domain A only, routers next to the small base. "
+                      "Held-out problems, greedy decoding; the README has the 3000-problem figures and the seeds.")
         result["miniworld"] = miniworld_evidence(miniworld_problems, output_dir, console)
+    if problems == 0:
+        return result
     console.rule("[bold]2. Illustrated: where the router turns guidance up and down (real SmolLM2-135M)")
     console.print("One GSM8K answer, each token coloured by the alpha TARo chose for it. "
                   "Too few problems to measure anything: the README has the measured figures.")
