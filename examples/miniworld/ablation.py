@@ -1,6 +1,6 @@
 """Router objectives in the mini-world: objective x mixture, chosen on validation, measured on test.
 
-    python examples/miniworld/ablation.py            # after reproduce.py (the shipped seed): uses its checkpoints and runs
+    python examples/miniworld/ablation.py      # after reproduce.py (the shipped seed): uses its checkpoints and runs
 
 Each variant trains a router next to the shipped small base and reward model, on the same A traces as `taro`
 (variants with a margin also read step pairs made from those problems, incorrect steps by corrupting gold ones),
@@ -57,7 +57,10 @@ if __name__ == "__main__":
         if method != "taro":
             folder = work / "ablation" / method
             if not (folder / "guide_config.json").is_file():
-                train_miniworld_router(cfg, ckpt, data["router_a"], work, method, target=folder, **VARIANTS[name])
+                objective = dict(VARIANTS[name])
+                if objective.get("margin_weight"):  # step pairs from the same A problems the traces come from
+                    objective["pairs_data"] = str(work / "taro.jsonl")
+                train_miniworld_router(cfg, ckpt, data["router_a"], work, method, target=folder, **objective)
             ev.guides[method] = TARoGuide.from_pretrained(folder)
         trained = time.time() - start
         logs = sorted((work / method).glob("checkpoint-*/trainer_state.json"))

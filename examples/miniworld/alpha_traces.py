@@ -5,7 +5,7 @@
 Picks test problems of the small base that TARo gets right and GenARM (alpha chosen on A's validation) gets
 wrong, and the reverse, in both domains; decodes them again with TARo to get the alpha of every token; writes
 results/miniworld-alphas.{png,html} and, over every TARo answer of those test runs, the mean alpha by kind of
-token (results/miniworld-alphas.json).
+token over the first --sample test problems of each domain (results/miniworld-alphas.json).
 """
 
 import argparse
@@ -39,6 +39,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work-dir", default=f"runs/miniworld-seed{SHIPPED_SEED}")
     ap.add_argument("--per-case", type=int, default=2, help="problems shown per (domain, who is right) case")
+    ap.add_argument("--sample", type=int, default=600, help="test problems per domain decoded again (the first N)")
     ap.add_argument("--results-dir", default="results")
     a = ap.parse_args()
     cfg = MiniworldConfig()
@@ -52,10 +53,11 @@ if __name__ == "__main__":
     for domain in "ab":
         taro = [json.loads(line) for line in (ev / f"small-test_{domain}-taro" / "generations.jsonl").open()]
         genarm = [json.loads(line) for line in (ev / f"small-test_{domain}-genarm-{best}" / "generations.jsonl").open()]
+        taro, genarm = taro[: a.sample], genarm[: a.sample]
         cases = {"TARo right, GenARM wrong": [t for t, g in zip(taro, genarm) if t["correct"] and not g["correct"]],
                  "GenARM right, TARo wrong": [t for t, g in zip(taro, genarm) if g["correct"] and not t["correct"]]}
         picked = [(case, r) for case, rows in cases.items() for r in rows[: a.per_case]]
-        # Every TARo answer of the run, decoded again for its alphas (greedy: the same tokens as in the run).
+        # The sampled TARo answers of the run, decoded again for their alphas (greedy: the same tokens as in the run).
         for i in range(0, len(taro), 250):
             rows = taro[i:i + 250]
             for r, gen in zip(rows, session.generate([r["prompt"] for r in rows], max_new_tokens=cfg.max_new_tokens)):
