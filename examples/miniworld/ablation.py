@@ -31,7 +31,6 @@ VARIANTS = {
     "geometric, nll": {"mixture": "geometric"},
     "product, nll + margin": {"margin_weight": 1.0, "margin_beta": 1.0},
     "geometric, nll + margin": {"mixture": "geometric", "margin_weight": 1.0, "margin_beta": 1.0},
-    "product, margin": {"nll_weight": 0.0, "margin_weight": 1.0, "margin_beta": 1.0},
 }
 
 if __name__ == "__main__":
