@@ -154,3 +154,10 @@ def test_a_save_killed_over_an_older_router_never_loads_new_weights_under_the_ol
         TARoRouter.from_pretrained(folder)
     common.atomic_save(newer.save_pretrained, folder)  # saving again completes it
     assert TARoRouter.from_pretrained(folder).config.alpha_max == 8.0
+
+
+def test_token_ids_beyond_the_reward_vocabulary_are_named():
+    base, reward = tiny_lm(vocab=VOCAB + 16, seed=7), tiny_lm(vocab=VOCAB, seed=2)  # within padding: not refused
+    guide = TARoGuide(reward, alpha=1.0)
+    with pytest.raises(ValueError, match=f"Token id {VOCAB + 3} is beyond the reward model's vocabulary"):
+        guide.generate(base, input_ids=torch.tensor([[1, 5, VOCAB + 3]]), max_new_tokens=2, pad_token_id=0)

@@ -158,6 +158,12 @@ class TARoProcessor(LogitsProcessor):
     # -- reward model state ------------------------------------------------------------------------------------
 
     def _reward_forward(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> Any:
+        rows = self.reward_model.get_input_embeddings().num_embeddings
+        if ids.numel() and int(ids.max()) >= rows:
+            raise ValueError(
+                f"Token id {int(ids.max())} is beyond the reward model's vocabulary ({rows} embeddings): the base (or "
+                "the prompt) uses tokens the reward model does not have. Use a reward model with the base's "
+                "tokenizer.")
         device = self.reward_model.device
         mask = mask.to(device)
         positions = positions_from_mask(mask, ids.shape[1])
