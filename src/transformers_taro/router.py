@@ -94,10 +94,14 @@ class TARoRouterConfig(PretrainedConfig):
         """The largest weight the router outputs: `alpha_max` (product) or 1 (geometric)."""
         return 1.0 if self.mixture == "geometric" else self.alpha_max
 
+    def weight_of(self, alpha: float) -> float:
+        """The router output that decodes (greedily) like `alpha`: alpha itself, or `w = alpha / (1 + alpha)`."""
+        return alpha / (1 + alpha) if self.mixture == "geometric" else alpha
+
     @property
     def weight_init(self) -> float:
         """The untrained router's weight on every token."""
-        return self.alpha_init / (1 + self.alpha_init) if self.mixture == "geometric" else self.alpha_init
+        return self.weight_of(self.alpha_init)
 
     @property
     def num_features(self) -> int:

@@ -104,15 +104,11 @@ def _plot_evidence(results: dict[str, Any], methods: list[str], path: Path) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..miniworld.pipeline import accuracy_bars
+
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    width = 0.8 / len(methods)
-    for i, name in enumerate(methods):
-        acc = [results[d][name]["accuracy"] for d in "ab"]
-        err = [[a - results[d][name]["ci95"][0] for a, d in zip(acc, "ab")],
-               [results[d][name]["ci95"][1] - a for a, d in zip(acc, "ab")]]
-        ax.bar([j + (i - (len(methods) - 1) / 2) * width for j in range(2)], acc, width, yerr=err, capsize=3,
-               label=name)
-    ax.set_xticks([0, 1], ["domain A (reward model's)", "domain B (unseen)"])
+    accuracy_bars(ax, ["domain A (reward model's)", "domain B (unseen)"],
+                  {name: [results[d][name] for d in "ab"] for name in methods})
     ax.set_ylabel("accuracy (95% CI)")
     ax.set_title("Mini-world, shipped checkpoints, fresh test problems")
     ax.legend(fontsize=8)

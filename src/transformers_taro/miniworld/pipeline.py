@@ -423,6 +423,20 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def accuracy_bars(ax: Any, groups: list[str], series: dict[str, list[dict[str, Any] | None]], capsize: float = 3,
+                  fontsize: float | None = None) -> None:
+    """Grouped bars: for each named series, its `accuracy` in each group with its `ci95` as error bars (a
+    missing result is an empty slot)."""
+    width = 0.8 / len(series)
+    for i, (name, results) in enumerate(series.items()):
+        acc = [r["accuracy"] if r else float("nan") for r in results]
+        err = [[a - r["ci95"][0] if r else 0 for a, r in zip(acc, results)],
+               [r["ci95"][1] - a if r else 0 for a, r in zip(acc, results)]]
+        ax.bar([j + (i - (len(series) - 1) / 2) * width for j in range(len(groups))], acc, width, yerr=err,
+               capsize=capsize, label=name)
+    ax.set_xticks(range(len(groups)), groups, fontsize=fontsize)
+
+
 def plot(results: dict[str, Any], path: Path, alphas: tuple[float, ...] | None = None) -> None:
     """Left: accuracy against fixed alpha on A, with TARo; right: each block's base, best fixed alpha and TARo."""
     matplotlib = require("matplotlib")
@@ -447,16 +461,10 @@ def plot(results: dict[str, Any], path: Path, alphas: tuple[float, ...] | None =
     left.set_title("Small base, domain A")
     left.legend(loc="lower right", fontsize=8)
     blocks = [b for b in BLOCKS if b in results]
-    names = ["base", best, *TARO_METHODS]
-    width = 0.8 / len(names)
-    for i, name in enumerate(names):
-        acc = [results[b].get(name, {}).get("accuracy", float("nan")) for b in blocks]
-        err = [[a - results[b][name]["ci95"][0] if name in results[b] else 0 for a, b in zip(acc, blocks)],
-               [results[b][name]["ci95"][1] - a if name in results[b] else 0 for a, b in zip(acc, blocks)]]
-        right.bar([j + (i - (len(names) - 1) / 2) * width for j in range(len(blocks))], acc, width, yerr=err,
-                  capsize=2, label=name)
-    right.set_xticks(range(len(blocks)), [TITLES[b].split(",")[0].replace("Larger base (~4x)", "large")
-                                          + ("\nA" if BLOCKS[b][1] == "a" else "\nB") for b in blocks], fontsize=8)
+    accuracy_bars(right, [TITLES[b].split(",")[0].replace("Larger base (~4x)", "large")
+                          + ("\nA" if BLOCKS[b][1] == "a" else "\nB") for b in blocks],
+                  {name: [results[b].get(name) for b in blocks] for name in ["base", best, *TARO_METHODS]},
+                  capsize=2, fontsize=8)
     right.set_ylabel("accuracy (95% CI)")
     right.set_title("Every block, fixed alpha chosen on A's validation")
     right.legend(fontsize=8)

@@ -206,9 +206,9 @@ class RouterTrainer(Trainer):
         token_logprobs = out.guided_logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
         n = len(inputs["labels"])  # the first n rows are the traces, then the chosen steps, then the rejected ones
         nll = -token_logprobs[:n].sum() / mask[:n].sum().clamp(min=1)
-        prior = self.args.alpha_prior if self.args.alpha_prior is not None else self.args.alpha_init
-        if router.config.mixture == "geometric":  # the prior is given as an alpha: its greedy-equivalent w
-            prior = prior / (1 + prior)
+        # The prior is given as an alpha: a geometric router is pulled to its greedy-equivalent w.
+        prior = router.config.weight_of(self.args.alpha_prior if self.args.alpha_prior is not None
+                                        else self.args.alpha_init)
         reg = ((out.alpha[:n] - prior) ** 2 * mask[:n]).sum() / mask[:n].sum().clamp(min=1)
         loss = self.args.nll_weight * nll + self.args.alpha_reg * reg
         if pairs:
