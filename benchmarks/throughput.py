@@ -14,6 +14,12 @@ each path, each in its own process (after loading, so the loading peak common to
 
     python benchmarks/throughput.py                       # batch 1 and 8, 64 new tokens, 3 rounds
     python benchmarks/throughput.py --rounds 5 --batch-sizes 1 4 8 --new-tokens 32
+    python benchmarks/throughput.py --device cuda --random-weights ~/.cache/transformers_taro/<model folder>
+
+`--random-weights DIR` builds the embedded model's architecture from DIR's `config.json` and tokenizer with seeded
+random weights, and points the shipped adapter at them: for a machine that lacks the 98 MB GGUF (speed does not
+depend on the weights' values; the identical-tokens check still compares the two paths on the same weights).
+On CUDA, memory is the peak the device allocated while decoding, not the process's resident memory.
 """
 
 from __future__ import annotations
@@ -22,12 +28,17 @@ import argparse
 import gc
 import json
 import statistics
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
-from transformers import LogitsProcessorList, UnbatchedClassifierFreeGuidanceLogitsProcessor
+import transformers
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList,
+                          UnbatchedClassifierFreeGuidanceLogitsProcessor)
 
 from transformers_taro import DEFAULT_GUIDE, TARoGuide, load_causal_lm, load_tokenizer
 
@@ -41,9 +52,35 @@ QUESTIONS = [
 ]
 
 
-def prompts(guide: TARoGuide, tok, batch: int) -> dict:
+def prompts(guide: TARoGuide, tok, batch: int, device: str) -> dict:
     texts = [guide.format_prompt(QUESTIONS[i % len(QUESTIONS)], tok) for i in range(batch)]
-    return tok(texts, return_tensors="pt", padding=True)
+    return tok(texts, return_tensors="pt", padding=True).to(device)
+
+
+def load(random_weights: str | None, device: str):
+    """Tokenizer, base and shipped guide: the embedded model, or its architecture with seeded random weights."""
+    if random_weights is None:
+        tok, base, guide = load_tokenizer(None), load_causal_lm(None), TARoGuide.from_pretrained(DEFAULT_GUIDE)
+    else:
+        tok = AutoTokenizer.from_pretrained(random_weights, padding_side="left")
+        torch.manual_seed(0)
+        base = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(random_weights)).eval()
+        # The fused path compares the model with the adapter's base on disk, so the random base is saved and the
+        # shipped guide (copied) names it as its adapter's base.
+        work = Path(tempfile.mkdtemp(prefix="taro-bench-"))
+        base.save_pretrained(work / "base")
+        shutil.copytree(DEFAULT_GUIDE, work / "guide")
+        adapter_config = work / "guide" / "reward_model" / "adapter_config.json"
+        config = json.loads(adapter_config.read_text())
+        config["base_model_name_or_path"] = str(work / "base")
+        adapter_config.write_text(json.dumps(config))
+        guide = TARoGuide.from_pretrained(work / "guide")
+    return tok, base.to(device), guide.to(device)
+
+
+def _device_memory_mib(device: str, peak: bool) -> float:
+    stat = torch.cuda.max_memory_allocated if peak else torch.cuda.memory_allocated
+    return stat(device) / 2**20
 
 
 def _status_mib(field: str) -> float:
@@ -53,27 +90,32 @@ def _status_mib(field: str) -> float:
     raise KeyError(field)
 
 
-def memory_child(path: str, batch: int, new_tokens: int) -> None:
+def memory_child(path: str, batch: int, new_tokens: int, random_weights: str | None, device: str) -> None:
     """Load what `path` decodes with, reset the peak, decode once; print resident and peak RSS (MiB) as JSON.
 
     Loading a model has a transient peak of its own, the same for both paths; what differs is what each path
     holds while decoding (the processor path a merged copy of the reward model, the fused path none), so the peak
-    is reset (Linux: `clear_refs` 5) once everything is loaded and resident.
+    is reset (Linux: `clear_refs` 5; CUDA: the allocator's peak) once everything is loaded and resident.
     """
-    tok, base = load_tokenizer(None), load_causal_lm(None)
-    guide = TARoGuide.from_pretrained(DEFAULT_GUIDE)
-    enc = prompts(guide, tok, batch)
+    tok, base, guide = load(random_weights, device)
+    enc = prompts(guide, tok, batch, device)
+    cuda = device.startswith("cuda")
     # Weights load memory-mapped and become resident on first use: one short decode first makes every page the
     # path uses resident (and pays the one-time costs: the processor path's merge, the fused path's weight check).
     guide.generate(base, fused=path == "fused", **enc, max_new_tokens=2, do_sample=False,
                    pad_token_id=tok.pad_token_id)
     gc.collect()
-    resident = _status_mib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+    if cuda:
+        resident = _device_memory_mib(device, peak=False)
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        resident = _status_mib("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
     guide.generate(base, fused=path == "fused", **enc, max_new_tokens=new_tokens, do_sample=False,
                    pad_token_id=tok.pad_token_id)
-    print(json.dumps({"path": guide.last_path, "resident_mib": resident, "peak_mib": _status_mib("VmHWM")}))
+    peak = _device_memory_mib(device, peak=True) if cuda else _status_mib("VmHWM")
+    print(json.dumps({"path": guide.last_path, "resident_mib": resident, "peak_mib": peak}))
 
 
 def main() -> None:
@@ -82,14 +124,16 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--identity-rows", type=int, default=16, help="greedy rows compared token by token")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    ap.add_argument("--random-weights", default=None, metavar="DIR",
+                    help="a folder with the embedded model's config.json and tokenizer: random weights of that shape")
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
-        memory_child(args.memory_child, max(args.batch_sizes), args.new_tokens)
+        memory_child(args.memory_child, max(args.batch_sizes), args.new_tokens, args.random_weights, args.device)
         return
 
-    tok, base = load_tokenizer(None), load_causal_lm(None)
-    guide = TARoGuide.from_pretrained(DEFAULT_GUIDE)
+    tok, base, guide = load(args.random_weights, args.device)
     rm = guide.reward_model  # merged once here, so no method pays the lazy load inside a timed call
     n = args.new_tokens
     gen = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
@@ -98,6 +142,8 @@ def main() -> None:
         start = time.perf_counter()
         with torch.inference_mode():
             out = run(enc)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize(args.device)
         elapsed = time.perf_counter() - start
         assert out.shape[1] - enc["input_ids"].shape[1] == n
         return enc["input_ids"].shape[0] * n / elapsed
@@ -111,10 +157,14 @@ def main() -> None:
             [UnbatchedClassifierFreeGuidanceLogitsProcessor(1.5, rm, unconditional_ids=enc["input_ids"],
                                                             unconditional_attention_mask=enc["attention_mask"])])),
     }
-    print(f"SmolLM2-135M-Instruct + shipped LoRA guide, {n} new tokens, {args.rounds} interleaved rounds, "
-          f"median tokens/s; torch {torch.__version__}, {torch.get_num_threads()} threads, dtype {base.dtype}")
+    weights = "random weights of its shape" if args.random_weights else "its weights"
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else \
+        f"CPU, {torch.get_num_threads()} threads"
+    print(f"SmolLM2-135M-Instruct ({weights}) + shipped LoRA guide, {n} new tokens, {args.rounds} interleaved rounds, "
+          f"median tokens/s; torch {torch.__version__}, transformers {transformers.__version__}, {where}, "
+          f"dtype {base.dtype}")
     for batch in args.batch_sizes:
-        enc = prompts(guide, tok, batch)
+        enc = prompts(guide, tok, batch, args.device)
         for run in methods.values():  # warm-up: first-call costs are not decoding speed
             timed(run, enc)
         speeds: dict[str, list[float]] = {name: [] for name in methods}
@@ -130,7 +180,7 @@ def main() -> None:
         print(f"  fused / processor path: {median['fused path'] / median['processor path']:.2f}x")
 
     rows = args.identity_rows
-    enc = prompts(guide, tok, rows)
+    enc = prompts(guide, tok, rows, args.device)
     with torch.inference_mode():
         fused = guide.generate(base, fused=True, **enc, **gen)
         alphas_fused = guide.alphas.clone()
@@ -140,14 +190,16 @@ def main() -> None:
     print(f"\nidentical tokens, fused vs processor path (greedy, batch {rows}, {n} tokens): {same}/{rows} rows; "
           f"max |alpha difference| {float((alphas_fused - alphas_proc).abs().max()):.2e}")
 
+    held = "device memory allocated" if args.device.startswith("cuda") else "resident"
     print(f"\nmemory of a process that loads base + guide, then decodes batch {max(args.batch_sizes)} "
-          "(resident before decoding; peak while decoding):")
+          f"({held} before decoding; peak while decoding):")
     for path in ("processor", "fused"):
         child = subprocess.run([sys.executable, __file__, "--memory-child", path, "--batch-sizes",
-                                str(max(args.batch_sizes)), "--new-tokens", str(n)],
+                                str(max(args.batch_sizes)), "--new-tokens", str(n), "--device", args.device]
+                               + (["--random-weights", args.random_weights] if args.random_weights else []),
                                capture_output=True, text=True, check=True)
         report = json.loads(child.stdout.strip().splitlines()[-1])
-        print(f"  {report['path']:10s} path: resident {report['resident_mib']:.0f} MiB, peak {report['peak_mib']:.0f} MiB")
+        print(f"  {report['path']:10s} path: {held} {report['resident_mib']:.0f} MiB, peak {report['peak_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":
