@@ -4,7 +4,8 @@
 
 Each variant trains a router next to the shipped small base and reward model, on the same A traces as `taro`
 (variants with a margin also read step pairs made from those problems, incorrect steps by corrupting gold ones),
-then is evaluated on A's and B's validation problems (where the choice is made) and on every test block, paired
+(variants with an outcome term roll out and grade those problems' answers: the router as a policy over its weight,
+REINFORCE; see `transformers_taro.training.outcome`), then is evaluated on A's and B's validation problems (where the choice is made) and on every test block, paired
 with the base and the fixed alpha chosen on A's validation. Writes results/miniworld-ablation.{json,md}.
 """
 
@@ -31,7 +32,12 @@ VARIANTS = {
     "geometric, nll": {"mixture": "geometric"},
     "product, nll + margin": {"margin_weight": 1.0, "margin_beta": 1.0},
     "geometric, nll + margin": {"mixture": "geometric", "margin_weight": 1.0, "margin_beta": 1.0},
+    # Starts where GenARM is best on A's validation and moves the weight per token only where graded rollouts
+    # say it helps.
+    "product, outcome": {"nll_weight": 0.0, "outcome_weight": 1.0, "alpha_init": "fixed alpha chosen on A val"},
+    "product, nll + outcome": {"outcome_weight": 1.0},
 }
+OUTCOME = {"outcome_problems": 16, "outcome_rollouts": 4, "outcome_sigma": 0.5}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,24 +55,30 @@ if __name__ == "__main__":
     # The fixed alpha chosen on A's validation, from the pipeline's own validation runs.
     val = {a: json.loads((work / "eval" / f"small-val_a-genarm-{a:g}" / "report.json").read_text())["accuracy"]
            for a in cfg.alphas}
-    best = f"genarm alpha={best_alpha(val):g}"
+    best_value = best_alpha(val)
+    best = f"genarm alpha={best_value:g}"
     for name in a.variants:
         method = "taro" if name == "product, nll" else "ablation-" + name.replace(", ", "-").replace(" + ", "+")
+        objective = {key: best_value if value == "fixed alpha chosen on A val" else value
+                     for key, value in VARIANTS[name].items()}
+        if objective.get("outcome_weight"):
+            objective = {**OUTCOME, "outcome_max_new_tokens": cfg.max_new_tokens, **objective}
+        if objective.get("margin_weight"):  # step pairs from the same A problems the traces come from
+            objective["pairs_data"] = str(work / "taro.jsonl")
         start = time.time()
         if method != "taro":
             folder = work / "ablation" / method
             if not (folder / "guide_config.json").is_file():
-                objective = dict(VARIANTS[name])
-                if objective.get("margin_weight"):  # step pairs from the same A problems the traces come from
-                    objective["pairs_data"] = str(work / "taro.jsonl")
                 train_miniworld_router(cfg, ckpt, data["router_a"], work, method, target=folder, **objective)
             ev.guides[method] = TARoGuide.from_pretrained(folder)
         trained = time.time() - start
         logs = sorted((work / method).glob("checkpoint-*/trainer_state.json"))
         history = json.loads(logs[-1].read_text())["log_history"] if logs else []
         last = [h for h in history if "alpha_std" in h][-1:] or [{}]
-        row = {"objective": VARIANTS[name], "training_seconds": round(trained),
-               "train_alpha_mean": last[0].get("alpha_mean"), "train_alpha_std": last[0].get("alpha_std")}
+        rollout = [h["rollout_accuracy"] for h in history if "rollout_accuracy" in h]
+        row = {"objective": objective, "training_seconds": round(trained),
+               "train_alpha_mean": last[0].get("alpha_mean"), "train_alpha_std": last[0].get("alpha_std"),
+               **({"rollout_accuracy_first_last": [rollout[0], rollout[-1]]} if rollout else {})}
         ev.out = work / "eval"
         for d in "ab":
             row[f"val_{d}"] = ev.run("small", method, f"val_{d}")[0]["accuracy"]

@@ -210,13 +210,21 @@ class TARoRouter(PreTrainedModel):
 
         Alpha in `[0, alpha_max]` for a product router, w in `[0, 1]` for a geometric one (`config.mixture`)."""
         self.check_inputs(base_logprobs.shape[-1], reward_logprobs.shape[-1], reward_hidden_states)
+        features = router_features(base_logprobs, reward_logprobs, self.config.num_top_logprobs)
+        return self.config.weight_max * torch.sigmoid(self.weight_logit(features, reward_hidden_states))
+
+    def weight_logit(self, features: torch.Tensor, reward_hidden_states: torch.Tensor | None = None) -> torch.Tensor:
+        """The weight before its sigmoid, `[...]`, from `router_features(...)` of the two distributions `[..., F]`
+        (without hidden states) and, for routers that read them, the raw reward hidden states `[..., H]`.
+
+        `compute_alpha` is `weight_max * sigmoid(weight_logit(...))`; the outcome objective treats this logit as
+        the mean of the router's policy (see `transformers_taro.training.outcome`)."""
+        parts = [features]
         if self.hidden_norm is not None:
-            reward_hidden_states = self.hidden_norm(reward_hidden_states.to(self.hidden_norm.weight.dtype))
-        else:
-            reward_hidden_states = None
-        feats = router_features(base_logprobs, reward_logprobs, self.config.num_top_logprobs, reward_hidden_states)
-        logit = self.head(self.mlp(feats.to(self.head.weight.device, self.head.weight.dtype))).squeeze(-1)
-        return self.config.weight_max * torch.sigmoid(logit)
+            # A hidden state has its own scale per backbone: normalised here, with the router's own parameters.
+            parts.append(self.hidden_norm(reward_hidden_states.to(self.hidden_norm.weight.dtype)).float())
+        feats = torch.cat(parts, dim=-1) if len(parts) > 1 else features
+        return self.head(self.mlp(feats.to(self.head.weight.device, self.head.weight.dtype))).squeeze(-1)
 
     def forward(
         self,

@@ -5,13 +5,17 @@ Objective, with q the guided distribution of `features.mix` (product `log p_b + 
 
     L = nll_weight    * mean_t -log q(y_t | y<t)               on correct step-wise traces (prompt masked)
       + margin_weight * mean_pairs -log sigmoid(margin_beta * (S(chosen) - S(rejected)))
+      + outcome_weight * REINFORCE loss of graded guided rollouts                 (see `training.outcome`)
       + alpha_reg     * mean_t (weight_t - prior)^2
 
 where S(step) is the step's summed log-probability under q, for a correct and an incorrect next step after the
 same prefix (`pairs_data`, step pairs as the reward model trains on). The NLL term asks the mixture to explain
 correct reasoning; likelihood also punishes the sharpening a large product alpha brings, so its optimum can sit
 below the accuracy optimum. The margin term asks only that the mixture rank the correct step above the
-incorrect one: what decoding needs. The prior keeps the weight near a sensible fixed one where the data is
+incorrect one: what decoding needs. The outcome term asks for what is measured: each step decodes
+`outcome_problems` training problems `outcome_rollouts` times with the weight drawn around the router's (a
+logit-normal policy, spread `outcome_sigma`), grades the answers and reinforces the weights of the rollouts that
+were right more often than their siblings. The prior keeps the weight near a sensible fixed one where the data is
 indifferent.
 
 Built on transformers' `Trainer`: checkpointing, `--resume`, logging and `accelerate launch` come with it.
@@ -27,6 +31,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments, set_seed
 
+from ..data import SYSTEM_PROMPT, format_prompt
+from ..evaluation.tasks import Task
 from ..extras import require
 from ..router import TARoRouter, TARoRouterConfig
 from .common import atomic_save, check_max_steps, resume_point
@@ -62,6 +68,14 @@ class RouterTrainingConfig(TrainingArguments):
     pairs_data: str | None = field(default=None, metadata={
         "help": "Step pairs for the margin term: GSM8K rows (incorrect steps made by corrupting gold ones), "
                 "Math-Step-DPO rows, a local file or a Hub id."})
+    outcome_weight: float = field(default=0.0, metadata={
+        "help": "Weight of the outcome term: REINFORCE on graded guided rollouts of the training problems (rows "
+                "with a question and a numeric answer)."})
+    outcome_problems: int = field(default=8, metadata={"help": "Problems rolled out per step (outcome term)."})
+    outcome_rollouts: int = field(default=4, metadata={"help": "Rollouts per problem (>= 2: the baseline is the "
+                                                                "mean of the others)."})
+    outcome_sigma: float = field(default=0.5, metadata={"help": "Spread of the policy's weight logit."})
+    outcome_max_new_tokens: int = field(default=256, metadata={"help": "Length limit of a rollout."})
     alpha_reg: float = field(default=0.01, metadata={"help": "Weight of (alpha - alpha_prior)^2."})
     alpha_prior: float | None = field(default=None, metadata={"help": "Prior alpha (default: alpha_init)."})
     max_length: int = field(default=512, metadata={"help": "Maximum trace length in tokens."})
@@ -72,8 +86,16 @@ class RouterTrainingConfig(TrainingArguments):
         check_max_steps(self.max_steps)
         if self.margin_weight > 0 and not self.pairs_data:
             raise ValueError("margin_weight > 0 needs pairs_data: step pairs (a GSM8K or Math-Step-DPO file or id).")
-        if self.nll_weight <= 0 and self.margin_weight <= 0:
-            raise ValueError("nll_weight and margin_weight are both 0: the router would learn nothing. Set one > 0.")
+        if self.nll_weight <= 0 and self.margin_weight <= 0 and self.outcome_weight <= 0:
+            raise ValueError("nll_weight, margin_weight and outcome_weight are all 0: the router would learn "
+                             "nothing. Set one > 0.")
+        if self.outcome_weight > 0:
+            if self.outcome_rollouts < 2:
+                raise ValueError(f"outcome_rollouts={self.outcome_rollouts}: the outcome term's baseline is the "
+                                 "mean of a problem's other rollouts, so it needs >= 2.")
+            if self.outcome_problems < 1 or self.outcome_sigma <= 0 or self.outcome_max_new_tokens < 1:
+                raise ValueError("outcome_problems and outcome_max_new_tokens must be >= 1 and outcome_sigma > 0; "
+                                 f"got {self.outcome_problems}, {self.outcome_max_new_tokens}, {self.outcome_sigma}.")
         super().__post_init__()
 
     def router_config(self, vocab_size: int, reward_hidden_size: int, **names: Any) -> TARoRouterConfig:
@@ -134,11 +156,20 @@ class RouterTrainer(Trainer):
     """`Trainer` whose model is the router; the frozen base and reward models supply its inputs."""
 
     def __init__(self, base_model: PreTrainedModel, reward_model: PreTrainedModel,
-                 step_pairs: list[dict[str, str]] | None = None, **kwargs: Any):
+                 step_pairs: list[dict[str, str]] | None = None, outcome_task: Task | None = None,
+                 outcome_tokenizer: PreTrainedTokenizerBase | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.step_pairs = step_pairs or []
         if self.args.margin_weight > 0 and not self.step_pairs:
             raise ValueError("margin_weight > 0 needs step_pairs.")
+        self.outcome_task, self.outcome_tokenizer = outcome_task, outcome_tokenizer
+        if self.args.outcome_weight > 0:
+            if outcome_task is None or not outcome_task.rows or outcome_tokenizer is None:
+                raise ValueError("outcome_weight > 0 needs outcome_task (problems with gradable answers) and "
+                                 "outcome_tokenizer (left-padded, for generation).")
+            if self.args.world_size > 1:
+                raise ValueError("The outcome term is implemented and tested on one process only: run it without "
+                                 "`accelerate launch`, or set outcome_weight=0.")
         if self.step_pairs:  # steps are scored on their own: no EOS after them, the prompt and earlier steps masked
             self.pair_collator = TraceCollator(self.data_collator.tokenizer, self.data_collator.max_length,
                                                add_eos=False)
@@ -149,6 +180,7 @@ class RouterTrainer(Trainer):
                 frozen.to(self.args.device)
         self._alpha_log: list[torch.Tensor] = []
         self._margin_log: list[float] = []
+        self._outcome_log: list[float] = []
 
     def _frozen_logits(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor], keep: torch.Tensor,
                        hidden: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -175,12 +207,36 @@ class RouterTrainer(Trainer):
         return [base_logits.to(device), reward_logits.to(device), None if hidden is None else hidden.to(device),
                 labels[:, keep].to(device)]
 
+    def _step_generator(self, salt: int = 0) -> torch.Generator:
+        """Seeded by (seed, step, process): a resumed run draws what the uninterrupted one would have."""
+        return torch.Generator().manual_seed(
+            self.args.seed * 1_000_003 + self.state.global_step * 101 + self.args.process_index + salt)
+
     def _pair_batch(self) -> list[dict[str, str]]:
-        """Step pairs for this step: drawn by (seed, step, process), so a resumed run draws what it would have."""
-        gen = torch.Generator().manual_seed(
-            self.args.seed * 1_000_003 + self.state.global_step * 101 + self.args.process_index)
-        idx = torch.randint(len(self.step_pairs), (self.args.per_device_train_batch_size,), generator=gen)
+        """Step pairs for this step."""
+        idx = torch.randint(len(self.step_pairs), (self.args.per_device_train_batch_size,),
+                            generator=self._step_generator())
         return [self.step_pairs[i] for i in idx.tolist()]
+
+    def _outcome(self, router: TARoRouter) -> torch.Tensor:
+        """The outcome term for this step: graded rollouts of drawn training problems, then REINFORCE."""
+        from .outcome import leave_one_out_advantages, reinforce_loss, rollouts
+
+        task, args = self.outcome_task, self.args
+        gen = self._step_generator(salt=7919)  # problems, then the policy's draws
+        rows = torch.randint(len(task.rows), (args.outcome_problems,), generator=gen).tolist()
+        k = args.outcome_rollouts
+        prompts = [format_prompt(task.question(task.rows[i]), self.outcome_tokenizer, system=task.system
+                                 or SYSTEM_PROMPT) for i in rows for _ in range(k)]
+        was_training = router.training
+        router.eval()
+        episodes = rollouts(self.base_model, self.reward_model, router, self.outcome_tokenizer, prompts,
+                            args.outcome_sigma, args.outcome_max_new_tokens, generator=gen)
+        router.train(was_training)
+        rewards = torch.tensor([float(task.grade(task.extract(text), task.gold(task.rows[i])))
+                                for text, i in zip(episodes.texts, (i for i in rows for _ in range(k)))])
+        self._outcome_log.append(float(rewards.mean()))
+        return reinforce_loss(router, episodes, leave_one_out_advantages(rewards, k), args.outcome_sigma)
 
     def compute_loss(self, model: TARoRouter | torch.nn.Module, inputs: dict[str, torch.Tensor],
                      return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
@@ -211,6 +267,8 @@ class RouterTrainer(Trainer):
                                         else self.args.alpha_init)
         reg = ((out.alpha[:n] - prior) ** 2 * mask[:n]).sum() / mask[:n].sum().clamp(min=1)
         loss = self.args.nll_weight * nll + self.args.alpha_reg * reg
+        if self.args.outcome_weight > 0:
+            loss = loss + self.args.outcome_weight * self._outcome(router)
         if pairs:
             sums = token_logprobs[n:].sum(-1)
             chosen, rejected = sums[: len(pairs)], sums[len(pairs):]
@@ -229,7 +287,26 @@ class RouterTrainer(Trainer):
         if self._margin_log:
             logs["margin_loss"] = round(sum(self._margin_log) / len(self._margin_log), 4)
             self._margin_log.clear()
+        if self._outcome_log:  # the share of rollouts graded right, under the exploring policy
+            logs["rollout_accuracy"] = round(sum(self._outcome_log) / len(self._outcome_log), 4)
+            self._outcome_log.clear()
         super().log(logs, *args, **kwargs)
+
+
+def _outcome_task(data: str) -> Task:
+    """The training problems as a task for the outcome term: rows with a question and a numeric answer, all
+    checked before any training (a bad row found at step 500 would lose the run)."""
+    from ..data import load_rows
+    from ..evaluation.tasks import TASKS
+
+    rows = load_rows(data)
+    if not rows or "question" not in rows[0] or "answer" not in rows[0]:
+        raise ValueError(f"The outcome term grades rollouts of the training problems, but the rows of {data} have no "
+                         "'question' and 'answer' fields (GSM8K format). Use GSM8K-format data, or outcome_weight=0.")
+    task = TASKS["jsonl"](rows)
+    task.source = data
+    task.check_rows(0, len(rows))
+    return task
 
 
 def _vocab_rows(model: PreTrainedModel) -> int:
@@ -260,7 +337,7 @@ def train_router(
     """
     datasets = require("datasets")
 
-    from ..data import SYSTEM_PROMPT, build_step_pairs, build_traces
+    from ..data import build_step_pairs, build_traces
     from ..defaults import DEFAULT_MODEL
     from ..guide import TARoGuide
     from ..models import is_peft_adapter, load_causal_lm, load_tokenizer
@@ -281,8 +358,10 @@ def train_router(
     pairs = build_step_pairs(config.pairs_data, tokenizer, seed=config.seed) if config.margin_weight > 0 else None
     if pairs is not None and not pairs:
         raise ValueError(f"No step pairs could be built from pairs_data={config.pairs_data}.")
+    outcome_task = _outcome_task(data) if config.outcome_weight > 0 else None
     trainer = RouterTrainer(
-        base_model=base, reward_model=rm, model=router, args=config, step_pairs=pairs,
+        base_model=base, reward_model=rm, model=router, args=config, step_pairs=pairs, outcome_task=outcome_task,
+        outcome_tokenizer=load_tokenizer(base_model) if outcome_task else None,
         train_dataset=datasets.Dataset.from_list(traces), data_collator=TraceCollator(tokenizer, config.max_length),
     )
     trainer.train(resume_from_checkpoint=resume_point(output_dir, resume))
@@ -292,6 +371,8 @@ def train_router(
         + (f"; loss {losses[0]:.4f} → {losses[-1]:.4f}" if losses else "")
         + f"; mixture={config.mixture}, nll_weight={config.nll_weight}, margin_weight={config.margin_weight}"
         + (f" on {len(pairs)} step pairs from `{config.pairs_data}` (beta {config.margin_beta})" if pairs else "")
+        + (f", outcome_weight={config.outcome_weight} ({config.outcome_problems} problems x "
+           f"{config.outcome_rollouts} rollouts a step, sigma {config.outcome_sigma})" if outcome_task else "")
         + f", alpha_reg={config.alpha_reg}, lr={config.learning_rate}."
     )
     atomic_save(trainer.save_model, output_dir, trainer.accelerator)

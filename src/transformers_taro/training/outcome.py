@@ -1,0 +1,118 @@
+"""The outcome objective: the router as a policy over its weight, trained by REINFORCE on graded rollouts.
+
+At each decoded token the router proposes the logit m_t of its weight (`TARoRouter.weight_logit`); the policy
+draws z_t ~ N(m_t, sigma^2) and decodes with weight `weight_max * sigmoid(z_t)` (a logit-normal policy over alpha
+or w). Tokens are chosen greedily given the weight, as at test time, so the only randomness is the weight's. Each
+problem gets K such rollouts; each is graded by the task's answer checker (reward 1 or 0). With the leave-one-out
+baseline of the problem's other rollouts (RLOO), advantage A_i = r_i - mean_{j != i} r_j, and
+
+    L_outcome = - sum_i A_i * sum_t log N(z_{i,t}; m_{i,t}, sigma^2) / sum_i T_i
+
+whose gradient moves each m_t toward the weights drawn in rollouts that were right more often than their siblings.
+At test time the router decodes with z_t = m_t (greedy in the weight, as in every other use of a router).
+
+The rollouts run through `generate` with a [`TARoProcessor`], exactly the decoding the router is used with; the
+policy only wraps the router to draw and record z_t. The features are recorded during the rollout (computed once,
+from the frozen models) and the policy's mean is recomputed from them with gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ..features import router_features
+from ..generation import _as_list
+from ..processor import TARoProcessor
+from ..router import TARoRouter
+
+
+class ExploringRouter(nn.Module):
+    """A router that draws its weight logit from `N(weight_logit, sigma^2)` at each call and records the draw.
+
+    It stands in for the router in a [`TARoProcessor`] (same `config`, same `compute_alpha` contract), so a
+    rollout decodes exactly as the router would, with noise on the weight only.
+    """
+
+    def __init__(self, router: TARoRouter, sigma: float, generator: torch.Generator | None = None):
+        super().__init__()
+        if sigma <= 0:
+            raise ValueError(f"sigma must be > 0 (the policy's spread in logit space), got {sigma}.")
+        self.router, self.sigma, self.generator = router, sigma, generator
+        self.steps: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = []
+
+    @property
+    def config(self) -> Any:
+        return self.router.config
+
+    def compute_alpha(self, base_logprobs: torch.Tensor, reward_logprobs: torch.Tensor,
+                      reward_hidden_states: torch.Tensor | None = None) -> torch.Tensor:
+        self.router.check_inputs(base_logprobs.shape[-1], reward_logprobs.shape[-1], reward_hidden_states)
+        features = router_features(base_logprobs, reward_logprobs, self.config.num_top_logprobs)
+        hidden = reward_hidden_states if self.config.use_reward_hidden_states else None
+        with torch.no_grad():
+            mean = self.router.weight_logit(features, hidden).float()
+        noise = torch.randn(mean.shape, generator=self.generator, device="cpu").to(mean.device)
+        z = mean + self.sigma * noise
+        self.steps.append((features, hidden, z))
+        return self.config.weight_max * torch.sigmoid(z)
+
+
+@dataclass
+class Rollouts:
+    """What the policy did: per rollout and decoded token the features, hidden states, drawn logit, validity."""
+
+    features: torch.Tensor  # [N, T, F]
+    hidden: torch.Tensor | None  # [N, T, H]
+    z: torch.Tensor  # [N, T]
+    mask: torch.Tensor  # [N, T]: the token was decoded (up to and including the row's end-of-sequence)
+    tokens: torch.Tensor  # [N, T] the decoded token ids (padding after a row's end)
+    texts: list[str]
+
+
+def rollouts(base: PreTrainedModel, reward_model: PreTrainedModel, router: TARoRouter,
+             tokenizer: PreTrainedTokenizerBase, prompts: list[str], sigma: float, max_new_tokens: int,
+             generator: torch.Generator | None = None) -> Rollouts:
+    """Greedy guided decoding of `prompts` (one left-padded batch) with the weight drawn per token by the policy."""
+    policy = ExploringRouter(router, sigma, generator)
+    enc = tokenizer(prompts, return_tensors="pt", padding=True).to(base.device)
+    processor = TARoProcessor(reward_model, router=policy, attention_mask=enc["attention_mask"])
+    stops = {tokenizer.eos_token_id, *_as_list(base.generation_config.eos_token_id)} - {None}
+    with torch.no_grad():
+        out = base.generate(**enc, logits_processor=[processor], do_sample=False, max_new_tokens=max_new_tokens,
+                            pad_token_id=tokenizer.pad_token_id)
+    new = out[:, enc["input_ids"].shape[1]:]
+    steps = new.shape[1]
+    ended = torch.zeros(new.shape[0], dtype=torch.bool, device=new.device)
+    mask = torch.zeros(new.shape, dtype=torch.bool, device=new.device)
+    for t in range(steps):  # a token counts up to and including the row's first end-of-sequence
+        mask[:, t] = ~ended
+        ended |= torch.isin(new[:, t], torch.tensor(sorted(stops), device=new.device))
+    recorded = policy.steps[:steps]
+    hidden = torch.stack([h for _, h, _ in recorded], 1).clone() if recorded[0][1] is not None else None
+    texts = [tokenizer.decode(row[m], skip_special_tokens=True) for row, m in zip(new, mask)]
+    return Rollouts(torch.stack([f for f, _, _ in recorded], 1).clone(), hidden,
+                    torch.stack([z for _, _, z in recorded], 1).clone(), mask, new, texts)
+
+
+def leave_one_out_advantages(rewards: torch.Tensor, group: int) -> torch.Tensor:
+    """`r_i - mean of the other rollouts of the same problem`; rows are `group` consecutive rollouts per problem."""
+    if group < 2 or rewards.numel() % group:
+        raise ValueError(f"{rewards.numel()} rewards do not form groups of {group} >= 2 rollouts per problem.")
+    r = rewards.view(-1, group).float()
+    return (r - (r.sum(1, keepdim=True) - r) / (group - 1)).view(-1)
+
+
+def reinforce_loss(router: TARoRouter, episodes: Rollouts, advantages: torch.Tensor, sigma: float) -> torch.Tensor:
+    """`-sum_i A_i sum_t log N(z_it; m_it, sigma^2) / (number of tokens)`, with m recomputed with gradients."""
+    device = router.head.weight.device
+    mean = router.weight_logit(episodes.features.to(device),
+                               None if episodes.hidden is None else episodes.hidden.to(device))
+    mask = episodes.mask.to(device)
+    log_prob = -((episodes.z.to(device) - mean) ** 2) / (2 * sigma**2)  # constants drop out of the gradient
+    weighted = advantages.to(device).unsqueeze(1) * log_prob * mask
+    return -weighted.sum() / mask.sum().clamp(min=1)
