@@ -185,3 +185,28 @@ def test_load_guide_assembles_from_parts(tmp_path):
         load_guide(reward_model=str(tmp_path / "rm"))
     with pytest.raises(ValueError, match="negative"):
         load_guide(reward_model=str(tmp_path / "rm"), alpha=-1.0)
+
+
+def test_beam_search_alphas_belong_to_the_returned_sequences():
+    """With beams and num_return_sequences, `guide.alphas` has one row per returned sequence, and each row is the
+    router's weight on that sequence's own prefixes (teacher-forced), not that of a beam alive at the end. (The
+    fused path gives the same alphas: tests/test_fused.py, mode "beams".)"""
+    base, rm = tiny_lm(seed=7), tiny_lm(seed=2)
+    guide = TARoGuide(rm, router=router())
+    ids, mask = left_padded(PROMPTS)
+    kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None, num_beams=3,
+              num_return_sequences=2)
+    out = guide.generate(base, input_ids=ids, attention_mask=mask, **kw)
+    assert torch.is_tensor(out) and guide.alphas.shape == (4, 6)  # what the caller asked for: sequences
+    full_mask = torch.cat([mask.repeat_interleave(2, 0), torch.ones(4, 6, dtype=torch.long)], 1)
+    pos = (full_mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        b = base(input_ids=out, attention_mask=full_mask, position_ids=pos).logits
+        r = rm(input_ids=out, attention_mask=full_mask, position_ids=pos).logits
+        expected = guide.router(b, r).alpha[:, ids.shape[1] - 1 : -1]
+    torch.testing.assert_close(guide.alphas, expected, atol=1e-5, rtol=0)
+    beams_alive = guide._last.alphas  # the processor's own rows: the last step's beams, 3 per prompt
+    assert beams_alive.shape == (6, 6)
+    as_dict = guide.generate(base, input_ids=ids, attention_mask=mask, return_dict_in_generate=True, **kw)
+    assert torch.equal(as_dict.sequences, out) and as_dict.beam_indices is not None
+    torch.testing.assert_close(guide.alphas, expected, atol=1e-5, rtol=0)

@@ -160,6 +160,7 @@ class TARoGuide:
         self.config = config
         self.tokenizer = tokenizer
         self._last: TARoProcessor | None = None
+        self._beam_alphas: torch.Tensor | None = None  # the returned hypotheses' weights, after beam search
         self.last_path: str | None = None  # "fused" or "processor": how the last `generate` call decoded
 
     # -- what it is ------------------------------------------------------------------------------------------
@@ -181,7 +182,10 @@ class TARoGuide:
 
     @property
     def alphas(self) -> torch.Tensor:
-        """`[rows, steps]`: the weight used at each generated token of the last `generate` call."""
+        """`[rows, steps]`: the weight used at each generated token of the last `generate` call, one row per
+        returned sequence (with beam search: the returned hypotheses, NaN after a shorter one's end)."""
+        if self._beam_alphas is not None:
+            return self._beam_alphas
         return self._last.alphas if self._last is not None else torch.empty(0, 0)
 
     def fixed(self, alpha: float | None = None) -> TARoGuide:
@@ -196,7 +200,7 @@ class TARoGuide:
         """A guide sharing this one's reward model (loaded or not), with other parts replaced."""
         guide = TARoGuide.__new__(TARoGuide)
         guide.__dict__.update(self.__dict__)
-        guide._last = None
+        guide._last, guide._beam_alphas = None, None
         guide.__dict__.update(changes)
         return guide
 
@@ -238,9 +242,23 @@ class TARoGuide:
                 `model`'s weights (checked against the adapter's named base, tensor by tensor, once per model).
                 `True` insists on it (an error says why it cannot apply), `False` uses the processor path.
         """
+        self._check_vocabulary(model)
+        self._beam_alphas = None
+        beams = generate_kwargs.get("num_beams", getattr(model.generation_config, "num_beams", 1) or 1) > 1
+        if beams:
+            # Which beam row each returned token came from, to give the returned sequences their own weights.
+            wants_dict = generate_kwargs.get("return_dict_in_generate",
+                                             getattr(model.generation_config, "return_dict_in_generate", False))
+            generate_kwargs.update(output_scores=True, return_dict_in_generate=True)
+        out = self._generate(model, fused, generate_kwargs)
+        if not beams:
+            return out
+        self._beam_alphas = self._last.alphas_of(out.beam_indices)
+        return out if wants_dict else out.sequences
+
+    def _generate(self, model: PreTrainedModel, fused: bool | None, generate_kwargs: dict[str, Any]) -> Any:
         from .fused import FusedCache, FusedForward, FusedNotApplicable, FusedProcessor
 
-        self._check_vocabulary(model)
         reason = None if fused is False else self._why_not_fused(model, generate_kwargs)
         if fused and reason:
             raise FusedNotApplicable(f"fused=True, but {reason} Use fused=False (the processor path).")

@@ -38,6 +38,7 @@ class RewardState:
         self.mask = mask
         self.seen_ids = seen_ids
         self.alphas: torch.Tensor | None = None  # [rows, steps], reordered with the beams
+        self.steps: list[torch.Tensor] = []  # each step's weights [rows], in that step's row order
 
 
 class TARoProcessor(LogitsProcessor):
@@ -142,7 +143,10 @@ class TARoProcessor(LogitsProcessor):
 
     @property
     def alphas(self) -> torch.Tensor:
-        """`FloatTensor [rows, generated steps]`: the weight used for each row at each step of the last call."""
+        """`FloatTensor [rows, generated steps]`: the weight used for each row at each step of the last call.
+
+        With beam search the rows are the beams alive at the last step; [`alphas_of`] gives the weights of the
+        returned sequences."""
         if self._state is None or self._state.alphas is None:
             return torch.empty(0, 0)
         return self._state.alphas
@@ -319,7 +323,27 @@ class TARoProcessor(LogitsProcessor):
         state = self._state
         column = alpha.unsqueeze(1)
         state.alphas = column if state.alphas is None else torch.cat([state.alphas, column], dim=1)
+        state.steps.append(alpha)
         return guided
+
+    def alphas_of(self, beam_indices: torch.Tensor) -> torch.Tensor:
+        """The weights behind the sequences beam search returned: `[returned rows, steps]`, NaN after a row's end.
+
+        `beam_indices` is `generate(..., output_scores=True, return_dict_in_generate=True).beam_indices`: for each
+        returned sequence and step, the row of that step's batch its token came from. (`alphas` follows the
+        beams alive at the last step, which need not be the hypotheses returned.) `TARoGuide.generate` does this
+        itself, so there `guide.alphas` already belongs to the returned sequences.
+        """
+        steps = self._state.steps if self._state is not None else []
+        if not steps or beam_indices.shape[1] > len(steps):
+            raise ValueError(f"beam_indices covers {beam_indices.shape[1]} steps, this processor saw {len(steps)}: "
+                             "pass the beam_indices of the generate call this processor decoded.")
+        out = torch.full(beam_indices.shape, float("nan"), device=steps[0].device)
+        for t in range(beam_indices.shape[1]):
+            rows = beam_indices[:, t].to(steps[t].device)
+            valid = rows >= 0
+            out[valid, t] = steps[t][rows[valid]].float()
+        return out
 
 
 def check_same_vocabulary(tokenizer: PreTrainedTokenizerBase, reward_tokenizer: PreTrainedTokenizerBase) -> None:
