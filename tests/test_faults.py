@@ -161,3 +161,21 @@ def test_token_ids_beyond_the_reward_vocabulary_are_named():
     guide = TARoGuide(reward, alpha=1.0)
     with pytest.raises(ValueError, match=f"Token id {VOCAB + 3} is beyond the reward model's vocabulary"):
         guide.generate(base, input_ids=torch.tensor([[1, 5, VOCAB + 3]]), max_new_tokens=2, pad_token_id=0)
+
+
+def test_unmasked_batches_are_refused_unless_padding_can_be_ruled_out():
+    """No mask: a pad id (given, the tokenizer's, or the reward model's generation config's) finds left padding;
+    with none of them a batch of several rows is refused, since a padded row would be read with its padding."""
+    from conftest import left_padded
+
+    base, rm = tiny_lm(seed=7), tiny_lm(seed=2)
+    ids, _ = left_padded([[1, 5, 9, 14, 3, 7], [1, 22, 8]])
+    kw = dict(max_new_tokens=2, pad_token_id=0, do_sample=False)
+    with pytest.raises(ValueError, match="left-padded but TARoProcessor got no attention_mask"):
+        base.generate(ids, logits_processor=[TARoProcessor(rm, alpha=1.0)], **kw)  # pad id from rm's config
+    rm.generation_config.pad_token_id = None  # as for many Llama-3-style models
+    with pytest.raises(ValueError, match="padding cannot be ruled out"):
+        base.generate(ids, logits_processor=[TARoProcessor(rm, alpha=1.0)], **kw)
+    with pytest.raises(ValueError, match="left-padded"):
+        base.generate(ids, logits_processor=[TARoProcessor(rm, alpha=1.0, pad_token_id=0)], **kw)
+    base.generate(ids[:1, 3:], logits_processor=[TARoProcessor(rm, alpha=1.0)], **kw)  # one row: nothing to pad

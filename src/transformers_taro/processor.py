@@ -77,7 +77,9 @@ class TARoProcessor(LogitsProcessor):
             A separate prompt for the reward model (e.g. its own chat template); the generated tokens are
             appended to it.
         tokenizer, reward_tokenizer (*optional*): When both are given, their vocabularies must be identical.
-        pad_token_id (`int`, *optional*): Used to detect a padded batch passed without an attention mask.
+        pad_token_id (`int`, *optional*): Used to detect a padded batch passed without an attention mask (default:
+            `tokenizer`'s, else the reward model's generation config's). With neither a mask nor a pad id, a batch
+            of several rows is refused: padding could not be told from tokens.
         check_finite (`bool`, defaults to `True`): Raise on NaN/inf reward logits (one host sync per step).
 
     Example:
@@ -130,6 +132,8 @@ class TARoProcessor(LogitsProcessor):
         self.attention_mask = attention_mask
         self.reward_input_ids = reward_input_ids
         self.reward_attention_mask = reward_attention_mask
+        if pad_token_id is None and tokenizer is not None:
+            pad_token_id = tokenizer.pad_token_id
         if pad_token_id is None:
             pad_token_id = getattr(reward_model.generation_config, "pad_token_id", None)
         self.pad_token_id = pad_token_id
@@ -242,8 +246,16 @@ class TARoProcessor(LogitsProcessor):
                                  "prompts: pass one mask row per prompt (the mask given to generate).")
 
     def _refuse_unmasked_padding(self, input_ids: torch.Tensor) -> None:
-        if self.pad_token_id is None or input_ids.shape[0] < 2:
+        if input_ids.shape[0] < 2:
             return
+        if self.pad_token_id is None:
+            # Without a mask or a pad id nothing tells padding from tokens, and a padded row would silently be
+            # read with its padding by the reward model.
+            raise ValueError(
+                f"A batch of {input_ids.shape[0]} rows with no attention_mask and no pad id (the reward model's "
+                "generation config has none): padding cannot be ruled out. Pass attention_mask=enc['attention_mask'] "
+                "(the mask given to generate), or pad_token_id=tokenizer.pad_token_id."
+            )
         is_pad = input_ids.eq(self.pad_token_id).long()
         leading = is_pad.cumprod(dim=1).sum(dim=1)
         # Models whose pad token is also BOS start every row with one; only differing runs mean left padding.
