@@ -27,8 +27,8 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import statistics
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,8 +37,13 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList,
-                          UnbatchedClassifierFreeGuidanceLogitsProcessor)
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LogitsProcessorList,
+    UnbatchedClassifierFreeGuidanceLogitsProcessor,
+)
 
 from transformers_taro import DEFAULT_GUIDE, TARoGuide, load_causal_lm, load_tokenizer
 

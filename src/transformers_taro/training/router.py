@@ -224,17 +224,18 @@ class RouterTrainer(Trainer):
 
         task, args = self.outcome_task, self.args
         gen = self._step_generator(salt=7919)  # problems, then the policy's draws
-        rows = torch.randint(len(task.rows), (args.outcome_problems,), generator=gen).tolist()
         k = args.outcome_rollouts
-        prompts = [format_prompt(task.question(task.rows[i]), self.outcome_tokenizer, system=task.system
-                                 or SYSTEM_PROMPT) for i in rows for _ in range(k)]
+        drawn = torch.randint(len(task.rows), (args.outcome_problems,), generator=gen).tolist()
+        rows = [task.rows[i] for i in drawn for _ in range(k)]  # k consecutive rollouts per problem
+        prompts = [format_prompt(task.question(row), self.outcome_tokenizer, system=task.system or SYSTEM_PROMPT)
+                   for row in rows]
         was_training = router.training
         router.eval()
         episodes = rollouts(self.base_model, self.reward_model, router, self.outcome_tokenizer, prompts,
                             args.outcome_sigma, args.outcome_max_new_tokens, generator=gen)
         router.train(was_training)
-        rewards = torch.tensor([float(task.grade(task.extract(text), task.gold(task.rows[i])))
-                                for text, i in zip(episodes.texts, (i for i in rows for _ in range(k)))])
+        rewards = torch.tensor([float(task.grade(task.extract(text), task.gold(row)))
+                                for text, row in zip(episodes.texts, rows)])
         self._outcome_log.append(float(rewards.mean()))
         return reinforce_loss(router, episodes, leave_one_out_advantages(rewards, k), args.outcome_sigma)
 
