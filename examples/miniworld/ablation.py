@@ -6,7 +6,9 @@ Each variant trains a router next to the shipped small base and reward model, on
 (variants with a margin also read step pairs made from those problems, incorrect steps by corrupting gold ones),
 (variants with an outcome term roll out and grade those problems' answers: the router as a policy over its weight,
 REINFORCE; see `transformers_taro.training.outcome`), then is evaluated on A's and B's validation problems (where the choice is made) and on every test block, paired
-with the base and the fixed alpha chosen on A's validation. Writes results/miniworld-ablation.{json,md}.
+with the base and the fixed alpha chosen on A's validation. Also records the headroom: on each test block where
+every fixed alpha was run, the share of problems that at least one of them solves (what choosing the best fixed
+alpha per problem, by an oracle, would reach). Writes results/miniworld-ablation.json.
 """
 
 import argparse
@@ -36,8 +38,21 @@ VARIANTS = {
     # say it helps.
     "product, outcome": {"nll_weight": 0.0, "outcome_weight": 1.0, "alpha_init": "fixed alpha chosen on A val"},
     "product, nll + outcome": {"outcome_weight": 1.0},
+    "product, outcome, sigma 1": {"nll_weight": 0.0, "outcome_weight": 1.0, "outcome_sigma": 1.0,
+                                  "alpha_init": "fixed alpha chosen on A val"},
 }
 OUTCOME = {"outcome_problems": 16, "outcome_rollouts": 4, "outcome_sigma": 0.5}
+
+def headroom(folder: Path, alphas: tuple[float, ...]) -> dict | None:
+    """Best fixed alpha and the per-problem oracle over all fixed alphas, on the runs under `folder`."""
+    runs = [folder.parent / f"{folder.name}-genarm-{a:g}" / "generations.jsonl" for a in alphas]
+    if not all(f.is_file() for f in runs):
+        return None
+    correct = [[json.loads(line)["correct"] for line in f.open()] for f in runs]
+    n = len(correct[0])
+    return {"best_fixed": max(sum(c) / n for c in correct),
+            "oracle_over_fixed_alphas": sum(any(c[i] for c in correct) for i in range(n)) / n, "n": n}
+
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,6 +72,8 @@ if __name__ == "__main__":
            for a in cfg.alphas}
     best_value = best_alpha(val)
     best = f"genarm alpha={best_value:g}"
+    results["headroom"] = {block: headroom(work / f"eval-test{cfg.test_seed}" / f"{base}-test_{domain}", cfg.alphas)
+                           for block, (base, domain) in BLOCKS.items()}
     for name in a.variants:
         method = "taro" if name == "product, nll" else "ablation-" + name.replace(", ", "-").replace(" + ", "+")
         objective = {key: best_value if value == "fixed alpha chosen on A val" else value

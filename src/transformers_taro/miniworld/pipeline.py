@@ -227,20 +227,23 @@ class Stages:
             raise ValueError(f"{work} holds a run with another configuration: run without --resume to start over, "
                              "or pass another work folder.")
         self.done: list[str] = previous.get("done", [])
+        self.seconds: dict[str, float] = previous.get("seconds", {})  # wall time of each completed stage
         self.resume = resume
         self._write()
 
     def _write(self) -> None:
         tmp = self.file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"config": self.config, "done": self.done}, indent=2))
+        tmp.write_text(json.dumps({"config": self.config, "done": self.done, "seconds": self.seconds}, indent=2))
         tmp.replace(self.file)
 
     def run(self, name: str, stage: Any, *args: Any, **kwargs: Any) -> None:
         if name in self.done:
             logger.warning("stage %s: done in an earlier run, skipped (--resume)", name)
             return
+        start = time.perf_counter()
         stage(*args, **kwargs)
         self.done.append(name)
+        self.seconds[name] = round(time.perf_counter() - start, 1)
         self._write()
 
 
