@@ -1,11 +1,14 @@
 """What the mini-world's router learned: alpha token by token, where TARo and GenARM disagree.
 
     python examples/miniworld/alpha_traces.py      # after reproduce.py (the shipped seed): reads its test runs
+    python examples/miniworld/alpha_traces.py --method "ablation-product-outcome-sigma 1" \
+        --guide "runs/miniworld-seed2/ablation/ablation-product-outcome-sigma 1" --name miniworld-alphas-outcome
 
 Picks test problems of the small base that TARo gets right and GenARM (alpha chosen on A's validation) gets
 wrong, and the reverse, in both domains; decodes them again with TARo to get the alpha of every token; writes
 results/miniworld-alphas.{png,html} and, over every TARo answer of those test runs, the mean alpha by kind of
-token over the first --sample test problems of each domain (results/miniworld-alphas.json).
+token over the first --sample test problems of each domain (results/miniworld-alphas.json). `--method` and
+`--guide` name another router's test runs and guide folder (an ablation variant), `--name` the output files.
 """
 
 import argparse
@@ -41,6 +44,9 @@ if __name__ == "__main__":
     ap.add_argument("--per-case", type=int, default=2, help="problems shown per (domain, who is right) case")
     ap.add_argument("--sample", type=int, default=600, help="test problems per domain decoded again (the first N)")
     ap.add_argument("--results-dir", default="results")
+    ap.add_argument("--method", default="taro", help="whose test runs: taro, or an ablation variant's folder name")
+    ap.add_argument("--guide", default=str(CHECKPOINTS / "guide-a"), help="that router's guide folder")
+    ap.add_argument("--name", default="miniworld-alphas", help="output files: RESULTS_DIR/NAME.{png,html,json}")
     a = ap.parse_args()
     cfg = MiniworldConfig()
     main = json.loads((Path(a.results_dir) / "miniworld.json").read_text())
@@ -48,10 +54,10 @@ if __name__ == "__main__":
     ev = Path(a.work_dir) / f"eval-test{cfg.test_seed}"
     tok = load_tokenizer(str(CHECKPOINTS / "small"))
     base = load_causal_lm(str(CHECKPOINTS / "small"))
-    session = Session(base, tok, TARoGuide.from_pretrained(CHECKPOINTS / "guide-a"))
+    session = Session(base, tok, TARoGuide.from_pretrained(a.guide))
     sections, by_kind = [], defaultdict(list)
     for domain in "ab":
-        taro = [json.loads(line) for line in (ev / f"small-test_{domain}-taro" / "generations.jsonl").open()]
+        taro = [json.loads(line) for line in (ev / f"small-test_{domain}-{a.method}" / "generations.jsonl").open()]
         genarm = [json.loads(line) for line in (ev / f"small-test_{domain}-genarm-{best}" / "generations.jsonl").open()]
         taro, genarm = taro[: a.sample], genarm[: a.sample]
         cases = {"TARo right, GenARM wrong": [t for t, g in zip(taro, genarm) if t["correct"] and not g["correct"]],
@@ -74,9 +80,9 @@ if __name__ == "__main__":
                                          tokens, gen.alphas))
     scale = AlphaScale.fit([s[2] for s in sections])
     out = Path(a.results_dir)
-    (out / "miniworld-alphas.html").write_text(alpha_html(sections, scale))
-    alpha_png(sections, str(out / "miniworld-alphas.png"), scale)
+    (out / f"{a.name}.html").write_text(alpha_html(sections, scale))
+    alpha_png(sections, str(out / f"{a.name}.png"), scale)
     summary = {f"{d}: {k}": {"mean_alpha": sum(v) / len(v), "tokens": len(v)} for (d, k), v in sorted(by_kind.items())}
-    (out / "miniworld-alphas.json").write_text(json.dumps(summary, indent=2))
+    (out / f"{a.name}.json").write_text(json.dumps(summary, indent=2))
     for key, v in summary.items():
         print(f"{key:55s} mean alpha {v['mean_alpha']:.3f} over {v['tokens']} tokens")
