@@ -62,14 +62,17 @@ def prompts(guide: TARoGuide, tok, batch: int, device: str) -> dict:
     return tok(texts, return_tensors="pt", padding=True).to(device)
 
 
-def load(random_weights: str | None, device: str):
-    """Tokenizer, base and shipped guide: the embedded model, or its architecture with seeded random weights."""
+def load(random_weights: str | None, device: str, dtype: str = "float32"):
+    """Tokenizer, base and shipped guide: the embedded model, or its architecture with seeded random weights; the
+    base and the reward model in `dtype` (the router computes in float32 either way)."""
     if random_weights is None:
-        tok, base, guide = load_tokenizer(None), load_causal_lm(None), TARoGuide.from_pretrained(DEFAULT_GUIDE)
+        tok, base = load_tokenizer(None), load_causal_lm(None, dtype=dtype)
+        guide = TARoGuide.from_pretrained(DEFAULT_GUIDE, dtype=dtype)
     else:
         tok = AutoTokenizer.from_pretrained(random_weights, padding_side="left")
         torch.manual_seed(0)
         base = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(random_weights)).eval()
+        base = base.to(getattr(torch, dtype))
         # The fused path compares the model with the adapter's base on disk, so the random base is saved and the
         # shipped guide (copied) names it as its adapter's base.
         work = Path(tempfile.mkdtemp(prefix="taro-bench-"))
@@ -79,7 +82,7 @@ def load(random_weights: str | None, device: str):
         config = json.loads(adapter_config.read_text())
         config["base_model_name_or_path"] = str(work / "base")
         adapter_config.write_text(json.dumps(config))
-        guide = TARoGuide.from_pretrained(work / "guide")
+        guide = TARoGuide.from_pretrained(work / "guide", dtype=dtype)
     return tok, base.to(device), guide.to(device)
 
 
@@ -95,14 +98,15 @@ def _status_mib(field: str) -> float:
     raise KeyError(field)
 
 
-def memory_child(path: str, batch: int, new_tokens: int, random_weights: str | None, device: str) -> None:
+def memory_child(path: str, batch: int, new_tokens: int, random_weights: str | None, device: str,
+                 dtype: str) -> None:
     """Load what `path` decodes with, reset the peak, decode once; print resident and peak RSS (MiB) as JSON.
 
     Loading a model has a transient peak of its own, the same for both paths; what differs is what each path
     holds while decoding (the processor path a merged copy of the reward model, the fused path none), so the peak
     is reset (Linux: `clear_refs` 5; CUDA: the allocator's peak) once everything is loaded and resident.
     """
-    tok, base, guide = load(random_weights, device)
+    tok, base, guide = load(random_weights, device, dtype)
     enc = prompts(guide, tok, batch, device)
     cuda = device.startswith("cuda")
     # Weights load memory-mapped and become resident on first use: one short decode first makes every page the
@@ -130,15 +134,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--identity-rows", type=int, default=16, help="greedy rows compared token by token")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="of base and reward model")
     ap.add_argument("--random-weights", default=None, metavar="DIR",
                     help="a folder with the embedded model's config.json and tokenizer: random weights of that shape")
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
-        memory_child(args.memory_child, max(args.batch_sizes), args.new_tokens, args.random_weights, args.device)
+        memory_child(args.memory_child, max(args.batch_sizes), args.new_tokens, args.random_weights, args.device,
+                     args.dtype)
         return
 
-    tok, base, guide = load(args.random_weights, args.device)
+    tok, base, guide = load(args.random_weights, args.device, args.dtype)
     rm = guide.reward_model  # merged once here, so no method pays the lazy load inside a timed call
     n = args.new_tokens
     gen = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
@@ -200,7 +206,8 @@ def main() -> None:
           f"({held} before decoding; peak while decoding):")
     for path in ("processor", "fused"):
         child = subprocess.run([sys.executable, __file__, "--memory-child", path, "--batch-sizes",
-                                str(max(args.batch_sizes)), "--new-tokens", str(n), "--device", args.device]
+                                str(max(args.batch_sizes)), "--new-tokens", str(n), "--device", args.device,
+                                "--dtype", args.dtype]
                                + (["--random-weights", args.random_weights] if args.random_weights else []),
                                capture_output=True, text=True, check=True)
         report = json.loads(child.stdout.strip().splitlines()[-1])
