@@ -210,3 +210,8 @@ def test_beam_search_alphas_belong_to_the_returned_sequences():
     as_dict = guide.generate(base, input_ids=ids, attention_mask=mask, return_dict_in_generate=True, **kw)
     assert torch.equal(as_dict.sequences, out) and as_dict.beam_indices is not None
     torch.testing.assert_close(guide.alphas, expected, atol=1e-5, rtol=0)
+    from transformers import GenerationConfig  # beams asked for through a generation_config, not kwargs
+
+    via_config = guide.generate(base, input_ids=ids, attention_mask=mask, generation_config=GenerationConfig(**kw))
+    assert torch.equal(via_config, out)
+    torch.testing.assert_close(guide.alphas, expected, atol=1e-5, rtol=0)

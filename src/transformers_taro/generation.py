@@ -43,7 +43,7 @@ def guided_generate(
     with torch.inference_mode():
         out = guide.generate(base, **enc, **kwargs) if guide is not None else base.generate(**enc, **kwargs)
     new = out[:, enc["input_ids"].shape[1] :].tolist()
-    stops = set(_as_list(base.generation_config.eos_token_id)) | {tokenizer.eos_token_id}
+    stops = stop_ids(base, tokenizer)
     results = []
     for row, ids in enumerate(new):
         end = next((i + 1 for i, t in enumerate(ids) if t in stops), len(ids))
@@ -51,6 +51,11 @@ def guided_generate(
         alphas = guide.alphas[row, : len(ids)].tolist() if guide is not None else []
         results.append(Generation(tokenizer.decode(ids, skip_special_tokens=True), ids, alphas))
     return results
+
+
+def stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """The token ids that end an answer: the model's generation config's end-of-sequence ids and the tokenizer's."""
+    return (set(_as_list(model.generation_config.eos_token_id)) | {tokenizer.eos_token_id}) - {None}
 
 
 def _as_list(x: Any) -> list[int]:

@@ -244,11 +244,13 @@ class TARoGuide:
         """
         self._check_vocabulary(model)
         self._beam_alphas = None
-        beams = generate_kwargs.get("num_beams", getattr(model.generation_config, "num_beams", 1) or 1) > 1
+        # What generate will use: its own kwargs, else the `generation_config` passed, else the model's.
+        config = generate_kwargs.get("generation_config") or model.generation_config
+        beams = (generate_kwargs.get("num_beams", getattr(config, "num_beams", 1)) or 1) > 1
         if beams:
             # Which beam row each returned token came from, to give the returned sequences their own weights.
             wants_dict = generate_kwargs.get("return_dict_in_generate",
-                                             getattr(model.generation_config, "return_dict_in_generate", False))
+                                             getattr(config, "return_dict_in_generate", False))
             generate_kwargs.update(output_scores=True, return_dict_in_generate=True)
         out = self._generate(model, fused, generate_kwargs)
         if not beams:

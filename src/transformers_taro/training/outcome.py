@@ -26,7 +26,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..features import router_features
-from ..generation import _as_list
+from ..generation import stop_ids
 from ..processor import TARoProcessor
 from ..router import TARoRouter
 
@@ -81,18 +81,14 @@ def rollouts(base: PreTrainedModel, reward_model: PreTrainedModel, router: TARoR
     policy = ExploringRouter(router, sigma, generator)
     enc = tokenizer(prompts, return_tensors="pt", padding=True).to(base.device)
     processor = TARoProcessor(reward_model, router=policy, attention_mask=enc["attention_mask"])
-    stops = {tokenizer.eos_token_id, *_as_list(base.generation_config.eos_token_id)} - {None}
     with torch.no_grad():
         out = base.generate(**enc, logits_processor=[processor], do_sample=False, max_new_tokens=max_new_tokens,
                             pad_token_id=tokenizer.pad_token_id)
     new = out[:, enc["input_ids"].shape[1]:]
-    steps = new.shape[1]
-    ended = torch.zeros(new.shape[0], dtype=torch.bool, device=new.device)
-    mask = torch.zeros(new.shape, dtype=torch.bool, device=new.device)
-    for t in range(steps):  # a token counts up to and including the row's first end-of-sequence
-        mask[:, t] = ~ended
-        ended |= torch.isin(new[:, t], torch.tensor(sorted(stops), device=new.device))
-    recorded = policy.steps[:steps]
+    is_stop = torch.isin(new, torch.tensor(sorted(stop_ids(base, tokenizer)), device=new.device)).long()
+    # A token counts up to and including the row's first end-of-sequence: no stop before it.
+    mask = (is_stop.cumsum(1) - is_stop) == 0
+    recorded = policy.steps[: new.shape[1]]
     hidden = torch.stack([h for _, h, _ in recorded], 1).clone() if recorded[0][1] is not None else None
     texts = [tokenizer.decode(row[m], skip_special_tokens=True) for row, m in zip(new, mask)]
     return Rollouts(torch.stack([f for f, _, _ in recorded], 1).clone(), hidden,
