@@ -92,3 +92,19 @@ def test_sampled_incorrect_steps_are_labelled(tiny_model_dir):
     assert sum(counts.values()) == 2 * total_steps
     for (si, k), steps in found.items():
         assert all(label_step(s, solutions[si], k) is False for s in steps)
+
+
+def test_written_step_pairs_are_read_back_as_they_are(tmp_path):
+    """Pairs written once (with the costly sampled steps) train every later reward model unchanged."""
+    solutions, _ = gsm8k_solutions(gsm8k_rows(4))
+    sampled = {(0, 0): ["Natalia sold 48/2 = 25 clips in May.\n"]}
+    pairs = step_pairs_from_solutions(solutions, rejected_steps=sampled)
+    assert [p["sampled"] for p in pairs].count(True) == 1 and pairs[0]["rejected"] == sampled[(0, 0)][0]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    assert build_step_pairs(str(path)) == [{k: p[k] for k in ("prompt", "chosen", "rejected", "final")}
+                                           for p in pairs]
+    with pytest.raises(ValueError, match="already holds step pairs"):
+        build_step_pairs(str(path), rejected_steps=sampled)
+    with pytest.raises(ValueError, match="no whole solutions"):
+        build_traces(str(path))

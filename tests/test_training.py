@@ -271,3 +271,55 @@ def test_router_objective_settings_are_checked(tmp_path):
         router_config(str(tmp_path), nll_weight=0.0)
     with pytest.raises(ValueError, match="mixture"):
         RouterTrainingConfig(output_dir=str(tmp_path), mixture="sum").router_config(10, 8)
+
+
+def test_cached_frozen_outputs_train_the_same_router(tiny_model_dir, gsm8k_file, trained_rm, tmp_path):
+    """The cache changes where the frozen outputs come from, not what they are: several epochs (traces and step
+    pairs seen again) give the same router as recomputing them every step."""
+    from transformers_taro.training.router import RouterTrainer
+
+    pairs_file = tmp_path / "pairs.jsonl"  # one problem: a few step pairs, each drawn again and again
+    pairs_file.write_text(json.dumps(gsm8k_rows(1)[0]) + "\n")
+    routers, calls = [], []
+    forward = RouterTrainer._forward_frozen
+
+    def counted(self, inputs, keep, hidden):
+        calls[-1] += len(inputs["labels"])
+        return forward(self, inputs, keep, hidden)
+
+    RouterTrainer._forward_frozen = counted
+    try:
+        for cached in (False, True):
+            calls.append(0)
+            out = str(tmp_path / f"cached-{cached}")
+            cfg = router_config(out, max_steps=9, seed=0, cache_frozen_outputs=cached, margin_weight=1.0,
+                                pairs_data=pairs_file, use_reward_hidden_states=True, per_device_train_batch_size=2)
+            train_router(tiny_model_dir, trained_rm, gsm8k_file, out, cfg, limit=4)  # 4 traces, batch 2: 4.5 epochs
+            routers.append(TARoRouter.from_pretrained(out))
+    finally:
+        RouterTrainer._forward_frozen = forward
+    for p, q in zip(routers[0].parameters(), routers[1].parameters()):
+        assert torch.allclose(p, q, atol=1e-5)
+    assert calls[1] < calls[0] / 2, calls  # the traces were computed once, not once per epoch
+
+
+def test_frozen_output_cache_too_large_is_refused_before_training(tiny_model_dir, gsm8k_file, trained_rm, tmp_path):
+    out = str(tmp_path / "router")
+    with pytest.raises(ValueError, match="cache_max_gb"):
+        train_router(tiny_model_dir, trained_rm, gsm8k_file, out,
+                     router_config(out, cache_frozen_outputs=True, cache_max_gb=1e-6))
+    assert not os.path.exists(os.path.join(out, "checkpoint-1"))
+
+
+def test_step_pairs_longer_than_max_length_are_left_out_and_counted(tiny_model_dir, caplog):
+    """TRL would cut a long pair from the end and train on a truncated step (or on none); it is left out instead."""
+    from transformers_taro.training.reward_model import _fitting
+
+    tok = load_tokenizer(tiny_model_dir)
+    short = {"prompt": "Question: 2+3?\nAnswer:\n", "chosen": "2+3=5\n", "rejected": "2+3=6\n", "final": False}
+    long = {**short, "prompt": "Question: " + "2+3 " * 200 + "?\nAnswer:\n"}
+    with caplog.at_level("WARNING"):
+        assert _fitting([short, long, short], tok, 64) == [short, short]
+    assert "1 of 3 step pairs are longer than max_length=64" in caplog.text
+    with pytest.raises(ValueError, match="raise max_length"):
+        _fitting([long], tok, 64)

@@ -135,7 +135,8 @@ def step_pairs_from_solutions(
     """Pairs for every step of every solution.
 
     The rejected step is a sampled incorrect step where `rejected_steps[(solution index, step index)]` has one,
-    else the gold step with its result corrupted (`corrupt_step`).
+    else the gold step with its result corrupted (`corrupt_step`); `sampled` says which. `final` marks a solution's
+    last step (the only one the reward model's training sequence ends with EOS).
     """
     rng = random.Random(seed)
     pairs = []
@@ -152,7 +153,7 @@ def step_pairs_from_solutions(
             if rejected is None or rejected == chosen:
                 continue
             pairs.append({"prompt": prompt + "".join(sol.all_steps[:k]), "chosen": chosen, "rejected": rejected,
-                          "final": k == len(sol.all_steps) - 1})
+                          "final": k == len(sol.all_steps) - 1, "sampled": bool(sampled)})
     return pairs
 
 

@@ -37,13 +37,16 @@ def detect_format(rows: list[dict[str, Any]]) -> str:
     if not rows:
         raise ValueError("The data has no rows.")
     keys = set(rows[0])
+    if {"prompt", "chosen", "rejected", "final"} <= keys:
+        return "step-pairs"  # written by `step_pairs_from_solutions`: prompts already formatted
     if {"prompt", "chosen", "rejected"} <= keys:
         return "step-dpo"
     if {"question", "answer"} <= keys:
         return "gsm8k"
     raise ValueError(
         f"Unrecognised data with fields {sorted(keys)}: expected Math-Step-DPO (prompt, initial_reason_steps, "
-        "chosen, rejected) or GSM8K (question, answer)."
+        "chosen, rejected), GSM8K (question, answer) or step pairs as `step_pairs_from_solutions` writes them "
+        "(prompt, chosen, rejected, final)."
     )
 
 
@@ -55,9 +58,18 @@ def build_step_pairs(
     rejected_steps: dict[tuple[int, int], list[str]] | None = None,
     strict: bool = False,
 ) -> list[dict[str, str]]:
-    """Step pairs from a Math-Step-DPO or GSM8K source (a local file or a Hub id)."""
+    """Step pairs from a Math-Step-DPO, GSM8K or step-pairs source (a local file or a Hub id).
+
+    Step-pairs rows (`prompt`, `chosen`, `rejected`, `final`, as `step_pairs_from_solutions` writes them) are used
+    as they are: that is how sampled incorrect steps, which are costly, are built once and reused.
+    """
     rows = load_rows(id_or_path)[:limit] if limit else load_rows(id_or_path)
-    if detect_format(rows) == "step-dpo":
+    fmt = detect_format(rows)
+    if fmt == "step-pairs":
+        if rejected_steps:
+            raise ValueError(f"{id_or_path} already holds step pairs: sample incorrect steps on GSM8K rows instead.")
+        return [{k: row[k] for k in ("prompt", "chosen", "rejected", "final")} for row in rows]
+    if fmt == "step-dpo":
         return math_step_dpo_pairs(rows, tokenizer, strict=strict)
     solutions, _ = gsm8k_solutions(rows, strict=strict)
     return step_pairs_from_solutions(solutions, tokenizer, seed=seed, rejected_steps=rejected_steps)
@@ -68,7 +80,11 @@ def build_traces(
 ) -> list[dict[str, str]]:
     """Correct traces from GSM8K rows, or from Math-Step-DPO rows (prompt + steps + chosen)."""
     rows = load_rows(id_or_path)[:limit] if limit else load_rows(id_or_path)
-    if detect_format(rows) == "step-dpo":
+    fmt = detect_format(rows)
+    if fmt == "step-pairs":
+        raise ValueError(f"{id_or_path} holds step pairs, which have no whole solutions: train the router on GSM8K "
+                         "or Math-Step-DPO rows.")
+    if fmt == "step-dpo":
         pairs = math_step_dpo_pairs(rows, tokenizer, strict)
         return [{"prompt": p["prompt"], "completion": p["chosen"]} for p in pairs]
     solutions, _ = gsm8k_solutions(rows, strict=strict)

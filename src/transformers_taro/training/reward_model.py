@@ -102,6 +102,29 @@ class RewardModelTrainer(CPOTrainer):
         return batch
 
 
+def _fitting(pairs: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase,
+             max_length: int | None) -> list[dict[str, Any]]:
+    """The pairs whose context and longer step fit in `max_length` tokens. TRL would cut the others from the end,
+    which scores a truncated step (or none: a context alone can fill `max_length`), so they are left out and
+    counted instead."""
+    if not max_length:
+        return pairs
+    def size(text: str) -> list[int]:
+        return [len(ids) for ids in tokenizer([p[text] for p in pairs], add_special_tokens=False)["input_ids"]]
+
+    lengths = [prompt + max(chosen, rejected) + 2  # BOS and EOS, where the tokenizer has them
+               for prompt, chosen, rejected in zip(size("prompt"), size("chosen"), size("rejected"))]
+    kept = [p for p, n in zip(pairs, lengths) if n <= max_length]
+    if not kept:
+        raise ValueError(f"No step pair fits in max_length={max_length} tokens (the shortest needs "
+                         f"{min(lengths)}): raise max_length.")
+    if len(kept) < len(pairs):
+        logger.warning("%d of %d step pairs are longer than max_length=%d tokens and are left out (the longest "
+                       "needs %d): raise max_length to keep them.", len(pairs) - len(kept), len(pairs), max_length,
+                       max(lengths))
+    return kept
+
+
 def _trim(batch: dict[str, Any], side: str, keep: slice) -> None:
     """Cut one side's token ids, attention mask and labels (where present) the same way."""
     for key in ("input_ids", "attention_mask", "labels"):
@@ -160,7 +183,8 @@ def train_reward_model(
 
     Args:
         model: Hub id or folder of the starting causal LM (None: the embedded default).
-        data: GSM8K or Math-Step-DPO rows, a local JSON/JSONL file or a Hub id.
+        data: GSM8K or Math-Step-DPO rows, or step pairs written by `step_pairs_from_solutions` (prompt, chosen,
+            rejected, final); a local JSON/JSONL file or a Hub id.
         config: Training settings; `output_dir` overrides its `output_dir`.
         peft_config: A `peft.LoraConfig` (e.g. `trl.get_peft_config(ModelConfig(use_peft=True))`) to train a LoRA
             adapter instead of all weights.
@@ -195,6 +219,7 @@ def train_reward_model(
     pairs = build_step_pairs(data, tokenizer, limit=limit, rejected_steps=rejected)
     if not pairs:
         raise ValueError(f"No step pairs could be built from {data}.")
+    pairs = _fitting(pairs, tokenizer, config.max_length)
     logger.warning("Training the reward model on %d step pairs from %s", len(pairs), data)
     policy.train()
     with warnings.catch_warnings():

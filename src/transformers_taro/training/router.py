@@ -76,6 +76,12 @@ class RouterTrainingConfig(TrainingArguments):
                                                                 "mean of the others)."})
     outcome_sigma: float = field(default=0.5, metadata={"help": "Spread of the policy's weight logit."})
     outcome_max_new_tokens: int = field(default=256, metadata={"help": "Length limit of a rollout."})
+    cache_frozen_outputs: bool = field(default=False, metadata={
+        "help": "Keep the frozen models' outputs on each trace and step pair in memory, computed on first use and "
+                "reused in later epochs (they never change). Pays off over several epochs at a small vocabulary: "
+                "it holds two full distributions per scored token."})
+    cache_max_gb: float = field(default=4.0, metadata={
+        "help": "Refuse cache_frozen_outputs, before training, when the cache would exceed this many GB."})
     alpha_reg: float = field(default=0.01, metadata={"help": "Weight of (alpha - alpha_prior)^2."})
     alpha_prior: float | None = field(default=None, metadata={"help": "Prior alpha (default: alpha_init)."})
     max_length: int = field(default=512, metadata={"help": "Maximum trace length in tokens."})
@@ -173,6 +179,8 @@ class RouterTrainer(Trainer):
         if self.step_pairs:  # steps are scored on their own: no EOS after them, the prompt and earlier steps masked
             self.pair_collator = TraceCollator(self.data_collator.tokenizer, self.data_collator.max_length,
                                                add_eos=False)
+        if self.args.cache_frozen_outputs:
+            self._check_cache_size()
         self.base_model = base_model.eval().requires_grad_(False)
         self.reward_model = reward_model.eval().requires_grad_(False)
         for frozen in (self.base_model, self.reward_model):
@@ -181,6 +189,22 @@ class RouterTrainer(Trainer):
         self._alpha_log: list[torch.Tensor] = []
         self._margin_log: list[float] = []
         self._outcome_log: list[float] = []
+        self._frozen_cache: dict[tuple[bytes, int], list[torch.Tensor | None]] = {}
+
+    def _check_cache_size(self) -> None:
+        """Refuse, before any training, a frozen-output cache larger than `cache_max_gb`: it holds two float32
+        distributions (and the reward model's hidden state) per scored token of every trace and step pair."""
+        tok = self.data_collator.tokenizer
+        texts = [row["completion"] for row in self.train_dataset] + [
+            p[side] for p in self.step_pairs for side in ("chosen", "rejected")]
+        tokens = sum(len(ids) + 1 for ids in tok(texts, add_special_tokens=False)["input_ids"])
+        per_token = 2 * len(tok) + (self.model.config.reward_hidden_size or 0)
+        gb = tokens * per_token * 4 / 1e9
+        if gb > self.args.cache_max_gb:
+            raise ValueError(
+                f"cache_frozen_outputs would keep {gb:.1f} GB ({tokens} scored tokens x 2 distributions over "
+                f"{len(tok)} tokens), over cache_max_gb={self.args.cache_max_gb}: set cache_frozen_outputs=False "
+                "(nothing is lost but speed), train on fewer rows, or raise cache_max_gb if the memory is there.")
 
     def _frozen_logits(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor], keep: torch.Tensor,
                        hidden: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -199,13 +223,47 @@ class RouterTrainer(Trainer):
         labels = inputs["labels"]
         scored = labels.ne(-100).any(dim=0).nonzero().squeeze(-1)
         keep = torch.arange(int(scored.min()), int(scored.max()) + 1, device=labels.device)
-        with torch.no_grad():
-            base_logits, _ = self._frozen_logits(self.base_model, inputs, keep, hidden=False)
-            reward_logits, hidden = self._frozen_logits(self.reward_model, inputs, keep,
-                                                        hidden=router.config.use_reward_hidden_states)
+        hidden = router.config.use_reward_hidden_states
+        outputs = self._cached(inputs, keep, hidden) if self.args.cache_frozen_outputs else \
+            self._forward_frozen(inputs, keep, hidden)
         device = router.head.weight.device
-        return [base_logits.to(device), reward_logits.to(device), None if hidden is None else hidden.to(device),
-                labels[:, keep].to(device)]
+        return [None if t is None else t.to(device) for t in outputs] + [labels[:, keep].to(device)]
+
+    @torch.no_grad()
+    def _forward_frozen(self, inputs: dict[str, torch.Tensor], keep: torch.Tensor,
+                        hidden: bool) -> list[torch.Tensor | None]:
+        base_logits, _ = self._frozen_logits(self.base_model, inputs, keep, hidden=False)
+        reward_logits, states = self._frozen_logits(self.reward_model, inputs, keep, hidden=hidden)
+        return [base_logits, reward_logits, states]
+
+    def _cached(self, inputs: dict[str, torch.Tensor], keep: torch.Tensor, hidden: bool) -> list[torch.Tensor | None]:
+        """`_forward_frozen` through the cache: a row (keyed by its tokens) is computed once, on its own scored
+        positions, and placed at them in this batch's window. Outside a row's scored positions the window holds
+        zeros, which no term reads (every term is masked by the labels)."""
+        cache = self._frozen_cache
+        ids, mask, labels = (inputs[k].cpu() for k in ("input_ids", "attention_mask", "labels"))
+        start = int(keep[0])
+        rows = []
+        for i in range(len(labels)):
+            positions = labels[i].ne(-100).nonzero().squeeze(-1) - start  # this row's scored places in the window
+            first = int(positions[0]) + start if len(positions) else -1  # the same tokens may be scored elsewhere
+            rows.append(((ids[i][mask[i].bool()].numpy().tobytes(), first), positions))
+        missing = [i for i, (key, _) in enumerate(rows) if key not in cache]
+        if missing:
+            index = torch.tensor(missing, device=inputs["labels"].device)
+            computed = self._forward_frozen({k: v[index] for k, v in inputs.items()}, keep, hidden)
+            computed = [None if t is None else t.cpu() for t in computed]
+            for j, i in enumerate(missing):
+                key, positions = rows[i]
+                cache[key] = [None if t is None else t[j, positions] for t in computed]
+        template = cache[rows[0][0]]
+        window = [None if t is None else torch.zeros(len(rows), len(keep), t.shape[-1], dtype=t.dtype)
+                  for t in template]
+        for i, (key, positions) in enumerate(rows):
+            for out, stored in zip(window, cache[key]):
+                if out is not None:
+                    out[i, positions] = stored
+        return window
 
     def _step_generator(self, salt: int = 0) -> torch.Generator:
         """Seeded by (seed, step, process): a resumed run draws what the uninterrupted one would have."""

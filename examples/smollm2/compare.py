@@ -1,0 +1,67 @@
+"""The SmolLM2 comparison from `measure.sh`'s runs: accuracy with bootstrap intervals, McNemar's exact test of TARo
+against the base and GenARM (and GenARM against the base) on the same problems, and what guidance changed: loops
+(a line written three times or more), answers given in the asked format, and length.
+
+    python examples/smollm2/compare.py runs/smollm2-eval [--output results/smollm2/comparison.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from transformers_taro.evaluation.runner import paired_comparison
+
+METHODS = ("base", "genarm", "taro")
+
+
+def loops(text: str) -> bool:
+    """A line of some length written three times or more: the decoding has fallen into a cycle."""
+    counts = Counter(line.strip() for line in text.splitlines() if len(line.strip()) >= 10)
+    return any(c >= 3 for c in counts.values())
+
+
+def behaviour(run: Path) -> dict[str, float]:
+    rows = [json.loads(line) for line in (run / "generations.jsonl").open()]
+    n = len(rows)
+    return {"loops": sum(loops(r["output"]) for r in rows) / n,
+            "says_the_answer_is": sum("The answer is" in r["output"] for r in rows) / n,
+            "mean_new_tokens": sum(r["new_tokens"] for r in rows) / n}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", help="measure.sh's output folder (TASK-METHOD subfolders)")
+    p.add_argument("--output", default="results/smollm2/comparison.json")
+    a = p.parse_args()
+    root, result = Path(a.runs), {}
+    for task in ("gsm8k", "svamp"):
+        runs = {m: root / f"{task}-{m}" for m in METHODS if (root / f"{task}-{m}" / "report.json").is_file()}
+        if not runs:
+            continue
+        block = result[task] = {}
+        for method, run in runs.items():
+            report = json.loads((run / "report.json").read_text())
+            block[method] = {**{k: report[k] for k in ("accuracy", "ci95", "n", "mean_alpha", "alpha", "decoding",
+                                                       "tokens_per_s") if k in report}, **behaviour(run)}
+        for first, second in (("taro", "base"), ("taro", "genarm"), ("genarm", "base")):
+            if first in runs and second in runs:
+                block[f"{first} vs {second}"] = paired_comparison(str(runs[first]), str(runs[second]))
+    out = Path(a.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for task, block in result.items():
+        for key, value in block.items():
+            if " vs " in key:
+                print(f"{task} {key}: {value['accuracy_a']:.3f} vs {value['accuracy_b']:.3f}, "
+                      f"only one right {value['only_a']}/{value['only_b']}, McNemar p={value['mcnemar_p']:.3g}")
+            else:
+                print(f"{task} {key}: {value['accuracy']:.3f} {value['ci95']}, loops {value['loops']:.2f}, "
+                      f"'The answer is' {value['says_the_answer_is']:.2f}, {value['mean_new_tokens']:.0f} tokens")
+    print(f"Written to {out}")
+
+
+if __name__ == "__main__":
+    main()
