@@ -78,7 +78,7 @@ def test_eval_cli_writes_generations_and_report(tiny_model_dir, tmp_path, method
     if method == "genarm":
         args += ["--alpha", "0.5"]
     if method == "taro":
-        args += ["--router", str(router_dir)]
+        args += ["--router", str(router_dir), "--no-repeat-ngram-size", "3"]
     main(args)
     report = json.loads((out / "report.json").read_text())
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
@@ -87,6 +87,7 @@ def test_eval_cli_writes_generations_and_report(tiny_model_dir, tmp_path, method
     assert report["accuracy"] == sum(r["correct"] for r in rows) / 3
     assert report["tokens_per_s"] > 0 and len(report["ci95"]) == 2
     assert (rows[0]["mean_alpha"] is None) == (method == "base")
+    assert report.get("no_repeat_ngram_size") == (3 if method == "taro" else None)  # the guard is recorded
     assert "accuracy" in capsys.readouterr().out
 
 
@@ -97,6 +98,9 @@ def test_eval_cli_refuses_missing_parts(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="--router"):
         main(["eval", "--task", "gsm8k", "--method", "taro", "--base-model", tiny_model_dir, "--reward-model",
               tiny_model_dir, "--alpha", "1", "--output-dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="no-repeat-ngram-size must be at least 1"):
+        main(["eval", "--task", "gsm8k", "--method", "base", "--base-model", tiny_model_dir,
+              "--no-repeat-ngram-size", "0", "--output-dir", str(tmp_path)])
     with pytest.raises(ValueError, match="negative"):
         main(["eval", "--task", "gsm8k", "--base-model", tiny_model_dir, "--reward-model", tiny_model_dir,
               "--alpha", "-3", "--output-dir", str(tmp_path)])

@@ -179,3 +179,20 @@ def test_gpt2_conv1d_adapters_are_refused_clearly(tmp_path):
         guide.generate(base, fused=True, input_ids=ids, max_new_tokens=3, pad_token_id=0)
     guide.generate(base, input_ids=ids, max_new_tokens=3, pad_token_id=0)  # automatic: the processor path
     assert guide.last_path == "processor"
+
+
+def repeated_bigrams(row: list[int]) -> int:
+    pairs = list(zip(row, row[1:]))
+    return len(pairs) - len(set(pairs))
+
+
+def test_a_repetition_guard_holds_for_the_guided_distribution_on_both_paths(tmp_path):
+    """`no_repeat_ngram_size` blocks through the mixture: the base's -inf stays -inf whatever the reward model says."""
+    base, guide = lora_guide(tmp_path)
+    ids, mask = left_padded(PROMPTS)
+    loose = both_paths(base, guide, ids, mask, max_new_tokens=40)
+    assert any(repeated_bigrams(row) for row in loose[False][0].sequences.tolist())  # a tiny model loops
+    guarded = both_paths(base, guide, ids, mask, max_new_tokens=40, no_repeat_ngram_size=2)
+    assert torch.equal(guarded[True][0].sequences, guarded[False][0].sequences)
+    for row, m in zip(guarded[True][0].sequences.tolist(), mask.tolist()):
+        assert repeated_bigrams(row[m.count(0):]) == 0  # padding aside

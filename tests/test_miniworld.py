@@ -42,6 +42,21 @@ def test_transfer_problems_check_out_and_answer_the_asked_person():
         make_problems(1, seed=0, domain="c")
 
 
+def test_ordered_transfers_are_the_same_problems_with_the_totals_in_the_question_order():
+    plain, ordered = make_problems(200, seed=3, domain="b"), make_problems(200, seed=3, domain="b-ordered")
+    assert [p["question"] for p in plain] == [p["question"] for p in ordered]
+    solutions, report = gsm8k_solutions(ordered)
+    assert report.skipped == 0
+    reordered = 0
+    for p, q, sol in zip(plain, ordered, solutions):
+        assert p["answer"].split("####")[1] == q["answer"].split("####")[1]
+        assert all(arithmetic_is_correct(s) for s in sol.steps)
+        first = q["question"].split(" has ")[0]
+        assert all(line.split(": ")[1].startswith(first + " ") for line in sol.steps)
+        reordered += p["answer"] != q["answer"]
+    assert reordered > 50  # where the second person gives, the plain world writes the giver first
+
+
 def test_problem_sets_are_disjoint_and_test_sets_never_overlap_training_problems():
     cfg = MiniworldConfig(n_train=300, n_train_b=150, n_rm=200, n_router=100, n_val=50, n_test=100)
     for seed in (None, 7):
@@ -180,3 +195,10 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     assert "across seeds" in (tmp_path / "res" / "miniworld.md").read_text()
     with pytest.raises(FileNotFoundError, match="run without it"):
         reproduce(**{**kw, "checkpoints": str(tmp_path / "none")}, eval_only=True)
+    # Another world (domain B with its totals in a fixed order) keeps to its own files and its own summary.
+    before = (tmp_path / "res" / "miniworld.json").read_text()
+    ordered = reproduce(**{**kw, "cfg": dataclasses.replace(cfg, domain_b="b-ordered"),
+                           "checkpoints": str(tmp_path / "ckpt-o"), "work_dir": str(tmp_path / "work-o")})
+    assert (tmp_path / "res" / f"miniworld-b-ordered-pipeline-seed{SHIPPED_SEED}.json").is_file()
+    assert (tmp_path / "res" / "miniworld.json").read_text() == before
+    assert list(ordered["seeds"]["per_seed"]) == [str(SHIPPED_SEED)] and ordered["config"]["domain_b"] == "b-ordered"

@@ -28,6 +28,7 @@ HELDOUT_PROBLEMS=${HELDOUT_PROBLEMS:-200}
 VARIANTS=${VARIANTS:-"lora lora-nll full-nll"}
 DEVICE_ARGS=${DEVICE_ARGS:-}  # "--device-map auto" samples and scores on the GPU (the trainers find it themselves)
 mkdir -p "$RUNS"
+[ -d "$RUNS/rm-previous" ] || [ ! -d "$SHIP/reward_model" ] || cp -r "$SHIP/reward_model" "$RUNS/rm-previous"
 
 python examples/smollm2/step_pairs.py --data "$DATA" --offset 7000 --limit "$HELDOUT_PROBLEMS" \
   --sample-problems "$HELDOUT_PROBLEMS" \
@@ -57,9 +58,13 @@ for variant in $VARIANTS; do
     --output-dir "$out" $(resume_flag "$out")
 done
 
+# References on the same pairs: the base itself (its own log-probs as the reward) and the reward model that was
+# shipped before this run (kept aside at the start).
+references=("$(python -c "from transformers_taro.models import default_model_path; print(default_model_path())")")
+[ -d "$RUNS/rm-previous" ] && references+=("$RUNS/rm-previous")
 # shellcheck disable=SC2086
 python examples/smollm2/rm_heldout.py --pairs "$RUNS/pairs-heldout.jsonl" --output "$RUNS/rm-heldout.json" \
-  $DEVICE_ARGS "${rm_dirs[@]}"
+  $DEVICE_ARGS "${rm_dirs[@]}" "${references[@]}"
 # Shippable (LoRA) variants only; the first of a tie.
 CHOSEN=$(python -c "import json,sys; r=json.load(open(sys.argv[1])); \
 print(max((d for d in sys.argv[2:] if '/rm-lora' in d), key=lambda d: r[d]['accuracy']))" \

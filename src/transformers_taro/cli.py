@@ -99,13 +99,16 @@ def _model_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
     p.add_argument("--device-map", default=None, help="'auto' spreads large models over the GPUs (accelerate)")
     p.add_argument("--no-fused", dest="fused", action="store_const", const=False, default=None,
                    help="decode with the processor path even where the fused path (LoRA reward model) applies")
+    p.add_argument("--no-repeat-ngram-size", type=int, default=None,
+                   help="a repetition guard: never generate the same N tokens twice (None: no guard)")
 
 
 def generate(a: argparse.Namespace) -> None:
     from .evaluation.session import load_session
 
     session = load_session(a.base_model, a.guide, reward_model=a.reward_model, router=a.router, alpha=a.alpha,
-                           method=a.method, device_map=a.device_map, dtype=a.dtype, fused=a.fused)
+                           method=a.method, device_map=a.device_map, dtype=a.dtype, fused=a.fused,
+                           no_repeat_ngram_size=a.no_repeat_ngram_size)
     session.stream(a.prompt, max_new_tokens=a.max_new_tokens, html=a.html)
 
 
@@ -116,7 +119,8 @@ def evaluate_cmd(a: argparse.Namespace) -> None:
 
     task = load_task(a.task, a.data, question_field=a.question_field, answer_field=a.answer_field)
     session = load_session(a.base_model, a.guide, reward_model=a.reward_model, router=a.router, alpha=a.alpha,
-                           method=a.method, device_map=a.device_map, dtype=a.dtype, fused=a.fused)
+                           method=a.method, device_map=a.device_map, dtype=a.dtype, fused=a.fused,
+                           no_repeat_ngram_size=a.no_repeat_ngram_size)
     report = run_eval(session, task, a.output_dir, limit=a.limit, offset=a.offset, batch_size=a.batch_size,
                       max_new_tokens=a.max_new_tokens)
     if report:  # only the main process reports under accelerate launch

@@ -141,7 +141,7 @@ def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = 
     settings = {"task": task.name, "data": task.source, "offset": offset, "limit": limit, "method": session.method,
                 "max_new_tokens": max_new_tokens, "dtype": str(session.base.dtype).removeprefix("torch."),
                 "alpha": session.guide.alpha if session.guide is not None and session.method == "genarm" else None,
-                **session.names}
+                **session.names, **session.generation_kwargs}
     if state.is_main_process:
         _claim_output_dir(out, settings)
     state.wait_for_everyone()
@@ -184,7 +184,7 @@ def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = 
              "processes": state.num_processes, "resumed_from": len(done), "dtype": settings["dtype"],
              "grading_timeouts": grading_timeouts() - timeouts_before,
              "decoding": None if session.guide is None else session.guide.last_path, "alpha": settings["alpha"],
-             **session.names}
+             **session.names, **session.generation_kwargs}
     report = summarize(ordered, task.name, session.method, sum(r.get("seconds", 0.0) for r in ordered), extra)
     _write_atomically(out / REPORT_FILE, json.dumps(report, indent=2))
     return report

@@ -26,6 +26,7 @@ class Session:
     guide: TARoGuide | None = None
     names: dict[str, Any] = field(default_factory=dict)
     fused: bool | None = None  # guide.generate's choice: None = the fused path where it applies
+    generation_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. a repetition guard, for every answer
 
     @property
     def method(self) -> str:
@@ -38,6 +39,7 @@ class Session:
         return format_prompt(question, self.tokenizer, system=system or SYSTEM_PROMPT)
 
     def generate(self, prompts: list[str], **kwargs: Any) -> list[Generation]:
+        kwargs = {**self.generation_kwargs, **kwargs}
         if self.guide is not None:
             kwargs.setdefault("fused", self.fused)
         return guided_generate(self.base, self.tokenizer, prompts, self.guide, **kwargs)
@@ -63,8 +65,17 @@ class Session:
 
 def load_session(base_model: str | None = None, guide: str | None = None, *, reward_model: str | None = None,
                  router: str | None = None, alpha: float | None = None, method: str | None = None,
-                 device_map: str | None = None, dtype: str | None = None, fused: bool | None = None) -> Session:
-    """Load a base model and the guide the flags ask for (see `load_guide`); the shipped guide is the default."""
+                 device_map: str | None = None, dtype: str | None = None, fused: bool | None = None,
+                 no_repeat_ngram_size: int | None = None) -> Session:
+    """Load a base model and the guide the flags ask for (see `load_guide`); the shipped guide is the default.
+
+    `no_repeat_ngram_size=N` is a repetition guard: no N tokens are generated twice in the same order
+    (transformers' own `no_repeat_ngram_size`). The base's scores of a blocked token are -inf before guidance
+    mixes anything in, so the guard holds for the guided distribution too.
+    """
+    if no_repeat_ngram_size is not None and no_repeat_ngram_size < 1:
+        raise ValueError(f"--no-repeat-ngram-size must be at least 1 (leave it out for no guard), got "
+                         f"{no_repeat_ngram_size}.")
     if method != "base" and guide is None and reward_model is None and not is_default_model(base_model):
         raise ValueError(
             f"The shipped guide is made for the embedded SmolLM2-135M-Instruct, not {base_model!r}: name a guide "
@@ -78,4 +89,5 @@ def load_session(base_model: str | None = None, guide: str | None = None, *, rew
         loaded.to(base.device)
     names = {"base_model": base_model, "guide": None if reward_model else guide, "reward_model": reward_model,
              "router": router, "alpha": loaded.alpha if loaded is not None and loaded.method == "genarm" else None}
-    return Session(base, tokenizer, loaded, names, fused=fused)
+    guard = {"no_repeat_ngram_size": no_repeat_ngram_size} if no_repeat_ngram_size else {}
+    return Session(base, tokenizer, loaded, names, fused=fused, generation_kwargs=guard)

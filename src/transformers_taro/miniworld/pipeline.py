@@ -76,6 +76,7 @@ class MiniworldConfig:
     n_train_b: int = 4000  # B problems the bases are trained on
     n_rm: int = 4000  # further A problems whose step pairs train the reward model
     n_router: int = 2000  # further A problems whose solutions train the router; `taro_ab` adds as many of B
+    domain_b: str = "b"  # or "b-ordered": B's totals written in a fixed order (see `make_transfer_problem`)
     n_val: int = 400  # per domain
     n_test: int = 3000  # per domain
     # The larger base has 4x the small one's non-embedding parameters (12 * hidden^2 * layers). The small one is
@@ -165,7 +166,7 @@ def splits(cfg: MiniworldConfig, test_seed: int | None = None) -> dict[str, list
     data: dict[str, list[dict]] = {}
 
     def draw(name: str, n: int, seed: int, domain: str) -> None:
-        data[name] = make_problems(n, seed, exclude=seen, domain=domain)
+        data[name] = make_problems(n, seed, exclude=seen, domain=cfg.domain_b if domain == "b" else domain)
         seen.update(p["question"] for p in data[name])
 
     s = cfg.seed
@@ -366,12 +367,18 @@ def evaluate_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], 
     return results
 
 
-def summarize_seeds(results_dir: Path) -> dict[str, Any]:
+def _world(cfg: MiniworldConfig) -> str:
+    """"" for the shipped world; "-<domain B>" for a world with another domain B, which names its files."""
+    return "" if cfg.domain_b == "b" else f"-{cfg.domain_b}"
+
+
+def summarize_seeds(results_dir: Path, world: str = "") -> dict[str, Any]:
     """Per-seed accuracies and TARo minus the best fixed alpha (A's validation choice), mean and sd per block.
 
     Reads `miniworld.json` (the shipped seed) and `miniworld-pipeline-seed*.json` (further seeds, whole pipeline
-    from nothing each)."""
-    files = [results_dir / "miniworld.json"] + sorted(results_dir.glob("miniworld-pipeline-seed*.json"))
+    from nothing each); for another world (`_world`), its own `miniworld<world>-pipeline-seed*.json` only."""
+    files = ([] if world else [results_dir / "miniworld.json"]) + sorted(
+        results_dir.glob(f"miniworld{world}-pipeline-seed*.json"))
     per_seed: dict[str, Any] = {}
     for f in files:
         if not f.is_file():
@@ -488,12 +495,16 @@ def reproduce(results_dir: str = "results", checkpoints: str | None = None, eval
 
     The shipped seed (`SHIPPED_SEED`) writes `miniworld.json` (`miniworld-seedN.json` with `test_seed=N`); another pipeline
     seed writes `miniworld-pipeline-seedK.json`. Whatever seeds' results are in `results_dir` are summarized in
-    the `seeds` block.
+    the `seeds` block. A world with another domain B (`cfg.domain_b`, e.g. "b-ordered") is another world: it never
+    uses or writes the shipped checkpoints, and its files are named for it (`miniworld-b-ordered-pipeline-seedK`,
+    summarized among themselves).
     """
     cfg = cfg or MiniworldConfig()
-    ckpt = Path(checkpoints) if checkpoints else CHECKPOINTS if cfg.seed == SHIPPED_SEED else Path(
-        f"runs/miniworld-seed{cfg.seed}/checkpoints")
-    work = Path(work_dir or f"runs/miniworld-seed{cfg.seed}")
+    world = _world(cfg)
+    shipped = cfg.seed == SHIPPED_SEED and not world
+    ckpt = Path(checkpoints) if checkpoints else CHECKPOINTS if shipped else Path(
+        f"runs/miniworld{world}-seed{cfg.seed}/checkpoints")
+    work = Path(work_dir or f"runs/miniworld{world}-seed{cfg.seed}")
     res = Path(results_dir)
     work.mkdir(parents=True, exist_ok=True)
     res.mkdir(parents=True, exist_ok=True)
@@ -516,13 +527,13 @@ def reproduce(results_dir: str = "results", checkpoints: str | None = None, eval
     if (work / "small_base_choice.json").is_file():
         results["small_base_choice"] = json.loads((work / "small_base_choice.json").read_text())
     results["seconds"] = {"training": round(trained - start), "evaluation": round(time.time() - trained)}
-    stem = ("miniworld" if cfg.seed == SHIPPED_SEED else f"miniworld-pipeline-seed{cfg.seed}") + (
+    stem = ("miniworld" if shipped else f"miniworld{world}-pipeline-seed{cfg.seed}") + (
         "" if test_seed is None else f"-seed{test_seed}")
     (res / f"{stem}.json").write_text(json.dumps(results, indent=2))
     if test_seed is None:
-        summary = summarize_seeds(res)
+        summary = summarize_seeds(res, world)
         results["seeds"] = summary
-        if cfg.seed != SHIPPED_SEED and (res / "miniworld.json").is_file():  # the main file carries every seed's summary
+        if not shipped and not world and (res / "miniworld.json").is_file():  # the main file carries every seed's summary
             main = json.loads((res / "miniworld.json").read_text())
             main["seeds"] = summary
             (res / "miniworld.json").write_text(json.dumps(main, indent=2))

@@ -24,7 +24,7 @@ ADD = ["buys {n}", "finds {n}", "gets {n}", "wins {n}"]
 SUB = ["gives away {n}", "loses {n}", "sells {n}", "uses {n}"]
 MUL = ["doubles them", "triples them"]
 GIVE = ["gives", "hands", "pays"]
-DOMAINS = ("a", "b")
+DOMAINS = ("a", "b", "b-ordered")
 
 
 def make_problem(rng: random.Random, steps: int) -> dict[str, Any]:
@@ -59,12 +59,14 @@ def make_problem(rng: random.Random, steps: int) -> dict[str, Any]:
     return {"question": question, "answer": "\n".join(lines) + f"\n#### {total}", "steps": steps}
 
 
-def make_transfer_problem(rng: random.Random, steps: int) -> dict[str, Any]:
+def make_transfer_problem(rng: random.Random, steps: int, ordered: bool = False) -> dict[str, Any]:
     """One domain-B problem: two people, `steps` transfers or swaps, the question asks about one of them.
 
     Each solution line restates its clause, then both totals, giver first (`(2) Ben pays Ann 14: Ben 52-14=38, Ann
     30+14=44`); a swap copies them (`(3) they swap: Ann 38, Ben 44`). The answer is the asked person's last total:
-    what must be tracked is who holds what, by name, as the order of the two changes from line to line.
+    what must be tracked is who holds what, by name, as the order of the two changes from line to line. With
+    `ordered` (domain "b-ordered") the totals are always written in the question's order, so each line's totals
+    sit where the line before put them: the same reasoning with the tracking made positional.
     """
     first, second = rng.sample(NAMES, 2)
     item = rng.choice(ITEMS)
@@ -83,7 +85,8 @@ def make_transfer_problem(rng: random.Random, steps: int) -> dict[str, Any]:
         n = rng.randint(1, min(60, held[giver] - 1))
         clause = f"{giver} {rng.choice(GIVE)} {taker} {n}"
         updates = []
-        for name, op in ((giver, "-"), (taker, "+")):
+        for name in (first, second) if ordered else (giver, taker):
+            op = "-" if name == giver else "+"
             new = held[name] - n if op == "-" else held[name] + n
             updates.append(f"{name} <<{held[name]}{op}{n}={new}>>{held[name]}{op}{n}={new}")
             held[name] = new
@@ -97,11 +100,17 @@ def make_transfer_problem(rng: random.Random, steps: int) -> dict[str, Any]:
 
 def make_problems(n: int, seed: int, min_steps: int | None = None, max_steps: int | None = None,
                   exclude: set[str] | None = None, domain: str = "a") -> list[dict[str, Any]]:
-    """`n` distinct problems of `domain` ("a": 2-4 steps, "b": 1-3 by default) drawn with `seed`, none of whose
-    questions is in `exclude`."""
+    """`n` distinct problems of `domain` ("a": 2-4 steps, "b" and "b-ordered": 1-3 by default) drawn with `seed`,
+    none of whose questions is in `exclude`."""
     if domain not in DOMAINS:
         raise ValueError(f"domain={domain!r}: the mini-world has domains {DOMAINS}.")
-    make, lo, hi = (make_problem, 2, 4) if domain == "a" else (make_transfer_problem, 1, 3)
+    if domain == "a":
+        make, lo, hi = make_problem, 2, 4
+    else:
+        def make(rng: random.Random, steps: int) -> dict[str, Any]:
+            return make_transfer_problem(rng, steps, ordered=domain == "b-ordered")
+
+        lo, hi = 1, 3
     lo, hi = min_steps or lo, max_steps or hi
     rng = random.Random(seed)
     seen = set(exclude or ())

@@ -109,11 +109,9 @@ def _fitting(pairs: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase,
     counted instead."""
     if not max_length:
         return pairs
-    def size(text: str) -> list[int]:
-        return [len(ids) for ids in tokenizer([p[text] for p in pairs], add_special_tokens=False)["input_ids"]]
-
-    lengths = [prompt + max(chosen, rejected) + 2  # BOS and EOS, where the tokenizer has them
-               for prompt, chosen, rejected in zip(size("prompt"), size("chosen"), size("rejected"))]
+    prompt, chosen, rejected = ([len(ids) for ids in tokenizer([p[k] for p in pairs], add_special_tokens=False)
+                                 ["input_ids"]] for k in ("prompt", "chosen", "rejected"))
+    lengths = [n + max(c, r) + 2 for n, c, r in zip(prompt, chosen, rejected)]  # + BOS and EOS, where they exist
     kept = [p for p, n in zip(pairs, lengths) if n <= max_length]
     if not kept:
         raise ValueError(f"No step pair fits in max_length={max_length} tokens (the shortest needs "
