@@ -25,6 +25,7 @@ class FakeSession:
     method: str = "genarm"
     names: dict = field(default_factory=lambda: {"base_model": "tiny", "guide": "g", "alpha": 0.5})
     guide: None = None
+    generation_kwargs: dict = field(default_factory=dict)
     base: object = field(default_factory=lambda: type("Base", (), {"dtype": torch.float32})())
 
     def prompt(self, question, system=None):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from transformers_taro.data import arithmetic_is_correct, gsm8k_solutions, label_step
@@ -55,6 +57,14 @@ def test_ordered_transfers_are_the_same_problems_with_the_totals_in_the_question
         assert all(line.split(": ")[1].startswith(first + " ") for line in sol.steps)
         reordered += p["answer"] != q["answer"]
     assert reordered > 50  # where the second person gives, the plain world writes the giver first
+    # "b-restated": the same, opened by the starting totals and closed by the asked person's total, both copied.
+    for p, q in zip(ordered, make_problems(200, seed=3, domain="b-restated")):
+        lines = q["answer"].split("\n")
+        first, n, second, m = re.match(r"(\w+) has (\d+) \w+ and (\w+) has (\d+),", q["question"]).groups()
+        assert lines[0] == f"(0) {first} {n}, {second} {m}"
+        assert lines[1:-2] == p["answer"].split("\n")[:-1]
+        asked = q["question"].split(" does ")[1].split(" have")[0]
+        assert lines[-2] == f"now: {asked} {lines[-1].removeprefix('#### ')}"
 
 
 def test_problem_sets_are_disjoint_and_test_sets_never_overlap_training_problems():

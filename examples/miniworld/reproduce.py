@@ -24,9 +24,10 @@ if __name__ == "__main__":
                     help="pipeline seed: problems, initialisations, training order")
     ap.add_argument("--test-seed", type=int, default=None, help="draw fresh held-out test sets with this seed")
     ap.add_argument("--resume", action="store_true", help="skip training stages a killed run completed")
-    ap.add_argument("--domain-b", default="b", choices=("b", "b-ordered"),
-                    help="domain B: 'b' (the shipped world) or 'b-ordered' (totals in a fixed order: another world, "
-                         "with its own checkpoints, work folder and result files)")
+    ap.add_argument("--domain-b", default="b", choices=("b", "b-ordered", "b-restated"),
+                    help="domain B: 'b' (the shipped world), or a variant that makes its tracking copyable "
+                         "('b-ordered', 'b-restated': see make_transfer_problem); a variant is another world, with "
+                         "its own checkpoints, work folder and result files")
     ap.add_argument("--results-dir", default="results")
     ap.add_argument("--checkpoints", default=None,
                     help="default: the package's shipped ones for the shipped seed, runs/miniworld-seedK/checkpoints otherwise")

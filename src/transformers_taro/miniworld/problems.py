@@ -24,7 +24,7 @@ ADD = ["buys {n}", "finds {n}", "gets {n}", "wins {n}"]
 SUB = ["gives away {n}", "loses {n}", "sells {n}", "uses {n}"]
 MUL = ["doubles them", "triples them"]
 GIVE = ["gives", "hands", "pays"]
-DOMAINS = ("a", "b", "b-ordered")
+DOMAINS = ("a", "b", "b-ordered", "b-restated")
 
 
 def make_problem(rng: random.Random, steps: int) -> dict[str, Any]:
@@ -59,20 +59,23 @@ def make_problem(rng: random.Random, steps: int) -> dict[str, Any]:
     return {"question": question, "answer": "\n".join(lines) + f"\n#### {total}", "steps": steps}
 
 
-def make_transfer_problem(rng: random.Random, steps: int, ordered: bool = False) -> dict[str, Any]:
+def make_transfer_problem(rng: random.Random, steps: int, ordered: bool = False,
+                          restate: bool = False) -> dict[str, Any]:
     """One domain-B problem: two people, `steps` transfers or swaps, the question asks about one of them.
 
     Each solution line restates its clause, then both totals, giver first (`(2) Ben pays Ann 14: Ben 52-14=38, Ann
     30+14=44`); a swap copies them (`(3) they swap: Ann 38, Ben 44`). The answer is the asked person's last total:
     what must be tracked is who holds what, by name, as the order of the two changes from line to line. With
     `ordered` (domain "b-ordered") the totals are always written in the question's order, so each line's totals
-    sit where the line before put them: the same reasoning with the tracking made positional.
+    sit where the line before put them: the same reasoning with the tracking made positional. With `restate` too
+    (domain "b-restated") the solution opens by copying both starting totals (`(0) Ann 30, Ben 52`) and closes by
+    copying the asked person's last one (`now: Ann 44`), so every number is copied from the line before it.
     """
     first, second = rng.sample(NAMES, 2)
     item = rng.choice(ITEMS)
     held = {first: rng.randint(20, 99), second: rng.randint(20, 99)}
     start = dict(held)
-    clauses, lines = [], []
+    clauses, lines = [], [f"(0) {first} {held[first]}, {second} {held[second]}"] if restate else []
     for k in range(1, steps + 1):
         if k > 1 and rng.random() < 0.2:
             held = {first: held[second], second: held[first]}
@@ -93,6 +96,8 @@ def make_transfer_problem(rng: random.Random, steps: int, ordered: bool = False)
         clauses.append(f"({k}) {clause}")
         lines.append(f"({k}) {clause}: {updates[0]}, {updates[1]}")
     asked = rng.choice([first, second])
+    if restate:
+        lines.append(f"now: {asked} {held[asked]}")
     question = (f"{first} has {start[first]} {item} and {second} has {start[second]}, then " + ", ".join(clauses)
                 + f". How many {item} does {asked} have now?")
     return {"question": question, "answer": "\n".join(lines) + f"\n#### {held[asked]}", "steps": steps}
@@ -100,7 +105,7 @@ def make_transfer_problem(rng: random.Random, steps: int, ordered: bool = False)
 
 def make_problems(n: int, seed: int, min_steps: int | None = None, max_steps: int | None = None,
                   exclude: set[str] | None = None, domain: str = "a") -> list[dict[str, Any]]:
-    """`n` distinct problems of `domain` ("a": 2-4 steps, "b" and "b-ordered": 1-3 by default) drawn with `seed`,
+    """`n` distinct problems of `domain` ("a": 2-4 steps, "b", "b-ordered", "b-restated": 1-3 by default) drawn with `seed`,
     none of whose questions is in `exclude`."""
     if domain not in DOMAINS:
         raise ValueError(f"domain={domain!r}: the mini-world has domains {DOMAINS}.")
@@ -108,7 +113,7 @@ def make_problems(n: int, seed: int, min_steps: int | None = None, max_steps: in
         make, lo, hi = make_problem, 2, 4
     else:
         def make(rng: random.Random, steps: int) -> dict[str, Any]:
-            return make_transfer_problem(rng, steps, ordered=domain == "b-ordered")
+            return make_transfer_problem(rng, steps, ordered=domain != "b", restate=domain == "b-restated")
 
         lo, hi = 1, 3
     lo, hi = min_steps or lo, max_steps or hi
