@@ -181,7 +181,8 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
         resumed = reproduce(**kw, resume=True)
     assert resumed["methods"]["taro"]["accuracy"] == results["methods"]["taro"]["accuracy"]
     journal = json.loads((tmp_path / "work" / "stages.json").read_text())
-    assert set(journal["seconds"]) == set(journal["done"]) and all(t > 0 for t in journal["seconds"].values())
+    # Every completed stage has its wall time (a toy stage can take under 5 ms, which rounds to 0).
+    assert set(journal["seconds"]) == set(journal["done"]) and all(t >= 0 for t in journal["seconds"].values())
     choice = json.loads((tmp_path / "work" / "small_base_choice.json").read_text())
     # Toy bases never land in [0.3, 0.7]: every allowed draw is tried, the one closest to 0.5 kept.
     assert set(choice["validation_accuracy_a"]) == {"0", "1"} and results["small_base_choice"] == choice

@@ -244,7 +244,7 @@ class Stages:
         start = time.perf_counter()
         stage(*args, **kwargs)
         self.done.append(name)
-        self.seconds[name] = round(time.perf_counter() - start, 1)
+        self.seconds[name] = round(time.perf_counter() - start, 2)
         self._write()
 
 
