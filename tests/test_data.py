@@ -108,3 +108,6 @@ def test_written_step_pairs_are_read_back_as_they_are(tmp_path):
         build_step_pairs(str(path), rejected_steps=sampled)
     with pytest.raises(ValueError, match="no whole solutions"):
         build_traces(str(path))
+    path.write_text("".join(json.dumps(p) + "\n" for p in pairs[:2] + [{**pairs[2], "rejected": ""}]))
+    with pytest.raises(MalformedRow, match="row 2"):
+        build_step_pairs(str(path))

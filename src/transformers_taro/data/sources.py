@@ -11,7 +11,7 @@ from transformers import PreTrainedTokenizerBase
 from ..extras import require
 from ..models import looks_like_a_path
 from .gsm8k import gsm8k_solutions, step_pairs_from_solutions, traces_from_solutions
-from .rows import read_jsonl
+from .rows import MalformedRow, read_jsonl
 from .step_dpo import math_step_dpo_pairs
 
 
@@ -68,7 +68,13 @@ def build_step_pairs(
     if fmt == "step-pairs":
         if rejected_steps:
             raise ValueError(f"{id_or_path} already holds step pairs: sample incorrect steps on GSM8K rows instead.")
-        return [{k: row[k] for k in ("prompt", "chosen", "rejected", "final")} for row in rows]
+        keys = ("prompt", "chosen", "rejected", "final")
+        for i, row in enumerate(rows):
+            texts_ok = all(isinstance(row.get(k), str) and row[k] for k in keys[:3])
+            if not texts_ok or not isinstance(row.get("final"), bool):
+                raise MalformedRow(f"{id_or_path}, row {i}: a step pair needs non-empty prompt, chosen and rejected "
+                                   f"texts and a boolean 'final': {str(row)[:200]}")
+        return [{k: row[k] for k in keys} for row in rows]
     if fmt == "step-dpo":
         return math_step_dpo_pairs(rows, tokenizer, strict=strict)
     solutions, _ = gsm8k_solutions(rows, strict=strict)
