@@ -76,7 +76,7 @@ class MiniworldConfig:
     n_train_b: int = 4000  # B problems the bases are trained on
     n_rm: int = 4000  # further A problems whose step pairs train the reward model
     n_router: int = 2000  # further A problems whose solutions train the router; `taro_ab` adds as many of B
-    domain_b: str = "b"  # or "b-ordered": B's totals written in a fixed order (see `make_transfer_problem`)
+    domain_b: str = "b"  # or a variant, "b-ordered" / "b-restated": another world (see `make_transfer_problem`)
     n_val: int = 400  # per domain
     n_test: int = 3000  # per domain
     # The larger base has 4x the small one's non-embedding parameters (12 * hidden^2 * layers). The small one is

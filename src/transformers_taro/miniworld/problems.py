@@ -12,6 +12,7 @@ exactly as for GSM8K.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import string
@@ -109,13 +110,8 @@ def make_problems(n: int, seed: int, min_steps: int | None = None, max_steps: in
     none of whose questions is in `exclude`."""
     if domain not in DOMAINS:
         raise ValueError(f"domain={domain!r}: the mini-world has domains {DOMAINS}.")
-    if domain == "a":
-        make, lo, hi = make_problem, 2, 4
-    else:
-        def make(rng: random.Random, steps: int) -> dict[str, Any]:
-            return make_transfer_problem(rng, steps, ordered=domain != "b", restate=domain == "b-restated")
-
-        lo, hi = 1, 3
+    make, lo, hi = (make_problem, 2, 4) if domain == "a" else (functools.partial(
+        make_transfer_problem, ordered=domain != "b", restate=domain == "b-restated"), 1, 3)
     lo, hi = min_steps or lo, max_steps or hi
     rng = random.Random(seed)
     seen = set(exclude or ())

@@ -245,9 +245,9 @@ class RouterTrainer(Trainer):
         start = int(keep[0])
         rows = []
         for i in range(len(labels)):
-            positions = labels[i].ne(-100).nonzero().squeeze(-1) - start  # this row's scored places in the window
-            first = int(positions[0]) + start if len(positions) else -1  # the same tokens may be scored elsewhere
-            rows.append(((ids[i][mask[i].bool()].numpy().tobytes(), first), positions))
+            scored = labels[i].ne(-100).nonzero().squeeze(-1)
+            first = int(scored[0]) if len(scored) else -1  # the same tokens may be scored from another position
+            rows.append(((ids[i][mask[i].bool()].numpy().tobytes(), first), scored - start))
         missing = [i for i, (key, _) in enumerate(rows) if key not in cache]
         if missing:
             index = torch.tensor(missing, device=inputs["labels"].device)
