@@ -196,3 +196,40 @@ def test_a_repetition_guard_holds_for_the_guided_distribution_on_both_paths(tmp_
     assert torch.equal(guarded[True][0].sequences, guarded[False][0].sequences)
     for row, m in zip(guarded[True][0].sequences.tolist(), mask.tolist()):
         assert repeated_bigrams(row[m.count(0):]) == 0  # padding aside
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_the_output_layer_kernel_equals_linear(bias):
+    from transformers_taro.fused import onednn_applies, onednn_forward
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(24, 300, bias=bias)
+    if not onednn_applies(layer):
+        pytest.skip("this torch build has no oneDNN")
+    x = torch.randn(2, 3, 24)[:, -1:]  # as the output layer reads it: the last position of each row
+    with torch.no_grad():
+        expected = layer(x)
+        got = onednn_forward(layer)(x)
+    assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-5)
+    assert onednn_forward(layer)(x).grad_fn is not None  # with gradients wanted, it is nn.Linear's own
+    assert not onednn_applies(layer.to(torch.bfloat16))
+
+
+def test_the_fused_forward_runs_the_output_layer_through_onednn(tmp_path, monkeypatch):
+    from transformers_taro import fused
+
+    base, guide = lora_guide(tmp_path)
+    if not fused.onednn_applies(base.get_output_embeddings()):
+        pytest.skip("this torch build has no oneDNN")
+    calls = []
+    real = fused.onednn_forward
+
+    def counting(layer):
+        forward = real(layer)
+        return lambda x: calls.append(x.shape[0]) or forward(x)
+
+    monkeypatch.setattr(fused, "onednn_forward", counting)
+    ids = torch.tensor([PROMPTS[0]])
+    guide.generate(base, fused=True, input_ids=ids, do_sample=False, max_new_tokens=3, pad_token_id=0)
+    assert calls == [2, 2, 2]  # base and reward rows, once per step
+    assert "forward" not in vars(base.get_output_embeddings())

@@ -57,14 +57,17 @@ def test_ordered_transfers_are_the_same_problems_with_the_totals_in_the_question
         assert all(line.split(": ")[1].startswith(first + " ") for line in sol.steps)
         reordered += p["answer"] != q["answer"]
     assert reordered > 50  # where the second person gives, the plain world writes the giver first
-    # "b-restated": the same, opened by the starting totals and closed by the asked person's total, both copied.
-    for p, q in zip(ordered, make_problems(200, seed=3, domain="b-restated")):
-        lines = q["answer"].split("\n")
-        first, n, second, m = re.match(r"(\w+) has (\d+) \w+ and (\w+) has (\d+),", q["question"]).groups()
-        assert lines[0] == f"(0) {first} {n}, {second} {m}"
-        assert lines[1:-2] == p["answer"].split("\n")[:-1]
-        asked = q["question"].split(" does ")[1].split(" have")[0]
-        assert lines[-2] == f"now: {asked} {lines[-1].removeprefix('#### ')}"
+    # "b-restated" ("b-ordered" restated) and "b-copied" ("b" restated): the same problems and lines, opened by the
+    # starting totals and closed by the asked person's total, both copied.
+    for inner, restated in ((ordered, "b-restated"), (plain, "b-copied")):
+        for p, q in zip(inner, make_problems(200, seed=3, domain=restated)):
+            lines = q["answer"].split("\n")
+            first, n, second, m = re.match(r"(\w+) has (\d+) \w+ and (\w+) has (\d+),", q["question"]).groups()
+            assert lines[0] == f"(0) {first} {n}, {second} {m}"
+            assert lines[1:-2] == p["answer"].split("\n")[:-1]
+            asked = q["question"].split(" does ")[1].split(" have")[0]
+            assert lines[-2] == f"now: {asked} {lines[-1].removeprefix('#### ')}"
+            assert lines[-1] == p["answer"].split("\n")[-1]
 
 
 def test_problem_sets_are_disjoint_and_test_sets_never_overlap_training_problems():
@@ -140,7 +143,7 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     cfg = MiniworldConfig(n_train=24, n_train_b=24, n_rm=6, n_router=8, n_val=4, n_test=6,
-                          small=BaseSpec(16, 1, 3, 1e-3), large=BaseSpec(32, 1, 3, 1e-3), batch_size=4,
+                          small=BaseSpec(16, 1, 3, 1e-3, 4), large=BaseSpec(32, 1, 3, 1e-3, 4),
                           rm_sft_steps=2, rm_steps=2, router_steps=2, alphas=(0.5, 2.0), max_new_tokens=12,
                           small_candidates=2)
     kw = dict(results_dir=str(tmp_path / "res"), checkpoints=str(tmp_path / "ckpt"), cfg=cfg,

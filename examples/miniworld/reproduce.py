@@ -16,6 +16,7 @@ import logging
 
 from transformers_taro.miniworld import MiniworldConfig, reproduce
 from transformers_taro.miniworld.pipeline import BLOCKS, SHIPPED_SEED
+from transformers_taro.miniworld.problems import DOMAINS
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -24,10 +25,10 @@ if __name__ == "__main__":
                     help="pipeline seed: problems, initialisations, training order")
     ap.add_argument("--test-seed", type=int, default=None, help="draw fresh held-out test sets with this seed")
     ap.add_argument("--resume", action="store_true", help="skip training stages a killed run completed")
-    ap.add_argument("--domain-b", default="b", choices=("b", "b-ordered", "b-restated"),
+    ap.add_argument("--domain-b", default="b", choices=[d for d in DOMAINS if d != "a"],
                     help="domain B: 'b' (the shipped world), or a variant that makes its tracking copyable "
-                         "('b-ordered', 'b-restated': see make_transfer_problem); a variant is another world, with "
-                         "its own checkpoints, work folder and result files")
+                         "('b-ordered', 'b-restated', 'b-copied': see make_transfer_problem); a variant is another "
+                         "world, with its own checkpoints, work folder and result files")
     ap.add_argument("--results-dir", default="results")
     ap.add_argument("--checkpoints", default=None,
                     help="default: the package's shipped ones for the shipped seed, runs/miniworld-seedK/checkpoints otherwise")

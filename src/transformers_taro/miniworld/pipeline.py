@@ -21,7 +21,7 @@ import logging
 import shutil
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ class BaseSpec:
     layers: int
     steps: int
     lr: float
+    batch_size: int = 32
 
     @property
     def name(self) -> str:
@@ -85,7 +86,6 @@ class MiniworldConfig:
     small: BaseSpec = BaseSpec(64, 2, 2000, 3e-3)
     small_candidates: int = 4  # at most this many initialisations of the small base (see `train_small_base`)
     large: BaseSpec = BaseSpec(128, 2, 1500, 1e-3)
-    batch_size: int = 32
     rm_sft_steps: int = 1000
     rm_sft_lr: float = 1e-3
     rm_steps: int = 600
@@ -128,7 +128,7 @@ def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseS
     gen = torch.Generator().manual_seed(seed)
     model.train()
     for step in range(spec.steps):
-        idx = torch.randint(len(traces), (cfg.batch_size,), generator=gen).tolist()
+        idx = torch.randint(len(traces), (spec.batch_size,), generator=gen).tolist()
         batch = collate([traces[i] for i in idx])
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
@@ -274,7 +274,7 @@ def train_miniworld_reward_model(cfg: MiniworldConfig, ckpt: Path, rows: list[di
     small = cfg.small
     if not (resume and (work / "rm_start" / "config.json").is_file()):
         train_base(load_tokenizer(str(ckpt / "small")), rows,
-                   BaseSpec(small.hidden, small.layers, cfg.rm_sft_steps, cfg.rm_sft_lr), cfg, work / "rm_start",
+                   replace(small, steps=cfg.rm_sft_steps, lr=cfg.rm_sft_lr), cfg, work / "rm_start",
                    init=ckpt / "small")
     rm_cfg = RewardModelConfig(output_dir=str(work / "rm"), max_steps=cfg.rm_steps, per_device_train_batch_size=16,
                                learning_rate=cfg.rm_lr, beta=cfg.rm_beta, cpo_alpha=cfg.rm_nll, logging_steps=50,

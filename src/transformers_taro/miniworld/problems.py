@@ -25,7 +25,11 @@ ADD = ["buys {n}", "finds {n}", "gets {n}", "wins {n}"]
 SUB = ["gives away {n}", "loses {n}", "sells {n}", "uses {n}"]
 MUL = ["doubles them", "triples them"]
 GIVE = ["gives", "hands", "pays"]
-DOMAINS = ("a", "b", "b-ordered", "b-restated")
+# Domain B and its variants, each another world: how the solution lays out the tracking (see make_transfer_problem).
+B_VARIANTS: dict[str, dict[str, bool]] = {"b": {}, "b-ordered": {"ordered": True},
+                                          "b-restated": {"ordered": True, "restate": True},
+                                          "b-copied": {"restate": True}}
+DOMAINS = ("a", *B_VARIANTS)
 
 
 def make_problem(rng: random.Random, steps: int) -> dict[str, Any]:
@@ -68,9 +72,11 @@ def make_transfer_problem(rng: random.Random, steps: int, ordered: bool = False,
     30+14=44`); a swap copies them (`(3) they swap: Ann 38, Ben 44`). The answer is the asked person's last total:
     what must be tracked is who holds what, by name, as the order of the two changes from line to line. With
     `ordered` (domain "b-ordered") the totals are always written in the question's order, so each line's totals
-    sit where the line before put them: the same reasoning with the tracking made positional. With `restate` too
-    (domain "b-restated") the solution opens by copying both starting totals (`(0) Ann 30, Ben 52`) and closes by
-    copying the asked person's last one (`now: Ann 44`), so every number is copied from the line before it.
+    sit where the line before put them: the same reasoning with the tracking made positional. With `restate`, the
+    solution opens by copying both starting totals (`(0) Ann 30, Ben 52`) and closes by copying the asked person's
+    last one (`now: Ann 44`): each name is then followed directly by its number where it is first looked up (in
+    the question, "has" sits between them). Domain "b-restated" is both; "b-copied" restates and keeps the giver
+    first, so each line's signs stay where they are in "b".
     """
     first, second = rng.sample(NAMES, 2)
     item = rng.choice(ITEMS)
@@ -106,12 +112,12 @@ def make_transfer_problem(rng: random.Random, steps: int, ordered: bool = False,
 
 def make_problems(n: int, seed: int, min_steps: int | None = None, max_steps: int | None = None,
                   exclude: set[str] | None = None, domain: str = "a") -> list[dict[str, Any]]:
-    """`n` distinct problems of `domain` ("a": 2-4 steps, "b", "b-ordered", "b-restated": 1-3 by default) drawn with `seed`,
+    """`n` distinct problems of `domain` ("a": 2-4 steps; B and its variants, `B_VARIANTS`: 1-3) drawn with `seed`,
     none of whose questions is in `exclude`."""
     if domain not in DOMAINS:
         raise ValueError(f"domain={domain!r}: the mini-world has domains {DOMAINS}.")
     make, lo, hi = (make_problem, 2, 4) if domain == "a" else (functools.partial(
-        make_transfer_problem, ordered=domain != "b", restate=domain == "b-restated"), 1, 3)
+        make_transfer_problem, **B_VARIANTS[domain]), 1, 3)
     lo, hi = min_steps or lo, max_steps or hi
     rng = random.Random(seed)
     seen = set(exclude or ())
