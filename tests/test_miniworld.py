@@ -99,6 +99,24 @@ def test_tokenizer_round_trips_with_single_digit_tokens():
     assert len(ids) < 0.8 * len(text)  # the generator's words are one token each
 
 
+def test_a_name_is_one_token_wherever_it_is_written():
+    from transformers_taro.miniworld.problems import NAMES
+
+    tok, shipped = make_tokenizer(one_token_names=True), make_tokenizer()
+    for p in make_problems(50, seed=1, domain="b-copied"):
+        text = "Q: " + p["question"] + "\nA:\n" + p["answer"]
+        ids = tok(text)["input_ids"]
+        assert tok.decode(ids) == text
+        names = [t for t in tok.convert_ids_to_tokens(ids) if t.strip() in NAMES]
+        assert set(names) <= {f" {n} " for n in NAMES}, set(names)
+        assert len(names) == sum(text.count(f" {n} ") for n in NAMES)  # no name is left as characters
+        # The shipped scheme writes the name after "and" as another token; every other token is the same.
+        assert shipped.decode(shipped(text)["input_ids"]) == text
+        assert "and " in shipped.convert_ids_to_tokens(shipped(text)["input_ids"])
+    question = make_problems(1, seed=0)[0]["question"]  # domain A has no name after a word: the same tokens
+    assert tok(question)["input_ids"] == shipped(question)["input_ids"]
+
+
 def test_tokenizer_gives_the_short_prompt_after_a_save(tmp_path):
     from transformers import AutoTokenizer
 

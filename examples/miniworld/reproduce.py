@@ -29,12 +29,14 @@ if __name__ == "__main__":
                     help="domain B: 'b' (the shipped world), or a variant that makes its tracking copyable "
                          "('b-ordered', 'b-restated', 'b-copied': see make_transfer_problem); a variant is another "
                          "world, with its own checkpoints, work folder and result files")
+    ap.add_argument("--one-token-names", action="store_true",
+                    help="tokenize each name as one token wherever it is written (make_tokenizer); another world")
     ap.add_argument("--results-dir", default="results")
     ap.add_argument("--checkpoints", default=None,
                     help="default: the package's shipped ones for the shipped seed, runs/miniworld-seedK/checkpoints otherwise")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    cfg = dataclasses.replace(MiniworldConfig(), seed=a.seed, domain_b=a.domain_b)
+    cfg = dataclasses.replace(MiniworldConfig(), seed=a.seed, domain_b=a.domain_b, one_token_names=a.one_token_names)
     results = reproduce(a.results_dir, a.checkpoints, a.eval_only, a.test_seed, cfg, resume=a.resume)
     for block in BLOCKS:
         print(f"-- {block}")

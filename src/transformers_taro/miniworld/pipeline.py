@@ -77,7 +77,8 @@ class MiniworldConfig:
     n_train_b: int = 4000  # B problems the bases are trained on
     n_rm: int = 4000  # further A problems whose step pairs train the reward model
     n_router: int = 2000  # further A problems whose solutions train the router; `taro_ab` adds as many of B
-    domain_b: str = "b"  # or a variant, "b-ordered" / "b-restated": another world (see `make_transfer_problem`)
+    domain_b: str = "b"  # or a variant (`problems.B_VARIANTS`): another world (see `make_transfer_problem`)
+    one_token_names: bool = False  # the tokenizer's scheme for names (`make_tokenizer`); True is another world
     n_val: int = 400  # per domain
     n_test: int = 3000  # per domain
     # The larger base has 4x the small one's non-embedding parameters (12 * hidden^2 * layers). The small one is
@@ -251,7 +252,7 @@ class Stages:
 def train_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work: Path,
               stages: Stages | None = None) -> None:
     stages = stages or Stages(work, cfg, resume=False)
-    tokenizer = make_tokenizer()
+    tokenizer = make_tokenizer(cfg.one_token_names)
     stages.run("small base", train_small_base, tokenizer, cfg, data, ckpt / "small", work)
     stages.run("large base", train_base, tokenizer, data["train_a"] + data["train_b"], cfg.large, cfg, ckpt / "large")
     # Each model learns from problems the others never saw: the reward model's step labels are what it knows
@@ -368,8 +369,12 @@ def evaluate_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], 
 
 
 def _world(cfg: MiniworldConfig) -> str:
-    """"" for the shipped world; "-<domain B>" for a world with another domain B, which names its files."""
-    return "" if cfg.domain_b == "b" else f"-{cfg.domain_b}"
+    """"" for the shipped world; for another (another domain B, or one-token names), what names its files:
+    "-<domain B>", then "-names" for one-token names."""
+    shipped = MiniworldConfig()
+    if (cfg.domain_b, cfg.one_token_names) == (shipped.domain_b, shipped.one_token_names):
+        return ""
+    return f"-{cfg.domain_b}" + ("-names" if cfg.one_token_names else "")
 
 
 def summarize_seeds(results_dir: Path, world: str = "") -> dict[str, Any]:

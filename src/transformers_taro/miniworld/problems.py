@@ -143,12 +143,17 @@ def _words() -> list[str]:
     return sorted(set(re.findall(r"[A-Za-z]+", text.replace("{n}", ""))), key=lambda w: (-len(w), w))
 
 
-def make_tokenizer() -> Any:
+def make_tokenizer(one_token_names: bool = False) -> Any:
     """The mini-world's tokenizer: the generator's words are single tokens, everything else one per character.
 
     Digits stay single tokens so arithmetic is learnable by a tiny model; whole words keep sequences short (about
     half the characters), which is what training and decoding pay for here. Any other text still round-trips,
     spelled out character by character, so nothing a user types is lost to `<unk>`.
+
+    A known word also takes the space after it. So a name after another word ("and Fay", "gives Eli", "does Eli")
+    is another token ("Fay ") than the same name elsewhere (" Fay "), and a model must learn that the two are one
+    person before it can find a person's total by name. With `one_token_names`, a name always takes the space
+    before it: one token per name wherever it is written. The shipped world's checkpoints use the first scheme.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -159,8 +164,10 @@ def make_tokenizer() -> Any:
     whole = [lead + w + trail for w in words for lead in ("", " ") for trail in ("", " ")]
     vocab = {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>"] + chars + spaced + whole)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    # A known word takes the spaces around it, a space before punctuation joins it; anything else is one character.
-    pattern = " ?(?:" + "|".join(words) + ")(?![A-Za-z]) ?| ?[^0-9A-Za-z ]|."
+    # A known word takes the spaces around it (with one_token_names, not a space before a name, which the name takes);
+    # a space before punctuation joins it; anything else is one character.
+    before_name = "(?!(?:" + "|".join(NAMES) + ")(?![A-Za-z]))" if one_token_names else ""
+    pattern = " ?(?:" + "|".join(words) + f")(?![A-Za-z])(?: {before_name})?| ?[^0-9A-Za-z ]|."
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
     tok.decoder = decoders.Fuse()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",

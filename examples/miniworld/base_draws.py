@@ -1,0 +1,73 @@
+"""Draws of the mini-world's small base under one training recipe: how often does a draw land in range?
+
+Each draw is the small base trained from its own initialisation (draw i of pipeline seed K is initialised with
+seed 1000K + i, as `train_small_base` does) on the seed's A + B training problems, then graded greedily on A's and
+B's validation problems. Nothing else is trained, and no test problem is read. This is how the small base's recipe
+was chosen (README, "A small base in range"): a recipe is only as good as the share of its draws in range.
+
+    python examples/miniworld/base_draws.py --seeds 2 3 --draws 2 --out results/miniworld-base-draws.json
+    python examples/miniworld/base_draws.py --seeds 2 --steps 4000 --domain-b b-copied --one-token-names --label L
+
+Resumable: a draw whose folder holds both reports is read, not trained again. Results are appended to `--out`
+(one row per draw and recipe), so several recipes accumulate in one file.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+from transformers_taro.evaluation.runner import run_eval
+from transformers_taro.evaluation.session import Session
+from transformers_taro.miniworld import MiniworldConfig
+from transformers_taro.miniworld.pipeline import BaseSpec, miniworld_task, splits, train_base
+from transformers_taro.miniworld.problems import DOMAINS, make_tokenizer
+from transformers_taro.models import load_causal_lm
+
+if __name__ == "__main__":
+    default = MiniworldConfig()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[default.seed], help="pipeline seeds (their problems)")
+    ap.add_argument("--draws", type=int, default=2, help="initialisations per seed")
+    ap.add_argument("--first-draw", type=int, default=0)
+    ap.add_argument("--hidden", type=int, default=default.small.hidden)
+    ap.add_argument("--layers", type=int, default=default.small.layers)
+    ap.add_argument("--steps", type=int, default=default.small.steps)
+    ap.add_argument("--lr", type=float, default=default.small.lr)
+    ap.add_argument("--batch-size", type=int, default=default.small.batch_size)
+    ap.add_argument("--domain-b", default=default.domain_b, choices=[d for d in DOMAINS if d != "a"])
+    ap.add_argument("--one-token-names", action="store_true", help="the tokenizer's one-token names (make_tokenizer)")
+    ap.add_argument("--label", default="default", help="names the recipe in --out and its work folders")
+    ap.add_argument("--work", default="runs/base-draws")
+    ap.add_argument("--out", default="results/miniworld-base-draws.json")
+    a = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    spec = BaseSpec(a.hidden, a.layers, a.steps, a.lr, a.batch_size)
+    tok = make_tokenizer(a.one_token_names)
+    out = Path(a.out)
+    rows = json.loads(out.read_text())["draws"] if out.is_file() else []
+    for seed in a.seeds:
+        cfg = dataclasses.replace(default, seed=seed, domain_b=a.domain_b, one_token_names=a.one_token_names,
+                                  small=spec)
+        data = splits(cfg)
+        for i in range(a.first_draw, a.first_draw + a.draws):
+            folder = Path(a.work) / a.label / f"seed{seed}-draw{i}"
+            start = time.perf_counter()
+            if not all((folder / f"val_{d}" / "report.json").is_file() for d in "ab"):
+                train_base(tok, data["train_a"] + data["train_b"], spec, cfg, folder, seed=seed * 1000 + i)
+                model = load_causal_lm(str(folder))
+                for d in "ab":
+                    run_eval(Session(model, tok, None), miniworld_task(f"val_{d}", data[f"val_{d}"]),
+                             str(folder / f"val_{d}"), batch_size=cfg.eval_batch_size,
+                             max_new_tokens=cfg.max_new_tokens)
+            acc = {d: json.loads((folder / f"val_{d}" / "report.json").read_text())["accuracy"] for d in "ab"}
+            row = {"label": a.label, "recipe": dataclasses.asdict(spec), "domain_b": a.domain_b,
+                   "one_token_names": a.one_token_names, "seed": seed, "draw": i, "val_a": acc["a"], "val_b": acc["b"],
+                   "seconds": round(time.perf_counter() - start)}
+            rows = [r for r in rows if (r["label"], r["seed"], r["draw"]) != (a.label, seed, i)] + [row]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"what": __doc__.splitlines()[0], "draws": rows}, indent=2))
+            print(f"{a.label} seed {seed} draw {i}: A {acc['a']:.3f}  B {acc['b']:.3f}  ({row['seconds']} s)",
+                  flush=True)
