@@ -234,3 +234,30 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     assert (tmp_path / "res" / f"miniworld-b-ordered-pipeline-seed{SHIPPED_SEED}.json").is_file()
     assert (tmp_path / "res" / "miniworld.json").read_text() == before
     assert list(ordered["seeds"]["per_seed"]) == [str(SHIPPED_SEED)] and ordered["config"]["domain_b"] == "b-ordered"
+
+
+def test_b_errors_names_the_first_error_of_a_domain_b_answer():
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "miniworld" / "b_errors.py"
+    first_error = runpy.run_path(str(script))["first_error"]
+    for domain in ("b", "b-copied"):
+        for p in make_problems(40, seed=4, domain=domain):
+            prompt = f"Q: {p['question']}\nA:\n"
+            lines = re.sub(r"<<[^>]*>>", "", p["answer"]).split("\n")
+            gold = lines[-1].removeprefix("#### ")
+            right = "\n".join(lines[:-1] + [f"The answer is {gold}."])
+            assert first_error(prompt, right) == "correct", right
+            assert first_error(prompt, right.replace(f"is {gold}.", f"is {int(gold) + 1}.")) == "final answer"
+            first, n, second, m = re.match(r"(\w+) has (\d+) \w+ and (\w+) has (\d+),", p["question"]).groups()
+            step1 = next(line for line in lines if line.startswith("(1)"))
+            if "swap" in step1 or n == m:
+                continue
+            # Step 1 reads the giver's and taker's totals from the question: the other's is a binding error.
+            name, total = re.search(r": (\w+) (\d+)", step1).groups()
+            other = m if total == n else n
+            swapped = step1.replace(f": {name} {total}-", f": {name} {other}-")
+            assert first_error(prompt, right.replace(step1, swapped)) == "binding (step 1)"
+            wrong_sum = re.sub(r"=(\d+),", lambda x: f"={int(x.group(1)) + 1},", step1, count=1)
+            assert first_error(prompt, right.replace(step1, wrong_sum)) == "arithmetic"
