@@ -233,3 +233,18 @@ def test_the_fused_forward_runs_the_output_layer_through_onednn(tmp_path, monkey
     guide.generate(base, fused=True, input_ids=ids, do_sample=False, max_new_tokens=3, pad_token_id=0)
     assert calls == [2, 2, 2]  # base and reward rows, once per step
     assert "forward" not in vars(base.get_output_embeddings())
+
+
+def test_the_output_layer_kernel_falls_back_when_onednn_refuses(monkeypatch):
+    from transformers_taro.fused import onednn_forward
+
+    layer = torch.nn.Linear(8, 5)
+    forward = onednn_forward(layer)
+
+    def refuse(*args):
+        raise RuntimeError("could not create a primitive descriptor")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", refuse, raising=False)
+    x = torch.randn(2, 8)
+    with torch.no_grad():
+        assert torch.equal(forward(x), layer(x))

@@ -350,11 +350,16 @@ def onednn_forward(layer: torch.nn.Linear) -> Any:
     as MKL at 2 rows unless given a reordered copy of every weight, which the fused path exists not to hold.
     """
     weight, bias = layer.weight, layer.bias
+    usable = True
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or x.dtype != weight.dtype:
-            return torch.nn.functional.linear(x, weight, bias)
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        nonlocal usable
+        if usable and not torch.is_grad_enabled() and x.dtype == weight.dtype:
+            try:
+                return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+            except RuntimeError:  # a CPU oneDNN has no kernel for (a private op): nn.Linear's own from now on
+                usable = False
+        return torch.nn.functional.linear(x, weight, bias)
 
     return forward
 
