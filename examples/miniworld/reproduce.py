@@ -31,12 +31,21 @@ if __name__ == "__main__":
                          "world, with its own checkpoints, work folder and result files")
     ap.add_argument("--one-token-names", action="store_true",
                     help="tokenize each name as one token wherever it is written (make_tokenizer); another world")
+    ap.add_argument("--small-steps", type=int, default=MiniworldConfig().small.steps,
+                    help="training steps of each small-base draw (the recipe; see base_draws.py)")
     ap.add_argument("--results-dir", default="results")
     ap.add_argument("--checkpoints", default=None,
                     help="default: the package's shipped ones for the shipped seed, runs/miniworld-seedK/checkpoints otherwise")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    cfg = dataclasses.replace(MiniworldConfig(), seed=a.seed, domain_b=a.domain_b, one_token_names=a.one_token_names)
+    cfg = MiniworldConfig()
+    cfg = dataclasses.replace(cfg, seed=a.seed, domain_b=a.domain_b, one_token_names=a.one_token_names,
+                              small=dataclasses.replace(cfg.small, steps=a.small_steps))
+    shipped = MiniworldConfig()
+    if (a.small_steps != shipped.small.steps and a.seed == SHIPPED_SEED and a.checkpoints is None
+            and (a.domain_b, a.one_token_names) == (shipped.domain_b, shipped.one_token_names)):
+        ap.error("--small-steps with the shipped seed and world would train over the shipped checkpoints: pass "
+                 "--checkpoints DIR (and --results-dir DIR), or another --seed.")
     results = reproduce(a.results_dir, a.checkpoints, a.eval_only, a.test_seed, cfg, resume=a.resume)
     for block in BLOCKS:
         print(f"-- {block}")
