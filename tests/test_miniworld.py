@@ -68,6 +68,14 @@ def test_ordered_transfers_are_the_same_problems_with_the_totals_in_the_question
             asked = q["question"].split(" does ")[1].split(" have")[0]
             assert lines[-2] == f"now: {asked} {lines[-1].removeprefix('#### ')}"
             assert lines[-1] == p["answer"].split("\n")[-1]
+    # "b-tracked": "b-copied" with each transfer line's new totals restated at its end, giver first.
+    for p, q in zip(make_problems(200, seed=3, domain="b-copied"), make_problems(200, seed=3, domain="b-tracked")):
+        for line, tracked in zip(p["answer"].split("\n"), q["answer"].split("\n")):
+            head, _, restated = tracked.partition(", now ")
+            assert head == line
+            if restated:
+                results = re.findall(r"(\w+) <<[^>]*=(\d+)>>", line)
+                assert restated == ", ".join(f"{name} {total}" for name, total in results)
 
 
 def test_problem_sets_are_disjoint_and_test_sets_never_overlap_training_problems():
@@ -242,7 +250,7 @@ def test_b_errors_names_the_first_error_of_a_domain_b_answer():
 
     script = Path(__file__).resolve().parents[1] / "examples" / "miniworld" / "b_errors.py"
     first_error = runpy.run_path(str(script))["first_error"]
-    for domain in ("b", "b-copied"):
+    for domain in ("b", "b-copied", "b-tracked"):
         for p in make_problems(40, seed=4, domain=domain):
             prompt = f"Q: {p['question']}\nA:\n"
             lines = re.sub(r"<<[^>]*>>", "", p["answer"]).split("\n")
@@ -261,3 +269,6 @@ def test_b_errors_names_the_first_error_of_a_domain_b_answer():
             assert first_error(prompt, right.replace(step1, swapped)) == "binding (step 1)"
             wrong_sum = re.sub(r"=(\d+),", lambda x: f"={int(x.group(1)) + 1},", step1, count=1)
             assert first_error(prompt, right.replace(step1, wrong_sum)) == "arithmetic"
+            if domain == "b-tracked":
+                wrong_now = re.sub(r"(\d+)$", lambda x: str(int(x.group(1)) + 1), step1)
+                assert first_error(prompt, right.replace(step1, wrong_now)) == "restated totals"

@@ -2,8 +2,8 @@
 
 Reads the `generations.jsonl` of `taro eval` / the mini-world's evaluations on domain B (any variant) and replays
 each problem: for every solution line, the clause copied, each person's total before the step (copied from the
-question or an earlier line), the amount, the arithmetic, swaps, the `now:` line of the restated variants, and
-the final answer. The first mismatch names the error. A total copied before the step that is the *other*
+question or an earlier line), the amount, the arithmetic, the totals restated at the line's end ("b-tracked"),
+swaps, the `now:` line of the restated variants, and the final answer. The first mismatch names the error. A total copied before the step that is the *other*
 person's is counted apart ("binding"): a model that has not learned to find a total by name picks one of the two
 at random, so "binding" near half of the lookups is that. An answer can be right by chance after an error on the
 way; it is counted by its error, and how many the evaluation graded otherwise is printed.
@@ -51,6 +51,9 @@ def first_error(prompt: str, output: str) -> str:
                 return "amount or sign"
             if int(after) != new[name]:
                 return "arithmetic"
+        restated = body.partition(", now ")[2]  # "b-tracked" restates the new totals at the end of the line
+        if restated and dict((name, int(v)) for name, v in re.findall(r"(\w+) (\d+)", restated)) != new:
+            return "restated totals"
         held.update(new)
     now = re.search(r"now: (\w+) (\d+)", output)
     if now and (now.group(1) != asked or int(now.group(2)) != held[asked]):

@@ -28,7 +28,8 @@ GIVE = ["gives", "hands", "pays"]
 # Domain B and its variants, each another world: how the solution lays out the tracking (see make_transfer_problem).
 B_VARIANTS: dict[str, dict[str, bool]] = {"b": {}, "b-ordered": {"ordered": True},
                                           "b-restated": {"ordered": True, "restate": True},
-                                          "b-copied": {"restate": True}}
+                                          "b-copied": {"restate": True},
+                                          "b-tracked": {"restate": True, "track": True}}
 DOMAINS = ("a", *B_VARIANTS)
 
 
@@ -64,8 +65,8 @@ def make_problem(rng: random.Random, steps: int) -> dict[str, Any]:
     return {"question": question, "answer": "\n".join(lines) + f"\n#### {total}", "steps": steps}
 
 
-def make_transfer_problem(rng: random.Random, steps: int, ordered: bool = False,
-                          restate: bool = False) -> dict[str, Any]:
+def make_transfer_problem(rng: random.Random, steps: int, ordered: bool = False, restate: bool = False,
+                          track: bool = False) -> dict[str, Any]:
     """One domain-B problem: two people, `steps` transfers or swaps, the question asks about one of them.
 
     Each solution line restates its clause, then both totals, giver first (`(2) Ben pays Ann 14: Ben 52-14=38, Ann
@@ -76,7 +77,9 @@ def make_transfer_problem(rng: random.Random, steps: int, ordered: bool = False,
     solution opens by copying both starting totals (`(0) Ann 30, Ben 52`) and closes by copying the asked person's
     last one (`now: Ann 44`): each name is then followed directly by its number where it is first looked up (in
     the question, "has" sits between them). Domain "b-restated" is both; "b-copied" restates and keeps the giver
-    first, so each line's signs stay where they are in "b".
+    first, so each line's signs stay where they are in "b". With `track` too ("b-tracked"), each transfer line
+    ends by restating both new totals (`, now Ben 38, Ann 44`), so every total a later line reads sits right
+    after its name, as a swap line already writes them.
     """
     first, second = rng.sample(NAMES, 2)
     item = rng.choice(ITEMS)
@@ -101,7 +104,9 @@ def make_transfer_problem(rng: random.Random, steps: int, ordered: bool = False,
             updates.append(f"{name} <<{held[name]}{op}{n}={new}>>{held[name]}{op}{n}={new}")
             held[name] = new
         clauses.append(f"({k}) {clause}")
-        lines.append(f"({k}) {clause}: {updates[0]}, {updates[1]}")
+        names = (first, second) if ordered else (giver, taker)
+        now = f", now {names[0]} {held[names[0]]}, {names[1]} {held[names[1]]}" if track else ""
+        lines.append(f"({k}) {clause}: {updates[0]}, {updates[1]}{now}")
     asked = rng.choice([first, second])
     if restate:
         lines.append(f"now: {asked} {held[asked]}")
