@@ -38,6 +38,7 @@ if __name__ == "__main__":
     ap.add_argument("--lr", type=float, default=default.small.lr)
     ap.add_argument("--batch-size", type=int, default=default.small.batch_size)
     ap.add_argument("--domain-b", default=default.domain_b, choices=[d for d in DOMAINS if d != "a"])
+    ap.add_argument("--n-train-b", type=int, default=default.n_train_b, help="B problems in the bases' training mix")
     ap.add_argument("--one-token-names", action="store_true", help="the tokenizer's one-token names (make_tokenizer)")
     ap.add_argument("--label", default="default", help="names the recipe in --out and its work folders")
     ap.add_argument("--work", default="runs/base-draws")
@@ -50,7 +51,7 @@ if __name__ == "__main__":
     rows = json.loads(out.read_text())["draws"] if out.is_file() else []
     for seed in a.seeds:
         cfg = dataclasses.replace(default, seed=seed, domain_b=a.domain_b, one_token_names=a.one_token_names,
-                                  small=spec)
+                                  n_train_b=a.n_train_b, small=spec)
         data = splits(cfg)
         for i in range(a.first_draw, a.first_draw + a.draws):
             folder = Path(a.work) / a.label / f"seed{seed}-draw{i}"
@@ -64,7 +65,7 @@ if __name__ == "__main__":
                              max_new_tokens=cfg.max_new_tokens)
             acc = {d: json.loads((folder / f"val_{d}" / "report.json").read_text())["accuracy"] for d in "ab"}
             row = {"label": a.label, "recipe": dataclasses.asdict(spec), "domain_b": a.domain_b,
-                   "one_token_names": a.one_token_names, "seed": seed, "draw": i, "val_a": acc["a"], "val_b": acc["b"],
+                   "n_train_b": a.n_train_b, "one_token_names": a.one_token_names, "seed": seed, "draw": i, "val_a": acc["a"], "val_b": acc["b"],
                    "seconds": round(time.perf_counter() - start)}
             rows = [r for r in rows if (r["label"], r["seed"], r["draw"]) != (a.label, seed, i)] + [row]
             out.parent.mkdir(parents=True, exist_ok=True)
