@@ -65,8 +65,8 @@ if __name__ == "__main__":
                              max_new_tokens=cfg.max_new_tokens)
             acc = {d: json.loads((folder / f"val_{d}" / "report.json").read_text())["accuracy"] for d in "ab"}
             row = {"label": a.label, "recipe": dataclasses.asdict(spec), "domain_b": a.domain_b,
-                   "n_train_b": a.n_train_b, "one_token_names": a.one_token_names, "seed": seed, "draw": i, "val_a": acc["a"], "val_b": acc["b"],
-                   "seconds": round(time.perf_counter() - start)}
+                   "n_train_b": a.n_train_b, "one_token_names": a.one_token_names, "seed": seed, "draw": i,
+                   "val_a": acc["a"], "val_b": acc["b"], "seconds": round(time.perf_counter() - start)}
             rows = [r for r in rows if (r["label"], r["seed"], r["draw"]) != (a.label, seed, i)] + [row]
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps({"what": __doc__.splitlines()[0], "draws": rows}, indent=2))
