@@ -272,3 +272,29 @@ def test_b_errors_names_the_first_error_of_a_domain_b_answer():
             if domain == "b-tracked":
                 wrong_now = re.sub(r"(\d+)$", lambda x: str(int(x.group(1)) + 1), step1)
                 assert first_error(prompt, right.replace(step1, wrong_now)) == "restated totals"
+
+
+@pytest.mark.slow
+def test_base_draws_trains_grades_and_resumes(tmp_path, monkeypatch):
+    import json
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "miniworld" / "base_draws.py"
+    out = tmp_path / "draws.json"
+    argv = ["base_draws.py", "--seeds", "5", "--draws", "1", "--hidden", "16", "--layers", "1", "--steps", "2",
+            "--batch-size", "2", "--n-train-b", "30", "--domain-b", "b-copied", "--one-token-names", "--label", "toy",
+            "--work", str(tmp_path / "work"), "--out", str(out)]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(script), run_name="__main__")
+    (row,) = json.loads(out.read_text())["draws"]
+    assert row["label"] == "toy" and row["seed"] == 5 and row["n_train_b"] == 30 and row["one_token_names"]
+    assert 0 <= row["val_a"] <= 1 and 0 <= row["val_b"] <= 1 and row["recipe"]["steps"] == 2
+    folder = tmp_path / "work" / "toy" / "seed5-draw0"
+    assert (folder / "val_b" / "report.json").is_file()
+    weights = (folder / "model.safetensors").stat().st_mtime_ns
+    runpy.run_path(str(script), run_name="__main__")  # resumable: read, not trained again
+    assert (folder / "model.safetensors").stat().st_mtime_ns == weights
+    assert len(json.loads(out.read_text())["draws"]) == 1
