@@ -3,10 +3,11 @@
 Reads the `generations.jsonl` of `taro eval` / the mini-world's evaluations on domain B (any variant) and replays
 each problem: for every solution line, the clause copied, each person's total before the step (copied from the
 question or an earlier line), the amount, the arithmetic, the totals restated at the line's end ("b-tracked"),
-swaps, the `now:` line of the restated variants, and the final answer. The first mismatch names the error. A total copied before the step that is the *other*
-person's is counted apart ("binding"): a model that has not learned to find a total by name picks one of the two
-at random, so "binding" near half of the lookups is that. An answer can be right by chance after an error on the
-way; it is counted by its error, and how many the evaluation graded otherwise is printed.
+swaps, the `now:` line of the restated variants, and the final answer. The first mismatch names the error. A
+total copied before the step that is the *other* person's is counted apart ("binding"): a model that has not
+learned to find a total by name picks one of the two at random, so "binding" near half of the lookups is that.
+An answer can be right by chance after an error on the way; it is counted by its error, and how many the
+evaluation graded otherwise is printed.
 
     python examples/miniworld/b_errors.py runs/miniworld-seed2/eval-test1/small-test_b-base/generations.jsonl
 """
@@ -18,6 +19,11 @@ import re
 
 QUESTION = re.compile(r"(\w+) has (\d+) \w+ and (\w+) has (\d+), then (.*)\. How many \w+ does (\w+) have now\?")
 UPDATE = re.compile(r"(\w+) (\d+)([-+])(\d+)=(\d+)")
+
+
+def _totals(text: str) -> dict[str, int]:
+    """`{name: total}` of text written as "Ann 38, Ben 44" (a swap line, or a line's restated totals)."""
+    return {name: int(v) for name, v in re.findall(r"(\w+) (\d+)", text)}
 
 
 def first_error(prompt: str, output: str) -> str:
@@ -32,7 +38,7 @@ def first_error(prompt: str, output: str) -> str:
         body = line.split(": ", 1)[1] if ": " in line else ""
         if clause == "they swap":
             held = {first: held[second], second: held[first]}
-            if dict((name, int(v)) for name, v in re.findall(r"(\w+) (\d+)", body)) != held:
+            if _totals(body) != held:
                 return "swap"
             continue
         giver, taker, amount = re.match(r"(\w+) \w+ (\w+) (\d+)", clause).groups()
@@ -52,7 +58,7 @@ def first_error(prompt: str, output: str) -> str:
             if int(after) != new[name]:
                 return "arithmetic"
         restated = body.partition(", now ")[2]  # "b-tracked" restates the new totals at the end of the line
-        if restated and dict((name, int(v)) for name, v in re.findall(r"(\w+) (\d+)", restated)) != new:
+        if restated and _totals(restated) != new:
             return "restated totals"
         held.update(new)
     now = re.search(r"now: (\w+) (\d+)", output)
@@ -67,8 +73,9 @@ if __name__ == "__main__":
     ap.add_argument("generations", nargs="+", help="generations.jsonl files of domain-B evaluations")
     for path in ap.parse_args().generations:
         rows = [json.loads(line) for line in open(path)]
-        kinds = collections.Counter(first_error(r["prompt"], r["output"]) for r in rows)
-        disagree = sum((first_error(r["prompt"], r["output"]) == "correct") != r["correct"] for r in rows)
+        errors = [first_error(r["prompt"], r["output"]) for r in rows]
+        kinds = collections.Counter(errors)
+        disagree = sum((e == "correct") != r["correct"] for e, r in zip(errors, rows))
         print(f"{path}: {len(rows)} problems" + (f" ({disagree} graded otherwise by the evaluation)" * bool(disagree)))
         for kind, count in kinds.most_common():
             print(f"  {kind:22s} {count:5d}  {count / len(rows):.3f}")
