@@ -298,3 +298,15 @@ def test_base_draws_trains_grades_and_resumes(tmp_path, monkeypatch):
     runpy.run_path(str(script), run_name="__main__")  # resumable: read, not trained again
     assert (folder / "model.safetensors").stat().st_mtime_ns == weights
     assert len(json.loads(out.read_text())["draws"]) == 1
+
+
+def test_another_configuration_never_trains_over_the_shipped_checkpoints(tmp_path):
+    from dataclasses import replace
+
+    from transformers_taro.miniworld.pipeline import CHECKPOINTS, reproduce
+
+    before = sorted(p.stat().st_mtime_ns for p in CHECKPOINTS.rglob("*") if p.is_file())
+    cfg = MiniworldConfig()
+    with pytest.raises(ValueError, match="shipped checkpoints"):
+        reproduce(str(tmp_path), cfg=replace(cfg, small=replace(cfg.small, steps=10)), work_dir=str(tmp_path / "w"))
+    assert sorted(p.stat().st_mtime_ns for p in CHECKPOINTS.rglob("*") if p.is_file()) == before

@@ -41,11 +41,6 @@ if __name__ == "__main__":
     cfg = MiniworldConfig()
     cfg = dataclasses.replace(cfg, seed=a.seed, domain_b=a.domain_b, one_token_names=a.one_token_names,
                               small=dataclasses.replace(cfg.small, steps=a.small_steps))
-    shipped = MiniworldConfig()
-    if (a.small_steps != shipped.small.steps and a.seed == SHIPPED_SEED and a.checkpoints is None
-            and (a.domain_b, a.one_token_names) == (shipped.domain_b, shipped.one_token_names)):
-        ap.error("--small-steps with the shipped seed and world would train over the shipped checkpoints: pass "
-                 "--checkpoints DIR (and --results-dir DIR), or another --seed.")
     results = reproduce(a.results_dir, a.checkpoints, a.eval_only, a.test_seed, cfg, resume=a.resume)
     for block in BLOCKS:
         print(f"-- {block}")

@@ -507,6 +507,10 @@ def reproduce(results_dir: str = "results", checkpoints: str | None = None, eval
     cfg = cfg or MiniworldConfig()
     world = _world(cfg)
     shipped = cfg.seed == SHIPPED_SEED and not world
+    if shipped and not checkpoints and not eval_only and replace(cfg, test_seed=MiniworldConfig().test_seed) != \
+            MiniworldConfig():
+        raise ValueError("This configuration differs from the shipped world's and would train over the shipped "
+                         "checkpoints: pass checkpoints= (--checkpoints DIR, and a results dir), or another seed.")
     ckpt = Path(checkpoints) if checkpoints else CHECKPOINTS if shipped else Path(
         f"runs/miniworld{world}-seed{cfg.seed}/checkpoints")
     work = Path(work_dir or f"runs/miniworld{world}-seed{cfg.seed}")
