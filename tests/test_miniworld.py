@@ -110,7 +110,7 @@ def test_tokenizer_round_trips_with_single_digit_tokens():
 def test_a_name_is_one_token_wherever_it_is_written():
     from transformers_taro.miniworld.problems import NAMES
 
-    tok, shipped = make_tokenizer(one_token_names=True), make_tokenizer()
+    tok, split = make_tokenizer(), make_tokenizer(one_token_names=False)
     for p in make_problems(50, seed=1, domain="b-copied"):
         text = "Q: " + p["question"] + "\nA:\n" + p["answer"]
         ids = tok(text)["input_ids"]
@@ -118,11 +118,11 @@ def test_a_name_is_one_token_wherever_it_is_written():
         names = [t for t in tok.convert_ids_to_tokens(ids) if t.strip() in NAMES]
         assert set(names) <= {f" {n} " for n in NAMES}, set(names)
         assert len(names) == sum(text.count(f" {n} ") for n in NAMES)  # no name is left as characters
-        # The shipped scheme writes the name after "and" as another token; every other token is the same.
-        assert shipped.decode(shipped(text)["input_ids"]) == text
-        assert "and " in shipped.convert_ids_to_tokens(shipped(text)["input_ids"])
+        # The first world's scheme writes the name after "and" as another token; every other token is the same.
+        assert split.decode(split(text)["input_ids"]) == text
+        assert "and " in split.convert_ids_to_tokens(split(text)["input_ids"])
     question = make_problems(1, seed=0)[0]["question"]  # domain A has no name after a word: the same tokens
-    assert tok(question)["input_ids"] == shipped(question)["input_ids"]
+    assert tok(question)["input_ids"] == split(question)["input_ids"]
 
 
 def test_tokenizer_gives_the_short_prompt_after_a_save(tmp_path):
@@ -213,8 +213,8 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     # Every completed stage has its wall time (a toy stage can take under 5 ms, which rounds to 0).
     assert set(journal["seconds"]) == set(journal["done"]) and all(t >= 0 for t in journal["seconds"].values())
     choice = json.loads((tmp_path / "work" / "small_base_choice.json").read_text())
-    # Toy bases never land in [0.3, 0.7]: every allowed draw is tried, the one closest to 0.5 kept.
-    assert set(choice["validation_accuracy_a"]) == {"0", "1"} and results["small_base_choice"] == choice
+    # Toy bases never land in range: every allowed draw is tried, the one nearest the ranges kept.
+    assert set(choice["validation_accuracy"]) == {"0", "1"} and results["small_base_choice"] == choice
     with pytest.raises(ValueError, match="another configuration"):
         reproduce(**{**kw, "cfg": dataclasses.replace(cfg, router_steps=3)}, resume=True)
     # A fresh test draw without matplotlib: the results are written, the plot is skipped with a message.
@@ -310,3 +310,41 @@ def test_another_configuration_never_trains_over_the_shipped_checkpoints(tmp_pat
     with pytest.raises(ValueError, match="shipped checkpoints"):
         reproduce(str(tmp_path), cfg=replace(cfg, small=replace(cfg.small, steps=10)), work_dir=str(tmp_path / "w"))
     assert sorted(p.stat().st_mtime_ns for p in CHECKPOINTS.rglob("*") if p.is_file()) == before
+
+
+@pytest.mark.parametrize("draws, chosen, n_trained", [
+    # The first draw in range on both domains ends the search, even with draws left.
+    ([(0.45, 0.2), (0.5, 0.5), (0.6, 0.6)], 1, 2),
+    # In range on A is not enough: B must be too.
+    ([(0.5, 0.1), (0.9, 0.5), (0.35, 0.79)], 2, 3),
+    # None in range: the one nearest the ranges (the sum of its distances from them) is kept.
+    ([(0.1, 0.5), (0.75, 0.25), (0.5, 0.95), (0.2, 0.2)], 1, 4),
+])
+def test_small_base_draws_until_one_is_in_range_on_both_domains(tmp_path, monkeypatch, draws, chosen, n_trained):
+    import json
+    from pathlib import Path
+
+    from transformers_taro.miniworld import pipeline
+
+    trained: list[int] = []
+
+    def fake_train(tok, rows, spec, cfg, out, seed=None):
+        out.mkdir(parents=True)
+        (out / "model.safetensors").write_text(str(seed))
+        trained.append(seed)
+
+    def fake_eval(session, task, out, **kw):
+        a, b = draws[len(trained) - 1]
+        Path(out).mkdir(parents=True)
+        (Path(out) / "report.json").write_text(json.dumps({"accuracy": a if task.name == "val_a" else b}))
+
+    monkeypatch.setattr(pipeline, "train_base", fake_train)
+    monkeypatch.setattr(pipeline, "run_eval", fake_eval)
+    monkeypatch.setattr(pipeline, "load_causal_lm", lambda path: None)
+    cfg = MiniworldConfig(seed=3, small_candidates=len(draws))
+    data = {"train_a": [], "train_b": [], "val_a": [], "val_b": []}
+    pipeline.train_small_base(None, cfg, data, tmp_path / "small", tmp_path)
+    choice = json.loads((tmp_path / "small_base_choice.json").read_text())
+    assert choice["chosen"] == chosen
+    assert trained == [3000 + i for i in range(n_trained)] and len(choice["validation_accuracy"]) == n_trained
+    assert (tmp_path / "small" / "model.safetensors").read_text() == str(3000 + chosen)

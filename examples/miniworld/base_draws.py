@@ -39,7 +39,8 @@ if __name__ == "__main__":
     ap.add_argument("--batch-size", type=int, default=default.small.batch_size)
     ap.add_argument("--domain-b", default=default.domain_b, choices=[d for d in DOMAINS if d != "a"])
     ap.add_argument("--n-train-b", type=int, default=default.n_train_b, help="B problems in the bases' training mix")
-    ap.add_argument("--one-token-names", action="store_true", help="the tokenizer's one-token names (make_tokenizer)")
+    ap.add_argument("--one-token-names", action=argparse.BooleanOptionalAction, default=default.one_token_names,
+                    help="the tokenizer's scheme for names (make_tokenizer)")
     ap.add_argument("--label", default="default", help="names the recipe in --out and its work folders")
     ap.add_argument("--work", default="runs/base-draws")
     ap.add_argument("--out", default="results/miniworld-base-draws.json")

@@ -25,22 +25,23 @@ if __name__ == "__main__":
                     help="pipeline seed: problems, initialisations, training order")
     ap.add_argument("--test-seed", type=int, default=None, help="draw fresh held-out test sets with this seed")
     ap.add_argument("--resume", action="store_true", help="skip training stages a killed run completed")
-    ap.add_argument("--domain-b", default="b", choices=[d for d in DOMAINS if d != "a"],
-                    help="domain B: 'b' (the shipped world), or a variant that makes its tracking copyable "
-                         "('b-ordered', 'b-restated', 'b-copied': see make_transfer_problem); a variant is another "
+    default = MiniworldConfig()
+    ap.add_argument("--domain-b", default=default.domain_b, choices=[d for d in DOMAINS if d != "a"],
+                    help="domain B's solution format (problems.B_VARIANTS); another than the default is another "
                          "world, with its own checkpoints, work folder and result files")
-    ap.add_argument("--one-token-names", action="store_true",
-                    help="tokenize each name as one token wherever it is written (make_tokenizer); another world")
-    ap.add_argument("--small-steps", type=int, default=MiniworldConfig().small.steps,
+    ap.add_argument("--one-token-names", action=argparse.BooleanOptionalAction, default=default.one_token_names,
+                    help="tokenize each name as one token wherever it is written (make_tokenizer); "
+                         "--no-one-token-names is another world")
+    ap.add_argument("--n-train-b", type=int, default=default.n_train_b, help="B problems in the bases' training mix")
+    ap.add_argument("--small-steps", type=int, default=default.small.steps,
                     help="training steps of each small-base draw (the recipe; see base_draws.py)")
     ap.add_argument("--results-dir", default="results")
     ap.add_argument("--checkpoints", default=None,
                     help="default: the package's shipped ones for the shipped seed, runs/miniworld-seedK/checkpoints otherwise")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    cfg = MiniworldConfig()
-    cfg = dataclasses.replace(cfg, seed=a.seed, domain_b=a.domain_b, one_token_names=a.one_token_names,
-                              small=dataclasses.replace(cfg.small, steps=a.small_steps))
+    cfg = dataclasses.replace(default, seed=a.seed, domain_b=a.domain_b, one_token_names=a.one_token_names,
+                              n_train_b=a.n_train_b, small=dataclasses.replace(default.small, steps=a.small_steps))
     results = reproduce(a.results_dir, a.checkpoints, a.eval_only, a.test_seed, cfg, resume=a.resume)
     for block in BLOCKS:
         print(f"-- {block}")

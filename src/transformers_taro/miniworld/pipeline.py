@@ -74,17 +74,21 @@ class MiniworldConfig:
     seed: int = SHIPPED_SEED
     test_seed: int = 1
     n_train: int = 4000  # A problems the bases are trained on
-    n_train_b: int = 4000  # B problems the bases are trained on
+    # B problems the bases are trained on: 3 for every A problem, or the small base learns A before it learns to
+    # look a person's total up by name, which B needs (README, "Why the small base fails B, measured")
+    n_train_b: int = 12000
     n_rm: int = 4000  # further A problems whose step pairs train the reward model
     n_router: int = 2000  # further A problems whose solutions train the router; `taro_ab` adds as many of B
-    domain_b: str = "b"  # or a variant (`problems.B_VARIANTS`): another world (see `make_transfer_problem`)
-    one_token_names: bool = False  # the tokenizer's scheme for names (`make_tokenizer`); True is another world
+    # Domain B's solutions copy both totals first and the asked one last (`problems.B_VARIANTS`); another variant
+    # is another world, with its own files (see `make_transfer_problem`)
+    domain_b: str = "b-copied"
+    one_token_names: bool = True  # the tokenizer's scheme for names (`make_tokenizer`); False is another world
     n_val: int = 400  # per domain
     n_test: int = 3000  # per domain
     # The larger base has 4x the small one's non-embedding parameters (12 * hidden^2 * layers). The small one is
-    # meant to land at 30-70% on A's validation problems, so guidance has room to act both ways (calibration in
+    # meant to land in `SMALL_BASE_RANGE` on validation, so guidance has room to act both ways (calibration in
     # the README).
-    small: BaseSpec = BaseSpec(64, 2, 2000, 3e-3)
+    small: BaseSpec = BaseSpec(64, 2, 3000, 3e-3)
     small_candidates: int = 4  # at most this many initialisations of the small base (see `train_small_base`)
     large: BaseSpec = BaseSpec(128, 2, 1500, 1e-3)
     rm_sft_steps: int = 1000
@@ -184,33 +188,46 @@ def splits(cfg: MiniworldConfig, test_seed: int | None = None) -> dict[str, list
     return data
 
 
+SMALL_BASE_RANGE = {"a": (0.3, 0.7), "b": (0.3, 0.8)}
+"""Where the small base's validation accuracy must lie, per domain, for guidance to have room to act both ways."""
+
+
+def _distance_from_range(accuracy: dict[str, float]) -> float:
+    return sum(max(lo - accuracy[d], 0.0, accuracy[d] - hi) for d, (lo, hi) in SMALL_BASE_RANGE.items())
+
+
 def train_small_base(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: dict[str, list[dict]],
                      out: Path, work: Path) -> None:
-    """Initialisations of the small base, trained alike, one after another until one's accuracy on A's validation
-    problems lies in [0.3, 0.7] (at most `cfg.small_candidates`; if none does, the one closest to 0.5). The draws
-    and the choice are recorded in `work/small_base_choice.json`.
+    """Initialisations of the small base, trained alike, one after another until one's accuracy on the validation
+    problems lies in range on both domains (`SMALL_BASE_RANGE`; at most `cfg.small_candidates` draws; if none
+    does, the one nearest the ranges). The draws and the choice are recorded in `work/small_base_choice.json`.
 
-    A model this small either does or does not pick up multi-digit carries in its budget, depending on its draw:
-    with the same settings, first draws gave 0.11, 0.06 and 0.49 on A's validation. Choosing the draw on
-    validation puts the base where guidance has room to act both ways, which is what the world is for. A
-    candidate finished by an earlier, killed run is reused (`--resume`).
+    A model this small either does or does not pick up multi-digit carries, or lookups by name, in its budget,
+    depending on its draw (`examples/miniworld/base_draws.py` measures how often). Choosing the draw on validation
+    puts the base where guidance has room to act both ways, which is what the world is for. A candidate finished
+    by an earlier, killed run is reused (`--resume`).
     """
-    accuracy: dict[int, float] = {}
+    accuracy: dict[int, dict[str, float]] = {}
     for i in range(cfg.small_candidates):
         folder = work / f"small-candidate{i}"
-        report = folder / "val_a" / "report.json"
-        if not report.is_file():
-            train_base(tokenizer, data["train_a"] + data["train_b"], cfg.small, cfg, folder, seed=cfg.seed * 1000 + i)
-            run_eval(Session(load_causal_lm(str(folder)), tokenizer, None), miniworld_task("val_a", data["val_a"]),
-                     str(folder / "val_a"), batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
-        accuracy[i] = json.loads(report.read_text())["accuracy"]
-        logger.warning("small base candidate %d: %.3f on A's validation", i, accuracy[i])
-        if 0.3 <= accuracy[i] <= 0.7:
+        if not all((folder / f"val_{d}" / "report.json").is_file() for d in SMALL_BASE_RANGE):
+            if not (folder / "model.safetensors").is_file():
+                train_base(tokenizer, data["train_a"] + data["train_b"], cfg.small, cfg, folder,
+                           seed=cfg.seed * 1000 + i)
+            model = load_causal_lm(str(folder))
+            for d in SMALL_BASE_RANGE:
+                run_eval(Session(model, tokenizer, None), miniworld_task(f"val_{d}", data[f"val_{d}"]),
+                         str(folder / f"val_{d}"), batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
+        accuracy[i] = {d: json.loads((folder / f"val_{d}" / "report.json").read_text())["accuracy"]
+                       for d in SMALL_BASE_RANGE}
+        logger.warning("small base candidate %d: %s on validation", i, accuracy[i])
+        if _distance_from_range(accuracy[i]) == 0:
             break
-    chosen = min(accuracy, key=lambda i: abs(accuracy[i] - 0.5))
+    chosen = min(accuracy, key=lambda i: _distance_from_range(accuracy[i]))
     (work / "small_base_choice.json").write_text(json.dumps(
-        {"validation_accuracy_a": accuracy, "chosen": chosen,
-         "rule": "the first draw in [0.3, 0.7] on A's validation, else the one closest to 0.5"}, indent=2))
+        {"validation_accuracy": accuracy, "chosen": chosen, "range": SMALL_BASE_RANGE,
+         "rule": "the first draw in range on both domains' validation problems, else the one nearest the ranges "
+                 "(the sum of the distances)"}, indent=2))
     _ship(work / f"small-candidate{chosen}", out)
 
 
@@ -369,12 +386,11 @@ def evaluate_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], 
 
 
 def _world(cfg: MiniworldConfig) -> str:
-    """"" for the shipped world; for another (another domain B, or one-token names), what names its files:
-    "-<domain B>", then "-names" for one-token names."""
+    """"" for the shipped world; for another (another domain B, or the other scheme for names), what names its
+    files: "-<domain B>", then "-split-names" for names split by the word before them (`make_tokenizer`)."""
     shipped = MiniworldConfig()
-    if (cfg.domain_b, cfg.one_token_names) == (shipped.domain_b, shipped.one_token_names):
-        return ""
-    return f"-{cfg.domain_b}" + ("-names" if cfg.one_token_names else "")
+    return ("" if cfg.domain_b == shipped.domain_b else f"-{cfg.domain_b}") + (
+        "" if cfg.one_token_names == shipped.one_token_names else "-split-names")
 
 
 def summarize_seeds(results_dir: Path, world: str = "") -> dict[str, Any]:

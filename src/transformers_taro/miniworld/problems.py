@@ -148,17 +148,18 @@ def _words() -> list[str]:
     return sorted(set(re.findall(r"[A-Za-z]+", text.replace("{n}", ""))), key=lambda w: (-len(w), w))
 
 
-def make_tokenizer(one_token_names: bool = False) -> Any:
+def make_tokenizer(one_token_names: bool = True) -> Any:
     """The mini-world's tokenizer: the generator's words are single tokens, everything else one per character.
 
     Digits stay single tokens so arithmetic is learnable by a tiny model; whole words keep sequences short (about
     half the characters), which is what training and decoding pay for here. Any other text still round-trips,
     spelled out character by character, so nothing a user types is lost to `<unk>`.
 
-    A known word also takes the space after it. So a name after another word ("and Fay", "gives Eli", "does Eli")
-    is another token ("Fay ") than the same name elsewhere (" Fay "), and a model must learn that the two are one
-    person before it can find a person's total by name. With `one_token_names`, a name always takes the space
-    before it: one token per name wherever it is written. The shipped world's checkpoints use the first scheme.
+    A known word also takes the space after it. With `one_token_names` (the shipped world's scheme), a name takes
+    the space before it instead: one token per name wherever it is written. Without, a name after another word
+    ("and Fay", "gives Eli", "does Eli") is another token ("Fay ") than the same name elsewhere (" Fay "), and a
+    model must learn that the two are one person before it can find a person's total by name; the first
+    mini-world's small bases mostly never did (README, "Why the small base fails B, measured").
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
