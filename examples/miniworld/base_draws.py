@@ -1,8 +1,8 @@
 """Draws of the mini-world's small base under one training recipe: how often does a draw land in range?
 
 Each draw is the small base trained from its own initialisation (draw i of pipeline seed K is initialised with
-seed 1000K + i, as `train_small_base` does) on the seed's A + B training problems, then graded greedily on A's and
-B's validation problems. Nothing else is trained, and no test problem is read. This is how the small base's recipe
+seed 1000K + i: `draw_small_base`, as `train_small_base` calls it) on the seed's A + B training problems, then
+graded greedily on A's and B's validation problems. Nothing else is trained, and no test problem is read. This is how the small base's recipe
 was chosen (README, "A small base in range"): a recipe is only as good as the share of its draws in range.
 
     python examples/miniworld/base_draws.py --seeds 2 3 --draws 2 --out results/miniworld-base-draws.json
@@ -19,12 +19,9 @@ import logging
 import time
 from pathlib import Path
 
-from transformers_taro.evaluation.runner import run_eval
-from transformers_taro.evaluation.session import Session
 from transformers_taro.miniworld import MiniworldConfig
-from transformers_taro.miniworld.pipeline import BaseSpec, miniworld_task, splits, train_base
+from transformers_taro.miniworld.pipeline import BaseSpec, draw_small_base, splits
 from transformers_taro.miniworld.problems import DOMAINS, make_tokenizer
-from transformers_taro.models import load_causal_lm
 
 if __name__ == "__main__":
     default = MiniworldConfig()
@@ -57,14 +54,7 @@ if __name__ == "__main__":
         for i in range(a.first_draw, a.first_draw + a.draws):
             folder = Path(a.work) / a.label / f"seed{seed}-draw{i}"
             start = time.perf_counter()
-            if not all((folder / f"val_{d}" / "report.json").is_file() for d in "ab"):
-                train_base(tok, data["train_a"] + data["train_b"], spec, cfg, folder, seed=seed * 1000 + i)
-                model = load_causal_lm(str(folder))
-                for d in "ab":
-                    run_eval(Session(model, tok, None), miniworld_task(f"val_{d}", data[f"val_{d}"]),
-                             str(folder / f"val_{d}"), batch_size=cfg.eval_batch_size,
-                             max_new_tokens=cfg.max_new_tokens)
-            acc = {d: json.loads((folder / f"val_{d}" / "report.json").read_text())["accuracy"] for d in "ab"}
+            acc = draw_small_base(tok, cfg, data, folder, seed=seed * 1000 + i)
             row = {"label": a.label, "recipe": dataclasses.asdict(spec), "domain_b": a.domain_b,
                    "n_train_b": a.n_train_b, "one_token_names": a.one_token_names, "seed": seed, "draw": i,
                    "val_a": acc["a"], "val_b": acc["b"], "seconds": round(time.perf_counter() - start)}

@@ -75,7 +75,7 @@ class MiniworldConfig:
     test_seed: int = 1
     n_train: int = 4000  # A problems the bases are trained on
     # B problems the bases are trained on: 3 for every A problem, or the small base learns A before it learns to
-    # look a person's total up by name, which B needs (README, "Why the small base fails B, measured")
+    # look a person's total up by name, which B needs (README, "Why the small base failed B, measured")
     n_train_b: int = 12000
     n_rm: int = 4000  # further A problems whose step pairs train the reward model
     n_router: int = 2000  # further A problems whose solutions train the router; `taro_ab` adds as many of B
@@ -196,6 +196,20 @@ def _distance_from_range(accuracy: dict[str, float]) -> float:
     return sum(max(lo - accuracy[d], 0.0, accuracy[d] - hi) for d, (lo, hi) in SMALL_BASE_RANGE.items())
 
 
+def draw_small_base(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: dict[str, list[dict]],
+                    folder: Path, seed: int) -> dict[str, float]:
+    """One draw of the small base (`cfg.small`, initialised with `seed`) trained into `folder`, and its greedy
+    accuracy on each domain's validation problems. Weights and reports already in `folder` are reused."""
+    if not all((folder / f"val_{d}" / "report.json").is_file() for d in SMALL_BASE_RANGE):
+        if not (folder / "model.safetensors").is_file():
+            train_base(tokenizer, data["train_a"] + data["train_b"], cfg.small, cfg, folder, seed=seed)
+        model = load_causal_lm(str(folder))
+        for d in SMALL_BASE_RANGE:
+            run_eval(Session(model, tokenizer, None), miniworld_task(f"val_{d}", data[f"val_{d}"]),
+                     str(folder / f"val_{d}"), batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
+    return {d: json.loads((folder / f"val_{d}" / "report.json").read_text())["accuracy"] for d in SMALL_BASE_RANGE}
+
+
 def train_small_base(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: dict[str, list[dict]],
                      out: Path, work: Path) -> None:
     """Initialisations of the small base, trained alike, one after another until one's accuracy on the validation
@@ -209,17 +223,7 @@ def train_small_base(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, d
     """
     accuracy: dict[int, dict[str, float]] = {}
     for i in range(cfg.small_candidates):
-        folder = work / f"small-candidate{i}"
-        if not all((folder / f"val_{d}" / "report.json").is_file() for d in SMALL_BASE_RANGE):
-            if not (folder / "model.safetensors").is_file():
-                train_base(tokenizer, data["train_a"] + data["train_b"], cfg.small, cfg, folder,
-                           seed=cfg.seed * 1000 + i)
-            model = load_causal_lm(str(folder))
-            for d in SMALL_BASE_RANGE:
-                run_eval(Session(model, tokenizer, None), miniworld_task(f"val_{d}", data[f"val_{d}"]),
-                         str(folder / f"val_{d}"), batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
-        accuracy[i] = {d: json.loads((folder / f"val_{d}" / "report.json").read_text())["accuracy"]
-                       for d in SMALL_BASE_RANGE}
+        accuracy[i] = draw_small_base(tokenizer, cfg, data, work / f"small-candidate{i}", seed=cfg.seed * 1000 + i)
         logger.warning("small base candidate %d: %s on validation", i, accuracy[i])
         if _distance_from_range(accuracy[i]) == 0:
             break
