@@ -2,8 +2,9 @@
 
 Each draw is the small base trained from its own initialisation (draw i of pipeline seed K is initialised with
 seed 1000K + i: `draw_small_base`, as `train_small_base` calls it) on the seed's A + B training problems, then
-graded greedily on A's and B's validation problems. Nothing else is trained, and no test problem is read. This is how the small base's recipe
-was chosen (README, "A small base in range"): a recipe is only as good as the share of its draws in range.
+graded greedily on A's and B's validation problems. Nothing else is trained, and no test problem is read. This is
+how the small base's recipe was chosen (README, "How the world was made to answer"): a recipe is only as good as
+the share of its draws in range.
 
     python examples/miniworld/base_draws.py --seeds 2 3 --draws 2 --out results/miniworld-base-draws.json
     python examples/miniworld/base_draws.py --seeds 2 --steps 4000 --domain-b b-copied --one-token-names --label L
