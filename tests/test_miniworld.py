@@ -173,8 +173,8 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
                           rm_sft_steps=2, rm_steps=2, router_steps=2, alphas=(0.5, 2.0), max_new_tokens=12,
                           small_candidates=2)
     kw = dict(results_dir=str(tmp_path / "res"), checkpoints=str(tmp_path / "ckpt"), cfg=cfg,
-              work_dir=str(tmp_path / "work"))
-    results = reproduce(**kw)
+              work_dir=str(tmp_path / "work"), processes=1)
+    results = reproduce(**{**kw, "processes": 2})  # evaluations two at a time, in worker processes
     assert set(results["methods"]) == {"base", "genarm alpha=0.5", "genarm alpha=2", "taro", "taro_ab"}
     best = f"genarm alpha={results['best_alpha_on_validation']:g}"
     best_b = f"genarm alpha={results['best_alpha_on_validation_b']:g}"
@@ -199,9 +199,11 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     assert "| taro |" in (tmp_path / "res" / "miniworld.md").read_text()
     for name in ("small", "large", "guide-a/router", "guide-ab/router", "guide-a/reward_model"):
         assert (tmp_path / "ckpt" / name / "config.json").is_file()
-    again = reproduce(**kw, eval_only=True)  # greedy decoding from the same checkpoints: the same answers
-    assert {k: v["accuracy"] for k, v in again["methods"].items()} == {
-        k: v["accuracy"] for k, v in results["methods"].items()}
+    # Evaluated anew in one process: greedy decoding from the same checkpoints gives the same answers.
+    again = reproduce(**{**kw, "work_dir": str(tmp_path / "work-again")}, eval_only=True)
+    for block in ("methods", "domain_b", "transfer", "transfer_b"):
+        assert {k: v["accuracy"] for k, v in again[block].items()} == {
+            k: v["accuracy"] for k, v in results[block].items()}
     # --resume after a complete run trains nothing again (each stage is journalled once it completes).
     from transformers_taro.miniworld import pipeline
 
@@ -235,6 +237,8 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     assert "across seeds" in (tmp_path / "res" / "miniworld.md").read_text()
     with pytest.raises(FileNotFoundError, match="run without it"):
         reproduce(**{**kw, "checkpoints": str(tmp_path / "none")}, eval_only=True)
+    with pytest.raises(ValueError, match="--processes must be at least 1"):
+        reproduce(**{**kw, "processes": 0})
     # Another world (domain B with its totals in a fixed order) keeps to its own files and its own summary.
     before = (tmp_path / "res" / "miniworld.json").read_text()
     ordered = reproduce(**{**kw, "cfg": dataclasses.replace(cfg, domain_b="b-ordered"),

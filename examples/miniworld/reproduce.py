@@ -35,6 +35,8 @@ if __name__ == "__main__":
     ap.add_argument("--n-train-b", type=int, default=default.n_train_b, help="B problems in the bases' training mix")
     ap.add_argument("--small-steps", type=int, default=default.small.steps,
                     help="training steps of each small-base draw (the recipe; see base_draws.py)")
+    ap.add_argument("--processes", type=int, default=2,
+                    help="evaluations run this many at a time, in worker processes sharing the CPU (1: in this one)")
     ap.add_argument("--results-dir", default="results")
     ap.add_argument("--checkpoints", default=None,
                     help="default: the package's shipped ones for the shipped seed, runs/miniworld-seedK/checkpoints otherwise")
@@ -42,7 +44,8 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     cfg = dataclasses.replace(default, seed=a.seed, domain_b=a.domain_b, one_token_names=a.one_token_names,
                               n_train_b=a.n_train_b, small=dataclasses.replace(default.small, steps=a.small_steps))
-    results = reproduce(a.results_dir, a.checkpoints, a.eval_only, a.test_seed, cfg, resume=a.resume)
+    results = reproduce(a.results_dir, a.checkpoints, a.eval_only, a.test_seed, cfg, resume=a.resume,
+                        processes=a.processes)
     for block in BLOCKS:
         print(f"-- {block}")
         for name, r in results[block].items():

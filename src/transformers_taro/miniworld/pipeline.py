@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import shutil
 import statistics
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -44,8 +47,8 @@ logger = logging.getLogger(__name__)
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 """The shipped mini-world: `small/`, `large/` (bases), `guide-a/` and `guide-ab/` (TARoGuide folders)."""
 SHIPPED_SEED = 2
-"""The pipeline seed whose checkpoints ship. Seeds 0, 1 and 2 were run together from nothing; 2 was the first to
-finish (seed 0's first draws of the small base missed [0.3, 0.7] on validation and had to be drawn again)."""
+"""The pipeline seed whose checkpoints ship. Seeds 2, 3 and 4 were run from nothing; in 2 the small base's first
+draw landed in range on both domains (README, "Mini-world v2")."""
 BLOCKS = {"methods": ("small", "a"), "domain_b": ("small", "b"), "transfer": ("large", "a"),
           "transfer_b": ("large", "b")}
 """Each result block: which base, which domain's test problems."""
@@ -133,6 +136,8 @@ def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseS
     gen = torch.Generator().manual_seed(seed)
     model.train()
     for step in range(spec.steps):
+        # Random batches, not batches of like length: those save the 30% of padding, but are nearly all A or all B
+        # (B's solutions are longer), and the small base then learned neither (README, "How long a seed takes").
         idx = torch.randint(len(traces), (spec.batch_size,), generator=gen).tolist()
         batch = collate([traces[i] for i in idx])
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -270,8 +275,25 @@ class Stages:
         self._write()
 
 
+def _start_worker(threads: int, init: Callable[..., None] | None, args: tuple) -> None:
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    if init is not None:
+        init(*args)
+
+
+def worker_pool(processes: int, init: Callable[..., None] | None = None, args: tuple = ()) -> ProcessPoolExecutor:
+    """`processes` fresh worker processes (spawned: torch's thread pool does not survive a fork), each with its
+    share of this process's CPU threads, each running `init(*args)` first."""
+    threads = max(1, torch.get_num_threads() // processes)
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(threads, init, args))
+
+
 def train_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work: Path,
               stages: Stages | None = None) -> None:
+    """Every training stage, one after another with all the CPU threads. (Training the larger base in a second
+    process beside the others, half the threads each, was slower: README, "How long a seed takes".)"""
     stages = stages or Stages(work, cfg, resume=False)
     tokenizer = make_tokenizer(cfg.one_token_names)
     stages.run("small base", train_small_base, tokenizer, cfg, data, ckpt / "small", work)
@@ -334,34 +356,75 @@ def _ship(folder: Path, target: Path) -> None:
             (target / f.name).write_bytes(f.read_bytes())
 
 
+Job = tuple[str, str, str, "float | None"]
+"""One evaluation: which base ("small", "large"), method ("base", "genarm" or a `TARO_METHODS` key), split, alpha."""
+
+
 class MiniworldEvaluator:
     """Runs (base, method, split) evaluations once each, in folders named for them, and compares them paired."""
 
     def __init__(self, cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], out: Path):
-        self.cfg, self.data, self.out = cfg, data, out
+        self.cfg, self.ckpt, self.data, self.out = cfg, ckpt, data, out
         self.tok = load_tokenizer(str(ckpt / "small"))
         self.bases = {name: load_causal_lm(str(ckpt / name)) for name in ("small", "large")}
         self.guides = {m: TARoGuide.from_pretrained(ckpt / folder) for m, folder in TARO_METHODS.items()}
 
-    def run(self, base: str, method: str, split: str, alpha: float | None = None) -> tuple[dict[str, Any], str]:
+    def folder(self, base: str, method: str, split: str, alpha: float | None = None) -> Path:
+        return self.out / (f"{base}-{split}-{method}" + (f"-{alpha:g}" if alpha is not None else ""))
+
+    def evaluate(self, base: str, method: str, split: str, alpha: float | None = None) -> Path:
+        """Generate and grade (what a folder already holds is kept); the folder."""
         guide = (None if method == "base" else self.guides["taro"].fixed(alpha) if method == "genarm"
                  else self.guides[method])
-        name = f"{base}-{split}-{method}" + (f"-{alpha:g}" if alpha is not None else "")
-        folder = self.out / name
-        task = miniworld_task(split, self.data[split])
-        report = run_eval(Session(self.bases[base], self.tok, guide), task, str(folder),
-                          batch_size=self.cfg.eval_batch_size, max_new_tokens=self.cfg.max_new_tokens)
-        outputs = [json.loads(line)["output"] for line in (folder / "generations.jsonl").open()]
-        summary = {**{k: report[k] for k in ("accuracy", "ci95", "tokens_per_s", "n", "mean_alpha")},
-                   "step_accuracy": step_accuracy(outputs)}
-        return summary, str(folder)
+        folder = self.folder(base, method, split, alpha)
+        run_eval(Session(self.bases[base], self.tok, guide), miniworld_task(split, self.data[split]), str(folder),
+                 batch_size=self.cfg.eval_batch_size, max_new_tokens=self.cfg.max_new_tokens)
+        return folder
+
+    def run(self, base: str, method: str, split: str, alpha: float | None = None) -> tuple[dict[str, Any], str]:
+        """`evaluate`, then its summary and folder."""
+        folder = self.evaluate(base, method, split, alpha)
+        return _summary(folder), str(folder)
+
+    def run_many(self, jobs: list[Job], processes: int = 1) -> list[tuple[dict[str, Any], str]]:
+        """`run` for each job. With `processes` > 1 they run that many at a time, in worker processes that share
+        out the CPU threads: a tiny model decodes at the pace of per-token overhead, which threads do not share."""
+        if processes <= 1:
+            return [self.run(*job) for job in jobs]
+        # The slowest first, so that no worker is left alone with a long one at the end.
+        slowest_first = sorted(jobs, key=lambda job: (job[0] == "large", job[1] != "base"), reverse=True)
+        with worker_pool(processes, _start_evaluator, (self.cfg, self.ckpt, self.data, self.out)) as pool:
+            list(pool.map(_evaluate, slowest_first))
+        return [(_summary(self.folder(*job)), str(self.folder(*job))) for job in jobs]
+
+
+def _summary(folder: Path) -> dict[str, Any]:
+    report = json.loads((folder / "report.json").read_text())
+    outputs = [json.loads(line)["output"] for line in (folder / "generations.jsonl").open()]
+    return {**{k: report[k] for k in ("accuracy", "ci95", "tokens_per_s", "n", "mean_alpha")},
+            "step_accuracy": step_accuracy(outputs)}
+
+
+_EVALUATOR: MiniworldEvaluator | None = None  # a worker process's own (`run_many`)
+
+
+def _start_evaluator(*args: Any) -> None:
+    global _EVALUATOR
+    _EVALUATOR = MiniworldEvaluator(*args)
+
+
+def _evaluate(job: Job) -> None:
+    assert _EVALUATOR is not None
+    _EVALUATOR.evaluate(*job)
 
 
 def evaluate_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work: Path,
-                 test_seed: int, record_alpha: bool = False) -> dict[str, Any]:
+                 test_seed: int, record_alpha: bool = False, processes: int = 1) -> dict[str, Any]:
     ev = MiniworldEvaluator(cfg, ckpt, data, work / "eval")
     # The fixed alpha compared everywhere is chosen on A's validation problems only; B's is for information.
-    val = {d: {a: ev.run("small", "genarm", f"val_{d}", a) for a in cfg.alphas} for d in "ab"}
+    val_jobs: list[Job] = [("small", "genarm", f"val_{d}", a) for d in "ab" for a in cfg.alphas]
+    val_runs = dict(zip(val_jobs, ev.run_many(val_jobs, processes)))
+    val = {d: {a: val_runs["small", "genarm", f"val_{d}", a] for a in cfg.alphas} for d in "ab"}
     val_acc = {d: {a: r[0]["accuracy"] for a, r in runs.items()} for d, runs in val.items()}
     best, best_b = best_alpha(val_acc["a"]), best_alpha(val_acc["b"])
     if record_alpha:
@@ -372,12 +435,17 @@ def evaluate_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], 
                                "validation_accuracy_by_alpha_b": {f"{a:g}": v for a, v in val_acc["b"].items()},
                                "paired": {}, "paired_detail": {}}
     ev.out = work / f"eval-test{test_seed}"
+    block_runs: dict[str, dict[str, Job]] = {}
     for block, (base, domain) in BLOCKS.items():
         split = f"test_{domain}"
         alphas = cfg.alphas if block == "methods" else sorted({best, best_b} if domain == "b" else {best})
-        runs = {"base": ev.run(base, "base", split)}
-        runs.update({f"genarm alpha={a:g}": ev.run(base, "genarm", split, a) for a in alphas})
-        runs.update({m: ev.run(base, m, split) for m in TARO_METHODS})
+        block_runs[block] = {"base": (base, "base", split, None),
+                             **{f"genarm alpha={a:g}": (base, "genarm", split, a) for a in alphas},
+                             **{m: (base, m, split, None) for m in TARO_METHODS}}
+    jobs = list(dict.fromkeys(job for runs in block_runs.values() for job in runs.values()))
+    done = dict(zip(jobs, ev.run_many(jobs, processes)))
+    for block, named in block_runs.items():
+        runs = {name: done[job] for name, job in named.items()}
         results[block] = {name: summary for name, (summary, _) in runs.items()}
         for taro in TARO_METHODS:
             for other, (_, folder) in runs.items():
@@ -512,8 +580,11 @@ def plot(results: dict[str, Any], path: Path, alphas: tuple[float, ...] | None =
 
 def reproduce(results_dir: str = "results", checkpoints: str | None = None, eval_only: bool = False,
               test_seed: int | None = None, cfg: MiniworldConfig | None = None,
-              work_dir: str | None = None, resume: bool = False) -> dict[str, Any]:
+              work_dir: str | None = None, resume: bool = False, processes: int = 2) -> dict[str, Any]:
     """Train (unless `eval_only`) and evaluate; write the results as JSON, Markdown and a plot.
+
+    `processes`: how many evaluations run at a time, in worker processes that share out the CPU threads
+    (`MiniworldEvaluator.run_many`); 1 runs them in this process.
 
     With `resume`, training stages completed by an earlier run with the same configuration are skipped and
     evaluations continue where they stopped; a killed run loses at most the stage in flight.
@@ -524,6 +595,8 @@ def reproduce(results_dir: str = "results", checkpoints: str | None = None, eval
     uses or writes the shipped checkpoints, and its files are named for it (`miniworld-b-ordered-pipeline-seedK`,
     summarized among themselves).
     """
+    if processes < 1:
+        raise ValueError(f"--processes must be at least 1, got {processes}.")
     cfg = cfg or MiniworldConfig()
     world = _world(cfg)
     shipped = cfg.seed == SHIPPED_SEED and not world
@@ -551,7 +624,7 @@ def reproduce(results_dir: str = "results", checkpoints: str | None = None, eval
         raise FileNotFoundError(f"--eval-only needs the checkpoints in {ckpt} (small/, large/, guide-a/, guide-ab/); "
                                 "run without it to train them.")
     trained = time.time()
-    results = evaluate_all(cfg, ckpt, data, work, test, record_alpha=not eval_only)
+    results = evaluate_all(cfg, ckpt, data, work, test, record_alpha=not eval_only, processes=processes)
     results["config"] = {**asdict(cfg), "test_seed": test}
     if (work / "small_base_choice.json").is_file():
         results["small_base_choice"] = json.loads((work / "small_base_choice.json").read_text())
