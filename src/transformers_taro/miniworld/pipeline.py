@@ -22,7 +22,6 @@ import multiprocessing
 import shutil
 import statistics
 import time
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -275,21 +274,6 @@ class Stages:
         self._write()
 
 
-def _start_worker(threads: int, init: Callable[..., None] | None, args: tuple) -> None:
-    torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    if init is not None:
-        init(*args)
-
-
-def worker_pool(processes: int, init: Callable[..., None] | None = None, args: tuple = ()) -> ProcessPoolExecutor:
-    """`processes` fresh worker processes (spawned: torch's thread pool does not survive a fork), each with its
-    share of this process's CPU threads, each running `init(*args)` first."""
-    threads = max(1, torch.get_num_threads() // processes)
-    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_worker, initargs=(threads, init, args))
-
-
 def train_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work: Path,
               stages: Stages | None = None) -> None:
     """Every training stage, one after another with all the CPU threads. (Training the larger base in a second
@@ -393,7 +377,11 @@ class MiniworldEvaluator:
             return [self.run(*job) for job in jobs]
         # The slowest first, so that no worker is left alone with a long one at the end.
         slowest_first = sorted(jobs, key=lambda job: (job[0] == "large", job[1] != "base"), reverse=True)
-        with worker_pool(processes, _start_evaluator, (self.cfg, self.ckpt, self.data, self.out)) as pool:
+        # Spawned, not forked: torch's thread pool does not survive a fork.
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_evaluator,
+                                 initargs=(max(1, torch.get_num_threads() // processes), self.cfg, self.ckpt,
+                                           self.data, self.out)) as pool:
             list(pool.map(_evaluate, slowest_first))
         return [(_summary(self.folder(*job)), str(self.folder(*job))) for job in jobs]
 
@@ -408,8 +396,10 @@ def _summary(folder: Path) -> dict[str, Any]:
 _EVALUATOR: MiniworldEvaluator | None = None  # a worker process's own (`run_many`)
 
 
-def _start_evaluator(*args: Any) -> None:
+def _start_evaluator(threads: int, *args: Any) -> None:
     global _EVALUATOR
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     _EVALUATOR = MiniworldEvaluator(*args)
 
 
