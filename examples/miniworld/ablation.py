@@ -68,7 +68,7 @@ if __name__ == "__main__":
     results = json.loads(out.read_text()) if out.is_file() else {}
     ev = MiniworldEvaluator(cfg, ckpt, data, work / "eval")
     # The fixed alpha chosen on A's validation, from the pipeline's own validation runs.
-    val = {a: json.loads((work / "eval" / f"small-val_a-genarm-{a:g}" / "report.json").read_text())["accuracy"]
+    val = {a: json.loads((ev.folder("small", "genarm", "val_a", a) / "report.json").read_text())["accuracy"]
            for a in cfg.alphas}
     best_value = best_alpha(val)
     best = f"genarm alpha={best_value:g}"
@@ -103,8 +103,8 @@ if __name__ == "__main__":
         for block, (base, domain) in BLOCKS.items():
             summary, folder = ev.run(base, method, f"test_{domain}")
             row[block] = {k: summary[k] for k in ("accuracy", "ci95", "mean_alpha")}
-            for other, run in (("base", "base"), (best, "genarm-" + best.split("=")[1])):
-                other_folder = ev.out / f"{base}-test_{domain}-{run}"
+            for other, method_alpha in (("base", ("base", None)), (best, ("genarm", best_value))):
+                other_folder = ev.folder(base, method_alpha[0], f"test_{domain}", method_alpha[1])
                 while not (other_folder / "report.json").is_file():  # written by reproduce.py, maybe still running
                     time.sleep(30)
                 row[block][f"p vs {other}"] = paired_comparison(folder, str(other_folder))["mcnemar_p"]
