@@ -92,6 +92,12 @@ def test_sampled_incorrect_steps_are_labelled(tiny_model_dir):
     assert sum(counts.values()) == 2 * total_steps
     for (si, k), steps in found.items():
         assert all(label_step(s, solutions[si], k) is False for s in steps)
+    # Batched by context length, every step is still sampled exactly samples_per_step times.
+    _, counts = sample_incorrect_steps(model, tok, solutions, samples_per_step=1, max_step_tokens=12, batch_size=4,
+                                       progress=False)
+    assert sum(counts.values()) == total_steps
+    with pytest.raises(ValueError, match="--sampling_batch_size"):
+        sample_incorrect_steps(model, tok, solutions, batch_size=0, progress=False)
 
 
 def test_written_step_pairs_are_read_back_as_they_are(tmp_path):

@@ -60,7 +60,11 @@ def generations(folder):
 
 def test_an_interrupted_run_resumes_without_losing_or_repeating_problems(tmp_path):
     task = load_task("gsm8k", task_file(tmp_path))
-    whole = run_eval(FakeSession(), task, str(tmp_path / "whole"), batch_size=2)
+    first_run = FakeSession()
+    whole = run_eval(first_run, task, str(tmp_path / "whole"), batch_size=2)
+    # Longest prompts first (k = 10, 11), then in index order; the files are in index order all the same.
+    assert first_run.generated == [f"What is {k} + {k}?" for k in [10, 11, *range(1, 10)]]
+    assert [g["index"] for g in generations(tmp_path / "whole")] == list(range(11))
 
     out = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
@@ -69,11 +73,12 @@ def test_an_interrupted_run_resumes_without_losing_or_repeating_problems(tmp_pat
     assert len(journal.read_text().splitlines()) == 4  # the two finished batches, flushed; the third is lost
     assert not (out / "report.json").exists()
     with journal.open("a") as f:
-        f.write('{"index": 4, "prompt": "What is 5')  # a kill in the middle of a write
+        f.write('{"index": 2, "prompt": "What is 3')  # a kill in the middle of a write
 
     again = FakeSession()
     resumed = run_eval(again, task, str(out), batch_size=2)
-    assert again.generated == [f"What is {k} + {k}?" for k in range(5, 12)]  # nothing redone, nothing skipped
+    # k = 10, 11, 1, 2 were written before the kill: nothing redone, nothing skipped
+    assert again.generated == [f"What is {k} + {k}?" for k in range(3, 10)]
     assert resumed["resumed_from"] == 4
     assert comparable(resumed) == comparable(whole)
     assert generations(out) == generations(tmp_path / "whole")

@@ -29,6 +29,7 @@ class TrainRMArguments:
     resume: bool = field(default=False, metadata={"help": "Continue from the newest checkpoint in --output_dir."})
     sample_rejected: bool = field(default=False, metadata={"help": "GSM8K: sample and auto-label incorrect steps."})
     samples_per_step: int = field(default=2, metadata={"help": "Samples per gold context with --sample_rejected."})
+    sampling_batch_size: int = field(default=16, metadata={"help": "Contexts sampled together with --sample_rejected."})
     upload_to: str | None = field(default=None, metadata={"help": "Hub repo to upload the result to."})
 
 
@@ -52,7 +53,8 @@ def train_rm(argv: list[str]) -> None:
     args, config, model_args = parser.parse_args_into_dataclasses(argv)
     out = train_reward_model(model_args.model_name_or_path, args.data, config.output_dir, config,
                              peft_config=get_peft_config(model_args), limit=args.limit, resume=args.resume,
-                             sample_rejected=args.sample_rejected, samples_per_step=args.samples_per_step)
+                             sample_rejected=args.sample_rejected, samples_per_step=args.samples_per_step,
+                             sampling_batch_size=args.sampling_batch_size)
     if not _main_process():
         return
     print(f"Reward model saved to {out}")

@@ -310,7 +310,7 @@ def train_miniworld_reward_model(cfg: MiniworldConfig, ckpt: Path, rows: list[di
                                seed=cfg.seed)
     checkpoint = resume and any((work / "rm").glob("checkpoint-*/trainer_state.json"))
     train_reward_model(str(work / "rm_start"), str(rm_file), str(work / "rm"), rm_cfg, sample_rejected=True,
-                       samples_per_step=1, resume=checkpoint)
+                       samples_per_step=1, sampling_batch_size=cfg.eval_batch_size, resume=checkpoint)
     _ship(work / "rm", work / "reward_model")
 
 

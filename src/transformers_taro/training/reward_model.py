@@ -176,6 +176,7 @@ def train_reward_model(
     resume: bool = False,
     sample_rejected: bool = False,
     samples_per_step: int = 2,
+    sampling_batch_size: int = 16,
 ) -> str:
     """Train a reward model on step pairs built from `data` and save it (a causal LM or LoRA adapter) in `output_dir`.
 
@@ -191,6 +192,8 @@ def train_reward_model(
         sample_rejected: For GSM8K, rejected steps are sampled from `model` and labelled automatically
             (`training.sampling.sample_incorrect_steps`); steps with no incorrect sample fall back to a corrupted
             gold step.
+        samples_per_step: With `sample_rejected`, samples drawn per gold context.
+        sampling_batch_size: With `sample_rejected`, contexts sampled together (a tiny model is fastest at hundreds).
 
     Returns:
         `output_dir`, which `TARoProcessor` takes after `load_causal_lm(output_dir)`.
@@ -212,7 +215,8 @@ def train_reward_model(
         if detect_format(rows) != "gsm8k":
             raise ValueError("sample_rejected works on GSM8K-format data (question, answer).")
         solutions, _ = gsm8k_solutions(rows)
-        rejected, counts = sample_incorrect_steps(policy, tokenizer, solutions, samples_per_step=samples_per_step)
+        rejected, counts = sample_incorrect_steps(policy, tokenizer, solutions, samples_per_step=samples_per_step,
+                                                  batch_size=sampling_batch_size)
         logger.warning("Sampled step labels: %s", counts)
     pairs = build_step_pairs(data, tokenizer, limit=limit, rejected_steps=rejected)
     if not pairs:

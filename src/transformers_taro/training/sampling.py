@@ -25,10 +25,16 @@ def sample_incorrect_steps(
     Returns `{(solution index, step index): [incorrect steps]}` and counts of the labels given
     (`correct`, `incorrect`, `unknown`), the Math-Shepherd idea of process labels without annotators.
     """
+    if batch_size < 1 or samples_per_step < 1:
+        raise ValueError(f"batch_size and samples_per_step must be at least 1 (--sampling_batch_size, "
+                         f"--samples_per_step), got {batch_size} and {samples_per_step}.")
     jobs = [(si, k) for si, sol in enumerate(solutions) for k in range(len(sol.steps))]
     contexts = [
         format_prompt(solutions[si].question, tokenizer) + "".join(solutions[si].all_steps[:k]) for si, k in jobs
     ]
+    # Longest first, in batches of like length: each batch is left-padded to its longest context.
+    order = sorted(range(len(jobs)), key=lambda j: -len(contexts[j]))
+    jobs, contexts = [jobs[j] for j in order], [contexts[j] for j in order]
     found: dict[tuple[int, int], list[str]] = {}
     counts = {"correct": 0, "incorrect": 0, "unknown": 0}
     torch.manual_seed(seed)
