@@ -288,7 +288,8 @@ def test_base_draws_trains_grades_and_resumes(tmp_path, monkeypatch):
     script = Path(__file__).resolve().parents[1] / "examples" / "miniworld" / "base_draws.py"
     out = tmp_path / "draws.json"
     argv = ["base_draws.py", "--seeds", "5", "--draws", "1", "--hidden", "16", "--layers", "1", "--steps", "2",
-            "--batch-size", "2", "--n-train-b", "30", "--domain-b", "b-copied", "--one-token-names", "--label", "toy",
+            "--batch-size", "2", "--heads", "8", "--n-train-b", "30", "--domain-b", "b-copied", "--one-token-names",
+            "--label", "toy",
             "--work", str(tmp_path / "work"), "--out", str(out)]
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setattr(sys, "argv", argv)
@@ -297,11 +298,19 @@ def test_base_draws_trains_grades_and_resumes(tmp_path, monkeypatch):
     assert row["label"] == "toy" and row["seed"] == 5 and row["n_train_b"] == 30 and row["one_token_names"]
     assert 0 <= row["val_a"] <= 1 and 0 <= row["val_b"] <= 1 and row["recipe"]["steps"] == 2
     folder = tmp_path / "work" / "toy" / "seed5-draw0"
+    assert row["recipe"]["heads"] == 8 and json.loads((folder / "config.json").read_text())["num_attention_heads"] == 8
     assert (folder / "val_b" / "report.json").is_file()
     weights = (folder / "model.safetensors").stat().st_mtime_ns
     runpy.run_path(str(script), run_name="__main__")  # resumable: read, not trained again
     assert (folder / "model.safetensors").stat().st_mtime_ns == weights
     assert len(json.loads(out.read_text())["draws"]) == 1
+
+
+def test_a_base_shape_whose_heads_do_not_divide_its_width_is_refused():
+    from transformers_taro.miniworld.pipeline import BaseSpec
+
+    with pytest.raises(ValueError, match="heads=3 must be a positive divisor of hidden=64"):
+        BaseSpec(64, 2, 100, 1e-3, heads=3)
 
 
 def test_another_configuration_never_trains_over_the_shipped_checkpoints(tmp_path):

@@ -8,6 +8,7 @@ the share of its draws in range.
 
     python examples/miniworld/base_draws.py --seeds 2 3 --draws 2 --out results/miniworld-base-draws.json
     python examples/miniworld/base_draws.py --seeds 2 --steps 4000 --domain-b b-copied --one-token-names --label L
+    python examples/miniworld/base_draws.py --seeds 3 --draws 3 --heads 8 --label heads8   # another shape
 
 Resumable: a draw whose folder holds both reports is read, not trained again. Results are appended to `--out`
 (one row per draw and recipe), so several recipes accumulate in one file.
@@ -35,6 +36,7 @@ if __name__ == "__main__":
     ap.add_argument("--steps", type=int, default=default.small.steps)
     ap.add_argument("--lr", type=float, default=default.small.lr)
     ap.add_argument("--batch-size", type=int, default=default.small.batch_size)
+    ap.add_argument("--heads", type=int, default=default.small.heads, help="attention heads per layer")
     ap.add_argument("--domain-b", default=default.domain_b, choices=[d for d in DOMAINS if d != "a"])
     ap.add_argument("--n-train-b", type=int, default=default.n_train_b, help="B problems in the bases' training mix")
     ap.add_argument("--one-token-names", action=argparse.BooleanOptionalAction, default=default.one_token_names,
@@ -44,7 +46,7 @@ if __name__ == "__main__":
     ap.add_argument("--out", default="results/miniworld-base-draws.json")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    spec = BaseSpec(a.hidden, a.layers, a.steps, a.lr, a.batch_size)
+    spec = BaseSpec(a.hidden, a.layers, a.steps, a.lr, a.batch_size, a.heads)
     tok = make_tokenizer(a.one_token_names)
     out = Path(a.out)
     rows = json.loads(out.read_text())["draws"] if out.is_file() else []

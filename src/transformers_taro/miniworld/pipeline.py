@@ -63,6 +63,11 @@ class BaseSpec:
     steps: int
     lr: float
     batch_size: int = 32
+    heads: int = 4  # attention heads per layer (key/value heads too)
+
+    def __post_init__(self) -> None:
+        if self.heads < 1 or self.hidden % self.heads:
+            raise ValueError(f"heads={self.heads} must be a positive divisor of hidden={self.hidden}.")
 
     @property
     def name(self) -> str:
@@ -109,12 +114,13 @@ class MiniworldConfig:
     eval_batch_size: int = 250
 
 
-def _base_model(tokenizer: PreTrainedTokenizerBase, hidden: int, layers: int, seed: int) -> Any:
+def _base_model(tokenizer: PreTrainedTokenizerBase, spec: BaseSpec, seed: int) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
+    hidden = spec.hidden
     cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=4 * hidden,
-                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4,
+                      num_hidden_layers=spec.layers, num_attention_heads=spec.heads, num_key_value_heads=spec.heads,
                       max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     return LlamaForCausalLM(cfg)
@@ -126,7 +132,7 @@ def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseS
 
     `seed` (default `cfg.seed`) draws the initial weights and the batches."""
     seed = cfg.seed if seed is None else seed
-    model = load_causal_lm(str(init)) if init else _base_model(tokenizer, spec.hidden, spec.layers, seed)
+    model = load_causal_lm(str(init)) if init else _base_model(tokenizer, spec, seed)
     solutions, _ = gsm8k_solutions(rows)
     traces = traces_from_solutions(solutions, tokenizer)
     collate = TraceCollator(tokenizer, max_length=1024)
