@@ -153,9 +153,9 @@ def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = 
                                                             "a", encoding="utf-8") as journal:
         prompt_of = {i: session.prompt(task.question(task.rows[i]), task.system) for i in mine}
         # Longest prompts first, in batches of like length: a batch is left-padded to its longest prompt and decodes
-        # until its longest answer ends, and longer questions tend to have longer answers (in the mini-world, about a
-        # fifth fewer decoding steps than in index order). Records are keyed by index, so nothing written depends on
-        # the order; the length is counted in characters, a proxy for tokens that needs no tokenizer.
+        # until its longest answer ends, and longer questions tend to have longer answers (in the mini-world, 0.7x
+        # the time of index order). Records are keyed by index, so nothing written depends on the order; the length
+        # is counted in characters, a proxy for tokens that needs no tokenizer.
         by_length = sorted(mine, key=lambda i: -len(prompt_of[i]))
         for first in tqdm(range(0, len(by_length), batch_size), desc=f"{task.name} {session.method}",
                           disable=not state.is_local_main_process):
