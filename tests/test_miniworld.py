@@ -169,9 +169,10 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     cfg = MiniworldConfig(n_train=24, n_train_b=24, n_rm=6, n_router=8, n_val=4, n_test=6,
-                          small=BaseSpec(16, 1, 3, 1e-3, 4), large=BaseSpec(32, 1, 3, 1e-3, 4),
+                          small=BaseSpec(16, 1, 3, 1e-3, 4, check_step=2),
+                          large=BaseSpec(32, 1, 3, 1e-3, 4, check_step=1),
                           rm_sft_steps=2, rm_steps=2, router_steps=2, alphas=(0.5, 2.0), max_new_tokens=12,
-                          small_candidates=2)
+                          small_candidates=2, large_candidates=2)
     kw = dict(results_dir=str(tmp_path / "res"), checkpoints=str(tmp_path / "ckpt"), cfg=cfg,
               work_dir=str(tmp_path / "work"), processes=1)
     results = reproduce(**{**kw, "processes": 2})  # evaluations two at a time, in worker processes
@@ -214,9 +215,12 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     journal = json.loads((tmp_path / "work" / "stages.json").read_text())
     # Every completed stage has its wall time (a toy stage can take under 5 ms, which rounds to 0).
     assert set(journal["seconds"]) == set(journal["done"]) and all(t >= 0 for t in journal["seconds"].values())
-    choice = json.loads((tmp_path / "work" / "small_base_choice.json").read_text())
-    # Toy bases never land in range: every allowed draw is tried, the one nearest the ranges kept.
-    assert set(choice["validation_accuracy"]) == {"0", "1"} and results["small_base_choice"] == choice
+    for which in ("small", "large"):
+        choice = json.loads((tmp_path / "work" / f"{which}_base_choice.json").read_text())
+        # Toy bases never learn B's lookups nor land in range: the first draw is given up at its check step, the
+        # last is trained to the end and kept (and the reward model's fine-tuning, a shorter run, has no check).
+        assert set(choice["validation_accuracy"]) == {"0", "1"} and results[f"{which}_base_choice"] == choice
+        assert "abandoned_at" in choice["validation_accuracy"]["0"] and choice["chosen"] == 1
     with pytest.raises(ValueError, match="another configuration"):
         reproduce(**{**kw, "cfg": dataclasses.replace(cfg, router_steps=3)}, resume=True)
     # A fresh test draw without matplotlib: the results are written, the plot is skipped with a message.
@@ -304,6 +308,14 @@ def test_base_draws_trains_grades_and_resumes(tmp_path, monkeypatch):
     runpy.run_path(str(script), run_name="__main__")  # resumable: read, not trained again
     assert (folder / "model.safetensors").stat().st_mtime_ns == weights
     assert len(json.loads(out.read_text())["draws"]) == 1
+    # --check-only: trained to the check step, its B lookups recorded, nothing saved.
+    argv[argv.index("--steps") + 1] = "4"
+    monkeypatch.setattr(sys, "argv", [*argv[:argv.index("--label") + 1], "check", *argv[argv.index("--label") + 2:],
+                                      "--check-only", "--check-step", "2"])
+    runpy.run_path(str(script), run_name="__main__")
+    row = json.loads(out.read_text())["draws"][-1]
+    assert row["label"] == "check" and row["check_step"] == 2 and 0 <= row["lookup"] <= 1 and "val_b" not in row
+    assert not (tmp_path / "work" / "check").exists()
 
 
 def test_a_base_shape_whose_heads_do_not_divide_its_width_is_refused():
@@ -321,43 +333,128 @@ def test_another_configuration_never_trains_over_the_shipped_checkpoints(tmp_pat
     before = sorted(p.stat().st_mtime_ns for p in CHECKPOINTS.rglob("*") if p.is_file())
     cfg = MiniworldConfig()
     with pytest.raises(ValueError, match="shipped checkpoints"):
-        reproduce(str(tmp_path), cfg=replace(cfg, small=replace(cfg.small, steps=10)), work_dir=str(tmp_path / "w"))
+        reproduce(str(tmp_path), cfg=replace(cfg, small=replace(cfg.small, steps=2000)), work_dir=str(tmp_path / "w"))
     assert sorted(p.stat().st_mtime_ns for p in CHECKPOINTS.rglob("*") if p.is_file()) == before
 
 
-@pytest.mark.parametrize("draws, chosen, n_trained", [
+@pytest.mark.parametrize("which, draws, chosen, n_trained", [
     # The first draw in range on both domains ends the search, even with draws left.
-    ([(0.45, 0.2), (0.5, 0.5), (0.6, 0.6)], 1, 2),
+    ("small", [(0.45, 0.2), (0.5, 0.5), (0.6, 0.6)], 1, 2),
     # In range on A is not enough: B must be too.
-    ([(0.5, 0.1), (0.9, 0.5), (0.35, 0.79)], 2, 3),
+    ("small", [(0.5, 0.1), (0.9, 0.5), (0.35, 0.79)], 2, 3),
     # None in range: the one nearest the ranges (the sum of its distances from them) is kept.
-    ([(0.1, 0.5), (0.75, 0.25), (0.5, 0.95), (0.2, 0.2)], 1, 4),
+    ("small", [(0.1, 0.5), (0.75, 0.25), (0.5, 0.95), (0.2, 0.2)], 1, 4),
+    # A draw given up at its check (None) is never chosen, however near it was.
+    ("small", [None, (0.2, 0.2), None, (0.1, 0.1)], 1, 4),
+    # The last draw is never given up, so there is always a base.
+    ("small", [None, None, None, (0.1, 0.1)], 3, 4),
+    # The larger base may be stronger on A (its range reaches 0.9).
+    ("large", [(0.85, 0.2), (0.85, 0.5), (0.5, 0.5)], 1, 2),
 ])
-def test_small_base_draws_until_one_is_in_range_on_both_domains(tmp_path, monkeypatch, draws, chosen, n_trained):
+def test_a_base_is_drawn_until_one_is_in_range_on_both_domains(tmp_path, monkeypatch, which, draws, chosen,
+                                                               n_trained):
     import json
+    from dataclasses import replace
     from pathlib import Path
 
     from transformers_taro.miniworld import pipeline
 
     trained: list[int] = []
+    checked: list[bool] = []
 
-    def fake_train(tok, rows, spec, cfg, out, seed=None):
+    def fake_train(tok, rows, spec, cfg, out, seed=None, keep=None):
+        trained.append(seed)
+        checked.append(keep is not None)
+        if draws[len(trained) - 1] is None and keep is not None and not keep(None):
+            return False
         out.mkdir(parents=True)
         (out / "model.safetensors").write_text(str(seed))
-        trained.append(seed)
+        return True
 
     def fake_eval(session, task, out, **kw):
-        a, b = draws[len(trained) - 1]
+        a, b = draws[len(trained) - 1] or (0.0, 0.0)
         Path(out).mkdir(parents=True)
         (Path(out) / "report.json").write_text(json.dumps({"accuracy": a if task.name == "val_a" else b}))
 
     monkeypatch.setattr(pipeline, "train_base", fake_train)
     monkeypatch.setattr(pipeline, "run_eval", fake_eval)
     monkeypatch.setattr(pipeline, "load_causal_lm", lambda path: None)
-    cfg = MiniworldConfig(seed=3, small_candidates=len(draws))
+    monkeypatch.setattr(pipeline, "lookup_accuracy", lambda model, tok, rows: 0.5)
+    cfg = replace(MiniworldConfig(seed=3), **{f"{which}_candidates": len(draws)})
     data = {"train_a": [], "train_b": [], "val_a": [], "val_b": []}
-    pipeline.train_small_base(None, cfg, data, tmp_path / "small", tmp_path)
-    choice = json.loads((tmp_path / "small_base_choice.json").read_text())
-    assert choice["chosen"] == chosen
-    assert trained == [3000 + i for i in range(n_trained)] and len(choice["validation_accuracy"]) == n_trained
-    assert (tmp_path / "small" / "model.safetensors").read_text() == str(3000 + chosen)
+    pipeline.choose_base(None, cfg, data, which, tmp_path / which, tmp_path)
+    choice = json.loads((tmp_path / f"{which}_base_choice.json").read_text())
+    assert choice["chosen"] == chosen and len(choice["validation_accuracy"]) == n_trained
+    seeds = [pipeline.draw_seed(cfg, which, i) for i in range(n_trained)]
+    assert trained == seeds and len(set(seeds)) == n_trained
+    assert checked == [i < len(draws) - 1 for i in range(n_trained)]
+    assert (tmp_path / which / "model.safetensors").read_text() == str(seeds[chosen])
+    given_up = [i for i, d in enumerate(draws[:n_trained]) if d is None and i < len(draws) - 1]
+    assert [int(i) for i, r in choice["validation_accuracy"].items() if "abandoned_at" in r] == given_up
+    # A rerun (--resume) reads every draw, given up or finished, from its folder: nothing is trained again.
+    trained.clear()
+    pipeline.choose_base(None, cfg, data, which, tmp_path / which, tmp_path)
+    assert trained == []
+
+
+def test_a_draw_below_its_lookup_floor_is_given_up_at_its_check_step(tmp_path):
+    """train_base stops at check_step when `keep` says no, saving nothing; with a yes it trains to the end."""
+    from transformers_taro.miniworld.pipeline import BaseSpec, train_base
+
+    tok = make_tokenizer()
+    cfg = MiniworldConfig(n_train=4, n_train_b=4)
+    rows = make_problems(4, 0) + make_problems(4, 0, domain="b-copied")
+    spec = BaseSpec(16, 1, 6, 1e-3, 2, check_step=4)
+    seen: list[int] = []
+
+    def keep(answer: bool):
+        def judge(model) -> bool:
+            seen.append(sum(p.numel() for p in model.parameters()))
+            assert not model.training  # judged as it will be used
+            return answer
+        return judge
+
+    assert train_base(tok, rows, spec, cfg, tmp_path / "no", seed=0, keep=keep(False)) is False
+    assert not (tmp_path / "no").exists() and len(seen) == 1
+    assert train_base(tok, rows, spec, cfg, tmp_path / "yes", seed=0, keep=keep(True)) is True
+    assert (tmp_path / "yes" / "model.safetensors").is_file() and len(seen) == 2
+
+
+def test_a_check_step_outside_the_training_budget_is_refused():
+    from transformers_taro.miniworld.pipeline import BaseSpec
+
+    with pytest.raises(ValueError, match="check_step=100 must lie between 0 and steps=100"):
+        BaseSpec(64, 2, 100, 1e-3, check_step=100)
+
+
+def test_lookup_accuracy_reads_the_totals_written_after_names():
+    """Exact for a model that predicts the gold token everywhere, near zero for one that never does, and refused on
+    problems without names."""
+    import torch
+
+    from transformers_taro.data import gsm8k_solutions, traces_from_solutions
+    from transformers_taro.miniworld.pipeline import lookup_accuracy
+    from transformers_taro.training import TraceCollator
+
+    tok = make_tokenizer()
+    rows = make_problems(5, 0, domain="b-copied")
+
+    class Oracle(torch.nn.Module):
+        """Predicts each gold next token (or, with `wrong`, the token after it in the vocabulary)."""
+
+        def __init__(self, wrong: bool, problems: list[dict]):
+            super().__init__()
+            self.wrong = wrong
+            traces = traces_from_solutions(gsm8k_solutions(problems)[0], tok)
+            self.batch = TraceCollator(tok, max_length=1024)(traces)
+
+        def forward(self, input_ids, attention_mask):
+            assert torch.equal(input_ids, self.batch["input_ids"])
+            target = self.batch["labels"].clamp(min=0) + int(self.wrong)
+            return type("Out", (), {"logits": torch.nn.functional.one_hot(target, len(tok)).float()})
+
+    assert lookup_accuracy(Oracle(False, rows), tok, rows) == 1.0
+    assert lookup_accuracy(Oracle(True, rows), tok, rows) == 0.0
+    arithmetic = make_problems(3, 0)
+    with pytest.raises(ValueError, match="needs domain-B problems"):
+        lookup_accuracy(Oracle(False, arithmetic), tok, arithmetic)

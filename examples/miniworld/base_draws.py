@@ -1,14 +1,19 @@
 """Draws of the mini-world's small base under one training recipe: how often does a draw land in range?
 
 Each draw is the small base trained from its own initialisation (draw i of pipeline seed K is initialised with
-seed 1000K + i: `draw_small_base`, as `train_small_base` calls it) on the seed's A + B training problems, then
-graded greedily on A's and B's validation problems. Nothing else is trained, and no test problem is read. This is
+seed 1000K + i: `draw_base`, as `choose_base` calls it) on the seed's A + B training problems, then graded
+greedily on A's and B's validation problems. Every draw is trained to the end (no early check), so that the
+recipe's final accuracies are seen. Nothing else is trained, and no test problem is read. This is
 how the small base's recipe was chosen (README, "How the world was made to answer"): a recipe is only as good as
 the share of its draws in range.
 
     python examples/miniworld/base_draws.py --seeds 2 3 --draws 2 --out results/miniworld-base-draws.json
     python examples/miniworld/base_draws.py --seeds 2 --steps 4000 --domain-b b-copied --one-token-names --label L
     python examples/miniworld/base_draws.py --seeds 3 --draws 3 --heads 8 --label heads8   # another shape
+    python examples/miniworld/base_draws.py --seeds 2 4 --draws 1 --check-only --label check   # the early check
+
+With `--check-only`, each draw is trained only to `--check-step` and its B lookups are measured there
+(`lookup_accuracy`, the measure `choose_base` gives a draw up on): how a draw fares at the pipeline's check.
 
 Resumable: a draw whose folder holds both reports is read, not trained again. Results are appended to `--out`
 (one row per draw and recipe), so several recipes accumulate in one file.
@@ -22,7 +27,7 @@ import time
 from pathlib import Path
 
 from transformers_taro.miniworld import MiniworldConfig
-from transformers_taro.miniworld.pipeline import BaseSpec, draw_small_base, splits
+from transformers_taro.miniworld.pipeline import BaseSpec, draw_base, lookup_accuracy, splits, train_base
 from transformers_taro.miniworld.problems import DOMAINS, make_tokenizer
 
 if __name__ == "__main__":
@@ -41,12 +46,17 @@ if __name__ == "__main__":
     ap.add_argument("--n-train-b", type=int, default=default.n_train_b, help="B problems in the bases' training mix")
     ap.add_argument("--one-token-names", action=argparse.BooleanOptionalAction, default=default.one_token_names,
                     help="the tokenizer's scheme for names (make_tokenizer)")
+    ap.add_argument("--check-step", type=int, default=None,
+                    help=f"the step of the early check (with --check-only; default {default.small.check_step})")
+    ap.add_argument("--check-only", action="store_true",
+                    help="train each draw only to --check-step and record its B lookups there")
     ap.add_argument("--label", default="default", help="names the recipe in --out and its work folders")
     ap.add_argument("--work", default="runs/base-draws")
     ap.add_argument("--out", default="results/miniworld-base-draws.json")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    spec = BaseSpec(a.hidden, a.layers, a.steps, a.lr, a.batch_size, a.heads)
+    check_step = a.check_step or (default.small.check_step if a.check_only else None)
+    spec = BaseSpec(a.hidden, a.layers, a.steps, a.lr, a.batch_size, a.heads, check_step=check_step)
     tok = make_tokenizer(a.one_token_names)
     out = Path(a.out)
     rows = json.loads(out.read_text())["draws"] if out.is_file() else []
@@ -57,12 +67,25 @@ if __name__ == "__main__":
         for i in range(a.first_draw, a.first_draw + a.draws):
             folder = Path(a.work) / a.label / f"seed{seed}-draw{i}"
             start = time.perf_counter()
-            acc = draw_small_base(tok, cfg, data, folder, seed=seed * 1000 + i)
+            if a.check_only:
+                lookup: list[float] = []
+
+                def measure(model, lookup: list[float] = lookup, val_b: list[dict] = data["val_b"]) -> bool:
+                    lookup.append(lookup_accuracy(model, tok, val_b))
+                    return False  # stop there: the check is all that is asked
+
+                train_base(tok, data["train_a"] + data["train_b"], spec, cfg, folder, seed=seed * 1000 + i,
+                           keep=measure)
+                result = {"check_step": check_step, "lookup": lookup[0]}
+            else:
+                acc = draw_base(tok, cfg, data, "small", folder, seed=seed * 1000 + i, check=False)
+                result = {"val_a": acc["a"], "val_b": acc["b"]}
             row = {"label": a.label, "recipe": dataclasses.asdict(spec), "domain_b": a.domain_b,
                    "n_train_b": a.n_train_b, "one_token_names": a.one_token_names, "seed": seed, "draw": i,
-                   "val_a": acc["a"], "val_b": acc["b"], "seconds": round(time.perf_counter() - start)}
+                   **result, "seconds": round(time.perf_counter() - start)}
             rows = [r for r in rows if (r["label"], r["seed"], r["draw"]) != (a.label, seed, i)] + [row]
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps({"what": __doc__.splitlines()[0], "draws": rows}, indent=2))
-            print(f"{a.label} seed {seed} draw {i}: A {acc['a']:.3f}  B {acc['b']:.3f}  ({row['seconds']} s)",
-                  flush=True)
+            print(f"{a.label} seed {seed} draw {i}: "
+                  + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items())
+                  + f"  ({row['seconds']} s)", flush=True)

@@ -22,6 +22,7 @@ import multiprocessing
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -39,7 +40,7 @@ from ..extras import require
 from ..guide import TARoGuide
 from ..models import load_causal_lm, load_tokenizer
 from ..training import RewardModelConfig, RouterTrainingConfig, TraceCollator, train_reward_model, train_router
-from .problems import make_problems, make_tokenizer
+from .problems import NAMES, make_problems, make_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,12 @@ TARO_METHODS = {"taro": "guide-a", "taro_ab": "guide-ab"}
 
 @dataclass(frozen=True)
 class BaseSpec:
-    """A base model trained from scratch: its shape and its training budget."""
+    """A base model trained from scratch: its shape, its training budget, and when a draw of it is given up.
+
+    With `check_step`, a draw is stopped after that many steps unless its teacher-forced accuracy on domain B's
+    lookups by name (`lookup_accuracy`, validation problems) has reached `min_lookup`: a draw that has not learned
+    them by then does not learn them later (README, "Drawing the bases"), and the remaining steps are saved.
+    """
 
     hidden: int
     layers: int
@@ -64,10 +70,15 @@ class BaseSpec:
     lr: float
     batch_size: int = 32
     heads: int = 4  # attention heads per layer (key/value heads too)
+    check_step: int | None = None
+    min_lookup: float = 0.9
 
     def __post_init__(self) -> None:
         if self.heads < 1 or self.hidden % self.heads:
             raise ValueError(f"heads={self.heads} must be a positive divisor of hidden={self.hidden}.")
+        if self.check_step is not None and not 0 < self.check_step < self.steps:
+            raise ValueError(f"check_step={self.check_step} must lie between 0 and steps={self.steps} (exclusive), "
+                             "or be None for no early check.")
 
     @property
     def name(self) -> str:
@@ -92,12 +103,13 @@ class MiniworldConfig:
     one_token_names: bool = True  # the tokenizer's scheme for names (`make_tokenizer`); False is another world
     n_val: int = 400  # per domain
     n_test: int = 3000  # per domain
-    # The larger base has 4x the small one's non-embedding parameters (12 * hidden^2 * layers). The small one is
-    # meant to land in `SMALL_BASE_RANGE` on validation, so guidance has room to act both ways (calibration in
-    # the README).
-    small: BaseSpec = BaseSpec(64, 2, 3000, 3e-3)
-    small_candidates: int = 4  # at most this many initialisations of the small base (see `train_small_base`)
-    large: BaseSpec = BaseSpec(128, 2, 1500, 1e-3)
+    # The larger base has 4x the small one's non-embedding parameters (12 * hidden^2 * layers). Each is drawn until
+    # its validation accuracy lies in `BASE_RANGE` (`choose_base`), so guidance has room to act both ways; a draw
+    # that has not learned B's lookups by name at `check_step` is given up there (README, "Drawing the bases").
+    small: BaseSpec = BaseSpec(64, 2, 3000, 3e-3, check_step=1000, min_lookup=0.83)
+    small_candidates: int = 8  # at most this many initialisations of the small base
+    large: BaseSpec = BaseSpec(128, 2, 1500, 2e-3, check_step=800, min_lookup=0.83)
+    large_candidates: int = 4
     rm_sft_steps: int = 1000
     rm_sft_lr: float = 1e-3
     rm_steps: int = 600
@@ -127,10 +139,12 @@ def _base_model(tokenizer: PreTrainedTokenizerBase, spec: BaseSpec, seed: int) -
 
 
 def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseSpec, cfg: MiniworldConfig, out: Path,
-               init: Path | None = None, seed: int | None = None) -> None:
+               init: Path | None = None, seed: int | None = None,
+               keep: Callable[[Any], bool] | None = None) -> bool:
     """Supervised training on the gold solutions (loss on the solution tokens), from scratch or from `init`.
 
-    `seed` (default `cfg.seed`) draws the initial weights and the batches."""
+    `seed` (default `cfg.seed`) draws the initial weights and the batches. With `keep`, training stops after
+    `spec.check_step` steps unless `keep(model)` holds: then nothing is saved and False is returned."""
     seed = cfg.seed if seed is None else seed
     model = load_causal_lm(str(init)) if init else _base_model(tokenizer, spec, seed)
     solutions, _ = gsm8k_solutions(rows)
@@ -141,6 +155,11 @@ def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseS
     gen = torch.Generator().manual_seed(seed)
     model.train()
     for step in range(spec.steps):
+        if keep is not None and step == spec.check_step:
+            model.eval()
+            if not keep(model):
+                return False
+            model.train()
         # Random batches, not batches of like length: those save the 30% of padding, but are nearly all A or all B
         # (B's solutions are longer), and the small base then learned neither (README, "How long a seed takes").
         idx = torch.randint(len(traces), (spec.batch_size,), generator=gen).tolist()
@@ -156,6 +175,39 @@ def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseS
             logger.warning("base %s step %d loss %.4f", spec.name, step, loss.item())
     model.eval().save_pretrained(out)
     tokenizer.save_pretrained(out)
+    return True
+
+
+@torch.no_grad()
+def lookup_accuracy(model: Any, tokenizer: PreTrainedTokenizerBase, rows: list[dict], batch_size: int = 200) -> float:
+    """Teacher-forced share of the totals looked up by name in domain-B solutions whose first digit is the model's
+    top prediction.
+
+    A lookup is a number written right after a name that opens a clause of the solution (after ":" or ","): each
+    person's total before a step, the swapped totals, the second starting total; each must be found by name in the
+    question or in the line that last changed it. A model that has not learned to find a total by name takes one of
+    the two people's at random on the harder ones and plateaus near 0.8. One forward pass over the gold solutions
+    (a second or two for 400 problems), so that a draw can be judged early in its training.
+    """
+    solutions, _ = gsm8k_solutions(rows)
+    collate = TraceCollator(tokenizer, max_length=1024)
+    names = torch.tensor(tokenizer.convert_tokens_to_ids([f" {n} " for n in NAMES]))
+    digits = torch.tensor(tokenizer.convert_tokens_to_ids(list("0123456789")))
+    openers = torch.tensor(tokenizer.convert_tokens_to_ids([":", ","]))
+    traces = traces_from_solutions(solutions, tokenizer)
+    right = total = 0
+    for i in range(0, len(traces), batch_size):
+        batch = collate(traces[i:i + batch_size])
+        ids, labels = batch["input_ids"], batch["labels"]
+        predicted = model(input_ids=ids, attention_mask=batch["attention_mask"]).logits.argmax(-1)
+        after_opener = torch.zeros_like(ids, dtype=torch.bool)
+        after_opener[:, 1:] = torch.isin(ids[:, :-1], openers)
+        lookups = torch.isin(ids, names) & after_opener & torch.isin(labels, digits)
+        right += (predicted == labels)[lookups].sum().item()
+        total += lookups.sum().item()
+    if not total:
+        raise ValueError("lookup_accuracy needs domain-B problems (totals looked up by name); none were given.")
+    return right / total
 
 
 def step_accuracy(outputs: list[str]) -> float:
@@ -198,51 +250,86 @@ def splits(cfg: MiniworldConfig, test_seed: int | None = None) -> dict[str, list
     return data
 
 
-SMALL_BASE_RANGE = {"a": (0.3, 0.7), "b": (0.3, 0.8)}
-"""Where the small base's validation accuracy must lie, per domain, for guidance to have room to act both ways."""
+BASE_RANGE = {"small": {"a": (0.3, 0.7), "b": (0.3, 0.8)}, "large": {"a": (0.3, 0.9), "b": (0.3, 0.8)}}
+"""Where each base's validation accuracy must lie, per domain: the small base where guidance has room to act both
+ways, the larger one at least as far from the floor (it may be stronger on A, its ~4x the parameters)."""
 
 
-def _distance_from_range(accuracy: dict[str, float]) -> float:
-    return sum(max(lo - accuracy[d], 0.0, accuracy[d] - hi) for d, (lo, hi) in SMALL_BASE_RANGE.items())
+def _distance_from_range(accuracy: dict[str, float], ranges: dict[str, tuple[float, float]]) -> float:
+    return sum(max(lo - accuracy[d], 0.0, accuracy[d] - hi) for d, (lo, hi) in ranges.items())
 
 
-def draw_small_base(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: dict[str, list[dict]],
-                    folder: Path, seed: int) -> dict[str, float]:
-    """One draw of the small base (`cfg.small`, initialised with `seed`) trained into `folder`, and its greedy
-    accuracy on each domain's validation problems. Weights and reports already in `folder` are reused."""
-    if not all((folder / f"val_{d}" / "report.json").is_file() for d in SMALL_BASE_RANGE):
+def draw_base(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: dict[str, list[dict]], which: str,
+              folder: Path, seed: int, check: bool = True) -> dict[str, float]:
+    """One draw of a base (`which`: "small" or "large", its `BaseSpec` in `cfg`; initialised with `seed`) trained
+    into `folder`: its greedy accuracy on each domain's validation problems (`a`, `b`) and, where it was checked,
+    its B lookups at the spec's `check_step` (`lookup`); or, if it was given up there (only with `check`),
+    `{"abandoned_at": step, "lookup": accuracy}`. What `folder` already holds (weights, reports, the check) is
+    reused."""
+    spec: BaseSpec = getattr(cfg, which)
+    checked = folder / "check.json"
+    record = json.loads(checked.read_text()) if checked.is_file() else {}
+    if "abandoned_at" in record:
+        return record
+    if not all((folder / f"val_{d}" / "report.json").is_file() for d in "ab"):
         if not (folder / "model.safetensors").is_file():
-            train_base(tokenizer, data["train_a"] + data["train_b"], cfg.small, cfg, folder, seed=seed)
+
+            def keep(model: Any) -> bool:
+                record["lookup"] = lookup_accuracy(model, tokenizer, data["val_b"])
+                logger.warning("%s base, seed %d: B lookups %.3f at step %d (at least %g to go on)", which, seed,
+                               record["lookup"], spec.check_step, spec.min_lookup)
+                return record["lookup"] >= spec.min_lookup
+
+            finished = train_base(tokenizer, data["train_a"] + data["train_b"], spec, cfg, folder, seed=seed,
+                                  keep=keep if check and spec.check_step else None)
+            if record:
+                record["abandoned_at" if not finished else "checked_at"] = spec.check_step
+                folder.mkdir(parents=True, exist_ok=True)
+                checked.write_text(json.dumps(record))
+            if not finished:
+                return record
         model = load_causal_lm(str(folder))
-        for d in SMALL_BASE_RANGE:
+        for d in "ab":
             run_eval(Session(model, tokenizer, None), miniworld_task(f"val_{d}", data[f"val_{d}"]),
                      str(folder / f"val_{d}"), batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
-    return {d: json.loads((folder / f"val_{d}" / "report.json").read_text())["accuracy"] for d in SMALL_BASE_RANGE}
+    return {**{d: json.loads((folder / f"val_{d}" / "report.json").read_text())["accuracy"] for d in "ab"}, **record}
 
 
-def train_small_base(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: dict[str, list[dict]],
-                     out: Path, work: Path) -> None:
-    """Initialisations of the small base, trained alike, one after another until one's accuracy on the validation
-    problems lies in range on both domains (`SMALL_BASE_RANGE`; at most `cfg.small_candidates` draws; if none
-    does, the one nearest the ranges). The draws and the choice are recorded in `work/small_base_choice.json`.
+def draw_seed(cfg: MiniworldConfig, which: str, i: int) -> int:
+    """The initialisation seed of draw `i` of a base. The larger base's first draw is the pipeline seed itself,
+    as it was before the larger base was drawn."""
+    return cfg.seed * 1000 + i if which == "small" else cfg.seed if i == 0 else cfg.seed * 1000 + 500 + i
+
+
+def choose_base(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: dict[str, list[dict]], which: str,
+                out: Path, work: Path) -> None:
+    """Initialisations of a base (`which`), trained alike, one after another until one's accuracy on the validation
+    problems lies in range on both domains (`BASE_RANGE`); at most `cfg.<which>_candidates` draws; if none does,
+    the one nearest the ranges. A draw that has not learned B's lookups by name at its spec's `check_step` is
+    given up there (`BaseSpec`), except the last, so that there is always a base. The draws and the choice are
+    recorded in `work/<which>_base_choice.json`.
 
     A model this small either does or does not pick up multi-digit carries, or lookups by name, in its budget,
     depending on its draw (`examples/miniworld/base_draws.py` measures how often). Choosing the draw on validation
     puts the base where guidance has room to act both ways, which is what the world is for. A candidate finished
-    by an earlier, killed run is reused (`--resume`).
+    (or given up) by an earlier, killed run is reused (`--resume`).
     """
-    accuracy: dict[int, dict[str, float]] = {}
-    for i in range(cfg.small_candidates):
-        accuracy[i] = draw_small_base(tokenizer, cfg, data, work / f"small-candidate{i}", seed=cfg.seed * 1000 + i)
-        logger.warning("small base candidate %d: %s on validation", i, accuracy[i])
-        if _distance_from_range(accuracy[i]) == 0:
+    n, ranges = getattr(cfg, f"{which}_candidates"), BASE_RANGE[which]
+    draws: dict[int, dict[str, float]] = {}
+    for i in range(n):
+        draws[i] = draw_base(tokenizer, cfg, data, which, work / f"{which}-candidate{i}", draw_seed(cfg, which, i),
+                             check=i < n - 1)
+        logger.warning("%s base candidate %d: %s", which, i, draws[i])
+        if "abandoned_at" not in draws[i] and _distance_from_range(draws[i], ranges) == 0:
             break
-    chosen = min(accuracy, key=lambda i: _distance_from_range(accuracy[i]))
-    (work / "small_base_choice.json").write_text(json.dumps(
-        {"validation_accuracy": accuracy, "chosen": chosen, "range": SMALL_BASE_RANGE,
-         "rule": "the first draw in range on both domains' validation problems, else the one nearest the ranges "
-                 "(the sum of the distances)"}, indent=2))
-    _ship(work / f"small-candidate{chosen}", out)
+    finished = {i: acc for i, acc in draws.items() if "abandoned_at" not in acc}
+    chosen = min(finished, key=lambda i: _distance_from_range(finished[i], ranges))
+    (work / f"{which}_base_choice.json").write_text(json.dumps(
+        {"validation_accuracy": draws, "chosen": chosen, "seeds": {i: draw_seed(cfg, which, i) for i in draws},
+         "range": ranges, "rule": "the first draw in range on both domains' validation problems, else the one "
+                                  "nearest the ranges (the sum of the distances); a draw below the spec's "
+                                  "min_lookup at its check_step is given up there"}, indent=2))
+    _ship(work / f"{which}-candidate{chosen}", out)
 
 
 class Stages:
@@ -286,8 +373,8 @@ def train_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], wor
     process beside the others, half the threads each, was slower: README, "How long a seed takes".)"""
     stages = stages or Stages(work, cfg, resume=False)
     tokenizer = make_tokenizer(cfg.one_token_names)
-    stages.run("small base", train_small_base, tokenizer, cfg, data, ckpt / "small", work)
-    stages.run("large base", train_base, tokenizer, data["train_a"] + data["train_b"], cfg.large, cfg, ckpt / "large")
+    for which in ("small", "large"):
+        stages.run(f"{which} base", choose_base, tokenizer, cfg, data, which, ckpt / which, work)
     # Each model learns from problems the others never saw: the reward model's step labels are what it knows
     # beyond the base, and the router must learn where the reward model helps on problems neither was fit to.
     stages.run("reward model", train_miniworld_reward_model, cfg, ckpt, data["rm"], work, stages.resume)
@@ -308,7 +395,7 @@ def train_miniworld_reward_model(cfg: MiniworldConfig, ckpt: Path, rows: list[di
     small = cfg.small
     if not (resume and (work / "rm_start" / "config.json").is_file()):
         train_base(load_tokenizer(str(ckpt / "small")), rows,
-                   replace(small, steps=cfg.rm_sft_steps, lr=cfg.rm_sft_lr), cfg, work / "rm_start",
+                   replace(small, steps=cfg.rm_sft_steps, lr=cfg.rm_sft_lr, check_step=None), cfg, work / "rm_start",
                    init=ckpt / "small")
     rm_cfg = RewardModelConfig(output_dir=str(work / "rm"), max_steps=cfg.rm_steps, per_device_train_batch_size=16,
                                learning_rate=cfg.rm_lr, beta=cfg.rm_beta, cpo_alpha=cfg.rm_nll, logging_steps=50,
@@ -612,7 +699,7 @@ def reproduce(results_dir: str = "results", checkpoints: str | None = None, eval
     if not eval_only:
         if not resume:
             # Evaluations and base candidates resume from their folders: those of earlier runs must not count.
-            for folder in [*work.glob("eval*"), *work.glob("small-candidate*")]:
+            for folder in [*work.glob("eval*"), *work.glob("*-candidate*")]:
                 shutil.rmtree(folder)
         stages = Stages(work, cfg, resume)
         train_all(cfg, ckpt, data, work, stages)
@@ -622,8 +709,9 @@ def reproduce(results_dir: str = "results", checkpoints: str | None = None, eval
     trained = time.time()
     results = evaluate_all(cfg, ckpt, data, work, test, record_alpha=not eval_only, processes=processes)
     results["config"] = {**asdict(cfg), "test_seed": test}
-    if (work / "small_base_choice.json").is_file():
-        results["small_base_choice"] = json.loads((work / "small_base_choice.json").read_text())
+    for which in ("small", "large"):
+        if (work / f"{which}_base_choice.json").is_file():
+            results[f"{which}_base_choice"] = json.loads((work / f"{which}_base_choice.json").read_text())
     results["seconds"] = {"training": round(trained - start), "evaluation": round(time.time() - trained)}
     stem = ("miniworld" if shipped else f"miniworld{world}-pipeline-seed{cfg.seed}") + (
         "" if test_seed is None else f"-seed{test_seed}")
