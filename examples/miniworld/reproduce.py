@@ -35,6 +35,9 @@ if __name__ == "__main__":
     ap.add_argument("--n-train-b", type=int, default=default.n_train_b, help="B problems in the bases' training mix")
     ap.add_argument("--small-steps", type=int, default=default.small.steps,
                     help="training steps of each small-base draw (the recipe; see base_draws.py)")
+    ap.add_argument("--small-check-step", type=int, default=default.small.check_step,
+                    help="step at which a small-base draw that has not learned B's lookups is given up (0: never; "
+                         "below --small-steps)")
     ap.add_argument("--processes", type=int, default=2,
                     help="evaluations run this many at a time, in worker processes sharing the CPU (1: in this one)")
     ap.add_argument("--results-dir", default="results")
@@ -43,7 +46,8 @@ if __name__ == "__main__":
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     cfg = dataclasses.replace(default, seed=a.seed, domain_b=a.domain_b, one_token_names=a.one_token_names,
-                              n_train_b=a.n_train_b, small=dataclasses.replace(default.small, steps=a.small_steps))
+                              n_train_b=a.n_train_b, small=dataclasses.replace(default.small, steps=a.small_steps,
+                                                                                  check_step=a.small_check_step or None))
     results = reproduce(a.results_dir, a.checkpoints, a.eval_only, a.test_seed, cfg, resume=a.resume,
                         processes=a.processes)
     for block in BLOCKS:
