@@ -71,7 +71,7 @@ class BaseSpec:
     batch_size: int = 32
     heads: int = 4  # attention heads per layer (key/value heads too)
     check_step: int | None = None
-    min_lookup: float = 0.9
+    min_lookup: float = 0.83
 
     def __post_init__(self) -> None:
         if self.heads < 1 or self.hidden % self.heads:
