@@ -60,8 +60,9 @@ class BaseSpec:
     """A base model trained from scratch: its shape, its training budget, and when a draw of it is given up.
 
     With `check_step`, a draw is stopped after that many steps unless its teacher-forced accuracy on domain B's
-    lookups by name (`lookup_accuracy`, validation problems) has reached `min_lookup`: a draw that has not learned
-    them by then does not learn them later (README, "Drawing the bases"), and the remaining steps are saved.
+    lookups by name (`lookup_accuracy`, validation problems) has reached `min_lookup`: in the draws probed, one that
+    had not learned them by then had not learned them at the end either (README, "Drawing the bases"), so the
+    remaining steps are saved.
     """
 
     hidden: int
