@@ -325,6 +325,31 @@ def test_a_base_shape_whose_heads_do_not_divide_its_width_is_refused():
         BaseSpec(64, 2, 100, 1e-3, heads=3)
 
 
+def test_the_larger_base_has_four_times_the_small_bases_non_embedding_parameters():
+    from transformers_taro.miniworld.pipeline import _base_model
+
+    cfg, tok = MiniworldConfig(), make_tokenizer()
+
+    def inner(spec):
+        model = _base_model(tok, spec, 0)
+        embeddings = {id(p) for p in (*model.get_input_embeddings().parameters(),
+                                      *model.get_output_embeddings().parameters())}
+        return sum(p.numel() for p in model.parameters() if id(p) not in embeddings)
+
+    assert 3.8 < inner(cfg.large) / inner(cfg.small) < 4.2
+
+
+@pytest.mark.parametrize("which", ["small", "large"])
+def test_the_shipped_bases_have_the_shipped_configurations_shape(which):
+    import json
+
+    from transformers_taro.miniworld.pipeline import CHECKPOINTS
+
+    spec, shipped = getattr(MiniworldConfig(), which), json.loads((CHECKPOINTS / which / "config.json").read_text())
+    assert (shipped["hidden_size"], shipped["num_hidden_layers"], shipped["num_attention_heads"]) == (
+        spec.hidden, spec.layers, spec.heads)
+
+
 def test_another_configuration_never_trains_over_the_shipped_checkpoints(tmp_path):
     from dataclasses import replace
 

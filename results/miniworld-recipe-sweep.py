@@ -1,0 +1,135 @@
+"""How often does a base recipe's draw learn domain B's lookups by name, and land in range? (experiment, not shipped)
+
+Each job trains one draw of one recipe from scratch, as `pipeline.train_base` does (same data, batches, optimiser and
+schedule), on the training problems of its own pipeline seed, and records `lookup_accuracy` on the validation
+problems at several steps and the greedy validation accuracy on A and B at the end. No test problem is read.
+Jobs run in worker processes (one thread each), interleaved so that every recipe gets its draws evenly if the run
+is cut short; each finished draw is appended to `OUT/sweep.jsonl`.
+
+    python results/miniworld-recipe-sweep.py --out DIR --workers 14 --device cuda --draws 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import multiprocessing
+import tempfile
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from transformers_taro.data import gsm8k_solutions, traces_from_solutions
+from transformers_taro.evaluation.runner import run_eval
+from transformers_taro.evaluation.session import Session
+from transformers_taro.miniworld.pipeline import (BASE_RANGE, BaseSpec, MiniworldConfig, _base_model,
+                                                  _distance_from_range, lookup_accuracy, miniworld_task, splits,
+                                                  training_step)
+from transformers_taro.miniworld.problems import make_tokenizer
+from transformers_taro.training import TraceCollator
+
+LARGE_PROBES = (200, 400, 600, 800, 1000, 1200)
+SMALL_PROBES = (250, 500, 750, 1000, 1500, 2000, 2500)
+# name: (which base, spec, share of B in the batches or None for the pipeline's mix, probe steps)
+RECIPES = {
+    "L128x2h4-2e-3": ("large", BaseSpec(128, 2, 1500, 2e-3), None, LARGE_PROBES),
+    "L128x2h8-2e-3": ("large", BaseSpec(128, 2, 1500, 2e-3, heads=8), None, LARGE_PROBES),
+    "L128x2h4-1e-3": ("large", BaseSpec(128, 2, 1500, 1e-3), None, LARGE_PROBES),
+    "L128x2h4-3e-3": ("large", BaseSpec(128, 2, 1500, 3e-3), None, LARGE_PROBES),
+    "L88x4h4-2e-3": ("large", BaseSpec(88, 4, 1500, 2e-3), None, LARGE_PROBES),
+    "L104x3h4-2e-3": ("large", BaseSpec(104, 3, 1500, 2e-3), None, LARGE_PROBES),
+    "L64x8h4-2e-3": ("large", BaseSpec(64, 8, 1500, 2e-3), None, LARGE_PROBES),
+    "L128x2h4-2e-3-B90": ("large", BaseSpec(128, 2, 1500, 2e-3), 0.9, LARGE_PROBES),
+    "S64x2h4-3e-3": ("small", BaseSpec(64, 2, 3000, 3e-3), None, SMALL_PROBES),
+    "S64x2h8-3e-3": ("small", BaseSpec(64, 2, 3000, 3e-3, heads=8), None, SMALL_PROBES),
+    "S64x2h4-5e-3": ("small", BaseSpec(64, 2, 3000, 5e-3), None, SMALL_PROBES),
+    "S48x4h4-3e-3": ("small", BaseSpec(48, 4, 3000, 3e-3), None, SMALL_PROBES),
+    "S56x3h4-3e-3": ("small", BaseSpec(56, 3, 3000, 3e-3), None, SMALL_PROBES),
+    "S64x2h4-3e-3-B90": ("small", BaseSpec(64, 2, 3000, 3e-3), 0.9, SMALL_PROBES),
+}
+
+
+@functools.lru_cache(maxsize=4)
+def _data(seed: int) -> dict:
+    return splits(MiniworldConfig(seed=seed, n_test=1))
+
+
+def run_draw(recipe: str, seed: int, draw: int, device: str, steps: int | None = None) -> dict:
+    which, spec, b_share, probes = RECIPES[recipe]
+    if steps:  # a smoke test
+        spec, probes = replace(spec, steps=steps), tuple(x for x in probes if x < steps)
+    torch.set_num_threads(1)
+    tok = make_tokenizer()
+    data = _data(seed)
+    init = seed * 1000 + 700 + draw
+    model = _base_model(tok, spec, init).to(device)
+    collate = TraceCollator(tok, max_length=1024)
+    pools = [traces_from_solutions(gsm8k_solutions(data[k])[0], tok) for k in ("train_a", "train_b")]
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, spec.lr, total_steps=spec.steps, pct_start=0.05)
+    gen = torch.Generator().manual_seed(init)
+    traces = pools[0] + pools[1]
+    lookups, start = {}, time.perf_counter()
+    model.train()
+    for step in range(spec.steps):
+        if step in probes:
+            model.eval()
+            lookups[step] = round(lookup_accuracy(model, tok, data["val_b"]), 4)
+            model.train()
+        if b_share is None:
+            idx = torch.randint(len(traces), (spec.batch_size,), generator=gen).tolist()
+            chosen = [traces[i] for i in idx]
+        else:
+            is_b = (torch.rand(spec.batch_size, generator=gen) < b_share).tolist()
+            chosen = [pools[b][torch.randint(len(pools[b]), (1,), generator=gen).item()] for b in is_b]
+        loss = training_step(model, collate(chosen), opt, sched)
+    model.eval()
+    lookups[spec.steps] = round(lookup_accuracy(model, tok, data["val_b"]), 4)
+    train_s = time.perf_counter() - start
+    acc = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for d in "ab":
+            report = run_eval(Session(model, tok, None), miniworld_task(f"val_{d}", data[f"val_{d}"]), f"{tmp}/{d}",
+                              batch_size=400, max_new_tokens=160)
+            acc[d] = report["accuracy"]
+    return {"recipe": recipe, "which": which, "seed": seed, "draw": draw, "init": init, "lookups": lookups,
+            "val": acc, "in_range": _distance_from_range(acc, BASE_RANGE[which]) == 0, "loss": round(loss.item(), 4),
+            "train_s": round(train_s, 1), "device": device}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--draws", type=int, default=10, help="draws per recipe, each on pipeline seed 10 + i")
+    p.add_argument("--recipes", nargs="*", default=list(RECIPES))
+    p.add_argument("--steps", type=int, help="override every recipe's steps (a smoke test)")
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    done = set()
+    log = args.out / "sweep.jsonl"
+    if log.is_file():
+        done = {(r["recipe"], r["seed"], r["draw"]) for r in map(json.loads, log.read_text().splitlines())}
+    jobs = [(r, 10 + i, 0) for i in range(args.draws) for r in args.recipes if (r, 10 + i, 0) not in done]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool, log.open("a") as f:
+        futures = {pool.submit(run_draw, *job, args.device, args.steps): job for job in jobs}
+        for fut in as_completed(futures):
+            try:
+                row = fut.result()
+            except Exception as e:  # one failed draw must not lose the others
+                traceback.print_exc()
+                row = {"recipe": futures[fut][0], "seed": futures[fut][1], "error": repr(e)}
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
