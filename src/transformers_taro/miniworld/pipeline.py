@@ -47,8 +47,8 @@ logger = logging.getLogger(__name__)
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 """The shipped mini-world: `small/`, `large/` (bases), `guide-a/` and `guide-ab/` (TARoGuide folders)."""
 SHIPPED_SEED = 2
-"""The pipeline seed whose checkpoints ship. Seeds 2, 3 and 4 were run from nothing; in 2 the small base's first
-draw landed in range on both domains (README, "Mini-world v2")."""
+"""The pipeline seed whose checkpoints ship. Seeds 2 and 4 were run from nothing with this configuration (README,
+"Mini-world v2"); the checkpoints are seed 2's."""
 BLOCKS = {"methods": ("small", "a"), "domain_b": ("small", "b"), "transfer": ("large", "a"),
           "transfer_b": ("large", "b")}
 """Each result block: which base, which domain's test problems."""
@@ -109,9 +109,9 @@ class MiniworldConfig:
     # that has not learned B's lookups by name at `check_step` is given up there (README, "Drawing the bases").
     small: BaseSpec = BaseSpec(64, 2, 3000, 3e-3, check_step=1000, min_lookup=0.83)
     small_candidates: int = 8  # at most this many initialisations of the small base
-    # Eight layers, not two at twice the width: in a sweep of larger-base recipes, only the deeper shapes learned B's
-    # lookups by name in most draws (README, "The larger base: deeper, not wider"). Such a draw learns them later than
-    # the small base, hence the later check.
+    # Eight layers, not two at twice the width: in a sweep of larger-base recipes, 64x8 was the one shape that learned
+    # B's lookups by name in most of its draws (README, "The larger base: deeper, not wider"). Such a draw learns them
+    # later than the small base, hence the later check.
     large: BaseSpec = BaseSpec(64, 8, 1500, 2e-3, check_step=1200, min_lookup=0.85)
     large_candidates: int = 4
     rm_sft_steps: int = 1000
