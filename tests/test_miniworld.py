@@ -467,6 +467,8 @@ def test_lookup_accuracy_reads_the_totals_written_after_names():
     class Oracle(torch.nn.Module):
         """Predicts each gold next token (or, with `wrong`, the token after it in the vocabulary)."""
 
+        device = torch.device("cpu")  # as a transformers model reports where its weights are
+
         def __init__(self, wrong: bool, problems: list[dict]):
             super().__init__()
             self.wrong = wrong
