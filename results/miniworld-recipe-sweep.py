@@ -28,6 +28,7 @@ from transformers_taro.data import gsm8k_solutions, traces_from_solutions
 from transformers_taro.evaluation.runner import run_eval
 from transformers_taro.evaluation.session import Session
 from transformers_taro.miniworld.pipeline import (BASE_RANGE, BaseSpec, MiniworldConfig, _base_model,
+                                                  base_optimiser,
                                                   _distance_from_range, lookup_accuracy, miniworld_task, splits,
                                                   training_step)
 from transformers_taro.miniworld.problems import make_tokenizer
@@ -70,8 +71,7 @@ def run_draw(recipe: str, seed: int, draw: int, device: str, steps: int | None =
     model = _base_model(tok, spec, init).to(device)
     collate = TraceCollator(tok, max_length=1024)
     pools = [traces_from_solutions(gsm8k_solutions(data[k])[0], tok) for k in ("train_a", "train_b")]
-    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, spec.lr, total_steps=spec.steps, pct_start=0.05)
+    opt, sched = base_optimiser(model, spec)
     gen = torch.Generator().manual_seed(init)
     traces = pools[0] + pools[1]
     lookups, start = {}, time.perf_counter()
@@ -115,7 +115,8 @@ def main() -> None:
     done = set()
     log = args.out / "sweep.jsonl"
     if log.is_file():
-        done = {(r["recipe"], r["seed"], r["draw"]) for r in map(json.loads, log.read_text().splitlines())}
+        done = {(r["recipe"], r["seed"], r["draw"]) for r in map(json.loads, log.read_text().splitlines())
+                if "error" not in r}
     jobs = [(r, 10 + i, 0) for i in range(args.draws) for r in args.recipes if (r, 10 + i, 0) not in done]
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool, log.open("a") as f:
@@ -125,7 +126,7 @@ def main() -> None:
                 row = fut.result()
             except Exception as e:  # one failed draw must not lose the others
                 traceback.print_exc()
-                row = {"recipe": futures[fut][0], "seed": futures[fut][1], "error": repr(e)}
+                row = {**dict(zip(("recipe", "seed", "draw"), futures[fut])), "error": repr(e)}
             f.write(json.dumps(row) + "\n")
             f.flush()
             print(json.dumps(row), flush=True)

@@ -154,8 +154,7 @@ def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseS
     solutions, _ = gsm8k_solutions(rows)
     traces = traces_from_solutions(solutions, tokenizer)
     collate = TraceCollator(tokenizer, max_length=1024)
-    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, spec.lr, total_steps=spec.steps, pct_start=0.05)
+    opt, sched = base_optimiser(model, spec)
     gen = torch.Generator().manual_seed(seed)
     model.train()
     for step in range(spec.steps):
@@ -173,6 +172,12 @@ def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseS
     model.eval().save_pretrained(out)
     tokenizer.save_pretrained(out)
     return True
+
+
+def base_optimiser(model: Any, spec: BaseSpec) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The optimiser and schedule a base trains with (`train_base`): AdamW, one cycle over `spec.steps`."""
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01)
+    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, spec.lr, total_steps=spec.steps, pct_start=0.05)
 
 
 def training_step(model: Any, batch: dict[str, torch.Tensor], opt: torch.optim.Optimizer,
