@@ -238,7 +238,8 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "res" / "miniworld.json").read_text())["seeds"]
     assert list(summary["per_seed"]) == [str(SHIPPED_SEED), "1"]
     assert len(summary["taro_minus_best_fixed"]["domain_b: taro_ab"]["per_seed"]) == 2
-    assert "across seeds" in (tmp_path / "res" / "miniworld.md").read_text()
+    assert "across seeds" in (md := (tmp_path / "res" / "miniworld.md").read_text())
+    assert f"per seed ({SHIPPED_SEED}, 1)" in md  # which seed each column of differences is
     with pytest.raises(FileNotFoundError, match="run without it"):
         reproduce(**{**kw, "checkpoints": str(tmp_path / "none")}, eval_only=True)
     with pytest.raises(ValueError, match="--processes must be at least 1"):

@@ -620,12 +620,13 @@ def markdown(results: dict[str, Any]) -> str:
                  f"(B's own best on B's validation: {results['best_alpha_on_validation_b']:g}).\n")
     seeds = results.get("seeds", {}).get("taro_minus_best_fixed")
     if seeds:
+        order = ", ".join(results["seeds"]["per_seed"])
         rows = []
         for key, v in seeds.items():
             sd = "" if v["sd"] is None else f"{v['sd']:.3f}"
             rows.append(f"| {key} | {v['mean']:+.3f} | {sd} | {', '.join(f'{d:+.3f}' for d in v['per_seed'])} |\n")
         parts.append("### TARo minus the best fixed alpha, across seeds (whole pipeline from nothing per seed)\n\n"
-                     "| block: router | mean | sd | per seed |\n|---|---|---|---|\n" + "".join(rows))
+                     f"| block: router | mean | sd | per seed ({order}) |\n|---|---|---|---|\n" + "".join(rows))
     return "\n".join(parts)
 
 
