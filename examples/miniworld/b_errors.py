@@ -9,7 +9,7 @@ learned to find a total by name picks one of the two at random, so "binding" nea
 An answer can be right by chance after an error on the way; it is counted by its error, and how many the
 evaluation graded otherwise is printed.
 
-    python examples/miniworld/b_errors.py runs/miniworld-seed4/eval-test1/small-test_b-base/generations.jsonl
+    python examples/miniworld/b_errors.py runs/miniworld-seed5/eval-test1/small-test_b-base/generations.jsonl
 """
 
 import argparse
