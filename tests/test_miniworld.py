@@ -165,7 +165,7 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     import dataclasses
     import json
 
-    from transformers_taro.miniworld.pipeline import SHIPPED_SEED, BaseSpec, reproduce
+    from transformers_taro.miniworld.pipeline import SHIPPED_SEED, BaseSpec, reproduce, summarize_seeds
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     cfg = MiniworldConfig(n_train=24, n_train_b=24, n_rm=6, n_router=8, n_val=4, n_test=6,
@@ -240,6 +240,11 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     assert len(summary["taro_minus_best_fixed"]["domain_b: taro_ab"]["per_seed"]) == 2
     assert "across seeds" in (md := (tmp_path / "res" / "miniworld.md").read_text())
     assert f"per seed ({SHIPPED_SEED}, 1)" in md  # which seed each column of differences is
+    # A further seed's draw of other test problems is not another seed.
+    other_draw = json.loads((tmp_path / "res" / "miniworld-pipeline-seed1.json").read_text())
+    other_draw["config"]["seed"] = 9
+    (tmp_path / "res" / "miniworld-pipeline-seed1-seed5.json").write_text(json.dumps(other_draw))
+    assert list(summarize_seeds(tmp_path / "res")["per_seed"]) == [str(SHIPPED_SEED), "1"]
     with pytest.raises(FileNotFoundError, match="run without it"):
         reproduce(**{**kw, "checkpoints": str(tmp_path / "none")}, eval_only=True)
     with pytest.raises(ValueError, match="--processes must be at least 1"):

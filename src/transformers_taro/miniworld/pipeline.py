@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import re
 import shutil
 import statistics
 import time
@@ -570,10 +571,12 @@ def _world(cfg: MiniworldConfig) -> str:
 def summarize_seeds(results_dir: Path, world: str = "") -> dict[str, Any]:
     """Per-seed accuracies and TARo minus the best fixed alpha (A's validation choice), mean and sd per block.
 
-    Reads `miniworld.json` (the shipped seed) and `miniworld-pipeline-seed*.json` (further seeds, whole pipeline
-    from nothing each); for another world (`_world`), its own `miniworld<world>-pipeline-seed*.json` only."""
+    Reads `miniworld.json` (the shipped seed) and `miniworld-pipeline-seedK.json` (further seeds, whole pipeline
+    from nothing each; not their `-seedN` draws of other test problems); for another world (`_world`), its own
+    `miniworld<world>-pipeline-seedK.json` only."""
+    pipeline_seed = re.compile(rf"miniworld{re.escape(world)}-pipeline-seed\d+\.json")
     files = ([] if world else [results_dir / "miniworld.json"]) + sorted(
-        results_dir.glob(f"miniworld{world}-pipeline-seed*.json"))
+        f for f in results_dir.glob(f"miniworld{world}-pipeline-seed*.json") if pipeline_seed.fullmatch(f.name))
     per_seed: dict[str, Any] = {}
     for f in files:
         if not f.is_file():
