@@ -21,6 +21,16 @@ QUESTION = re.compile(r"(\w+) has (\d+) \w+ and (\w+) has (\d+), then (.*)\. How
 UPDATE = re.compile(r"(\w+) (\d+)([-+])(\d+)=(\d+)")
 
 
+def _clause(text: str) -> tuple[str, str, str] | None:
+    """`(giver, taker, amount)` of a transfer clause, either way it is written: "Ben pays Ann 14" or, in
+    "b-named", "Ben pays 14 to Ann" (the verb may be any of the synonyms)."""
+    named = re.match(r"(\w+) \w+ (\d+) to (\w+)", text)
+    if named:
+        return named.group(1), named.group(3), named.group(2)
+    plain = re.match(r"(\w+) \w+ (\w+) (\d+)", text)
+    return plain.groups() if plain else None
+
+
 def _totals(text: str) -> dict[str, int]:
     """`{name: total}` of text written as "Ann 38, Ben 44" (a swap line, or a line's restated totals)."""
     return {name: int(v) for name, v in re.findall(r"(\w+) (\d+)", text)}
@@ -41,9 +51,8 @@ def first_error(prompt: str, output: str) -> str:
             if _totals(body) != held:
                 return "swap"
             continue
-        giver, taker, amount = re.match(r"(\w+) \w+ (\w+) (\d+)", clause).groups()
-        head = re.match(r"\(\d\) (\w+) \w+ (\w+) (\d+)", line)  # the verb may be any of the synonyms
-        if head is None or head.groups() != (giver, taker, amount):
+        giver, taker, amount = _clause(clause)
+        if _clause(line.removeprefix(f"({k}) ")) != (giver, taker, amount):
             return "clause copy"
         updates = UPDATE.findall(body)
         if sorted(u[0] for u in updates) != sorted((giver, taker)):

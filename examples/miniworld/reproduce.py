@@ -38,6 +38,9 @@ if __name__ == "__main__":
     ap.add_argument("--small-check-step", type=int, default=default.small.check_step,
                     help="step at which a small-base draw that has not learned B's lookups is given up (0: never; "
                          "below --small-steps)")
+    ap.add_argument("--small-snapshots", type=int, nargs="*", default=list(default.small.snapshots),
+                    help="steps at which a small-base draw's weights are also kept, to be taken there if it ends "
+                         "above its range (between --small-check-step and --small-steps; none: no snapshots)")
     ap.add_argument("--processes", type=int, default=2,
                     help="evaluations run this many at a time, in worker processes sharing the CPU (1: in this one)")
     ap.add_argument("--results-dir", default="results")
@@ -47,7 +50,8 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     cfg = dataclasses.replace(default, seed=a.seed, domain_b=a.domain_b, one_token_names=a.one_token_names,
                               n_train_b=a.n_train_b, small=dataclasses.replace(default.small, steps=a.small_steps,
-                                                                                  check_step=a.small_check_step or None))
+                                                                                  check_step=a.small_check_step or None,
+                                                                                  snapshots=tuple(a.small_snapshots)))
     results = reproduce(a.results_dir, a.checkpoints, a.eval_only, a.test_seed, cfg, resume=a.resume,
                         processes=a.processes)
     for block in BLOCKS:

@@ -48,10 +48,9 @@ logger = logging.getLogger(__name__)
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 """The shipped mini-world: `small/`, `large/` (bases), `guide-a/` and `guide-ab/` (TARoGuide folders)."""
 SHIPPED_SEED = 5
-"""The pipeline seed whose checkpoints ship. Seeds 2 to 5 were run from nothing with this configuration (README,
-"Mini-world v2"); the one whose bases lie inside their ranges on validation by the widest margin (the distance of
-the accuracy nearest a range's edge) ships: seed 5, 0.155 inside (seed 4 0.025; seed 2's small base and seed 3's
-larger base are outside)."""
+"""The pipeline seed whose checkpoints ship: of the seeds run from nothing with this configuration (README,
+"Mini-world v2"), the one whose bases lie inside their validation ranges by the widest margin (`range_margin`;
+a test checks it against the committed results)."""
 BLOCKS = {"methods": ("small", "a"), "domain_b": ("small", "b"), "transfer": ("large", "a"),
           "transfer_b": ("large", "b")}
 """Each result block: which base, which domain's test problems."""
@@ -66,6 +65,11 @@ class BaseSpec:
     lookups by name (`lookup_accuracy`, validation problems) has reached `min_lookup`: in the draws probed, one that
     had not learned them by then had not learned them at the end either (README, "Drawing the bases"), so the
     remaining steps are saved.
+
+    `snapshots`: steps (after the check) at which the weights are also saved, in `step-<N>/` of the draw's folder.
+    A draw that ends too strong (above its range on a domain, below it on none) is taken at the latest snapshot
+    whose validation accuracy lies in range (`draw_base`): the draws that learn B's lookups often overshoot by the
+    end, and an earlier point of the same run is the same model, less trained.
     """
 
     hidden: int
@@ -76,6 +80,7 @@ class BaseSpec:
     heads: int = 4  # attention heads per layer (key/value heads too)
     check_step: int | None = None
     min_lookup: float = 0.83
+    snapshots: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.heads < 1 or self.hidden % self.heads:
@@ -83,6 +88,9 @@ class BaseSpec:
         if self.check_step is not None and not 0 < self.check_step < self.steps:
             raise ValueError(f"check_step={self.check_step} must lie between 0 and steps={self.steps} (exclusive), "
                              "or be None for no early check.")
+        if any(not (self.check_step or 0) < step < self.steps for step in self.snapshots):
+            raise ValueError(f"snapshots={self.snapshots} must lie after check_step={self.check_step} and before "
+                             f"steps={self.steps}: a snapshot is a point a finished draw may be taken at.")
 
     @property
     def name(self) -> str:
@@ -110,13 +118,19 @@ class MiniworldConfig:
     # The larger base has 4x the small one's non-embedding parameters (12 * hidden^2 * layers). Each is drawn until
     # its validation accuracy lies in `BASE_RANGE` (`choose_base`), so guidance has room to act both ways; a draw
     # that has not learned B's lookups by name at `check_step` is given up there (README, "Drawing the bases").
-    small: BaseSpec = BaseSpec(64, 2, 3000, 3e-3, check_step=1000, min_lookup=0.83)
-    small_candidates: int = 8  # at most this many initialisations of the small base
+    # Snapshots every 250 steps from 1500: grading one costs a few seconds, and a draw's accuracy moves by 0.1-0.15
+    # between two 500 steps apart (seed 2's draw 0: A / B 0.29 / 0.685 at 2000, 0.418 / 0.835 at 2500)
+    small: BaseSpec = BaseSpec(64, 2, 3000, 3e-3, check_step=1000, min_lookup=0.83,
+                               snapshots=(1500, 1750, 2000, 2250, 2500, 2750))
+    # At most this many initialisations of each base. At the rates measured (README, "Drawing the bases": about 1
+    # small draw in 7-10 lands in range, 7 larger ones in 20), the small base is then in range in about 0.8-0.9 of
+    # seeds and the larger one in 0.92; with 8 and 4 draws, about 0.6 and 0.82
+    small_candidates: int = 16
     # Eight layers, not two at twice the width: in a sweep of larger-base recipes, 64x8 was the one shape that learned
     # B's lookups by name in most of its draws (README, "The larger base: deeper, not wider"). Such a draw learns them
     # later than the small base, hence the later check.
     large: BaseSpec = BaseSpec(64, 8, 1500, 2e-3, check_step=1200, min_lookup=0.85)
-    large_candidates: int = 4
+    large_candidates: int = 6
     rm_sft_steps: int = 1000
     rm_sft_lr: float = 1e-3
     rm_steps: int = 600
@@ -151,7 +165,8 @@ def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseS
     """Supervised training on the gold solutions (loss on the solution tokens), from scratch or from `init`.
 
     `seed` (default `cfg.seed`) draws the initial weights and the batches. With `keep`, training stops after
-    `spec.check_step` steps unless `keep(model)` holds: then nothing is saved and False is returned."""
+    `spec.check_step` steps unless `keep(model)` holds: then nothing is saved and False is returned. The weights
+    after each of `spec.snapshots` steps are saved in `out / "step-<N>"`."""
     seed = cfg.seed if seed is None else seed
     model = load_causal_lm(str(init)) if init else _base_model(tokenizer, spec, seed)
     solutions, _ = gsm8k_solutions(rows)
@@ -166,6 +181,9 @@ def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseS
             if not keep(model):
                 return False
             model.train()
+        if step in spec.snapshots:
+            model.save_pretrained(out / f"step-{step}")
+            tokenizer.save_pretrained(out / f"step-{step}")
         # Random batches, not batches of like length: those save the 30% of padding, but are nearly all A or all B
         # (B's solutions are longer), and the small base then learned neither (README, "How long a seed takes").
         idx = torch.randint(len(traces), (spec.batch_size,), generator=gen).tolist()
@@ -280,39 +298,62 @@ def _distance_from_range(accuracy: dict[str, float], ranges: dict[str, tuple[flo
 
 
 def draw_base(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: dict[str, list[dict]], which: str,
-              folder: Path, seed: int, check: bool = True) -> dict[str, float]:
+              folder: Path, seed: int, check: bool = True) -> dict[str, Any]:
     """One draw of a base (`which`: "small" or "large", its `BaseSpec` in `cfg`; initialised with `seed`) trained
     into `folder`: its greedy accuracy on each domain's validation problems (`a`, `b`) and, where it was checked,
     its B lookups at the spec's `check_step` (`lookup`); or, if it was given up there (only with `check`),
-    `{"abandoned_at": step, "lookup": accuracy}`. What `folder` already holds (weights, reports, the check) is
-    reused."""
+    `{"abandoned_at": step, "lookup": accuracy}`. A draw that ends above its range (`BASE_RANGE`) on a domain and
+    below it on none is taken at the latest of the spec's `snapshots` that is in range, if one is: then `step`
+    names it, `a` and `b` are its accuracies and `final` the end's; every snapshot graded is in `snapshots`. What
+    `folder` already holds (weights, reports, the check) is reused."""
     spec: BaseSpec = getattr(cfg, which)
     checked = folder / "check.json"
     record = json.loads(checked.read_text()) if checked.is_file() else {}
     if "abandoned_at" in record:
         return record
-    if not all((folder / f"val_{d}" / "report.json").is_file() for d in "ab"):
-        if not (folder / "model.safetensors").is_file():
+    if not _graded(folder) and not (folder / "model.safetensors").is_file():
 
-            def keep(model: Any) -> bool:
-                record["lookup"] = lookup_accuracy(model, tokenizer, data["val_b"])
-                logger.warning("%s base, seed %d: B lookups %.3f at step %d (at least %g to go on)", which, seed,
-                               record["lookup"], spec.check_step, spec.min_lookup)
-                return record["lookup"] >= spec.min_lookup
+        def keep(model: Any) -> bool:
+            record["lookup"] = lookup_accuracy(model, tokenizer, data["val_b"])
+            logger.warning("%s base, seed %d: B lookups %.3f at step %d (at least %g to go on)", which, seed,
+                           record["lookup"], spec.check_step, spec.min_lookup)
+            return record["lookup"] >= spec.min_lookup
 
-            finished = train_base(tokenizer, data["train_a"] + data["train_b"], spec, cfg, folder, seed=seed,
-                                  keep=keep if check and spec.check_step else None)
-            if record:
-                record["abandoned_at" if not finished else "checked_at"] = spec.check_step
-                folder.mkdir(parents=True, exist_ok=True)
-                checked.write_text(json.dumps(record))
-            if not finished:
-                return record
+        finished = train_base(tokenizer, data["train_a"] + data["train_b"], spec, cfg, folder, seed=seed,
+                              keep=keep if check and spec.check_step else None)
+        if record:
+            record["abandoned_at" if not finished else "checked_at"] = spec.check_step
+            folder.mkdir(parents=True, exist_ok=True)
+            checked.write_text(json.dumps(record))
+        if not finished:
+            return record
+    final = _validate(tokenizer, cfg, data, folder)
+    ranges = BASE_RANGE[which]
+    if any(final[d] > hi for d, (_, hi) in ranges.items()) and all(final[d] >= lo for d, (lo, _) in ranges.items()):
+        graded: dict[str, dict[str, float]] = {}
+        for step in sorted(spec.snapshots, reverse=True):
+            graded[str(step)] = _validate(tokenizer, cfg, data, folder / f"step-{step}")
+            if _distance_from_range(graded[str(step)], ranges) == 0:
+                return {**graded[str(step)], **record, "step": step, "final": final, "snapshots": graded}
+        if graded:
+            return {**final, **record, "snapshots": graded}
+    return {**final, **record}
+
+
+def _graded(folder: Path) -> bool:
+    return all((folder / f"val_{d}" / "report.json").is_file() for d in "ab")
+
+
+def _validate(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: dict[str, list[dict]],
+              folder: Path) -> dict[str, float]:
+    """Greedy accuracy of the model in `folder` on each domain's validation problems (`a`, `b`); the reports are
+    kept in `folder / "val_<d>"` and read again rather than regenerated."""
+    if not _graded(folder):
         model = load_causal_lm(str(folder))
         for d in "ab":
             run_eval(Session(model, tokenizer, None), miniworld_task(f"val_{d}", data[f"val_{d}"]),
                      str(folder / f"val_{d}"), batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
-    return {**{d: json.loads((folder / f"val_{d}" / "report.json").read_text())["accuracy"] for d in "ab"}, **record}
+    return {d: json.loads((folder / f"val_{d}" / "report.json").read_text())["accuracy"] for d in "ab"}
 
 
 def draw_seed(cfg: MiniworldConfig, which: str, i: int) -> int:
@@ -326,8 +367,9 @@ def choose_base(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: 
     """Initialisations of a base (`which`), trained alike, one after another until one's accuracy on the validation
     problems lies in range on both domains (`BASE_RANGE`); at most `cfg.<which>_candidates` draws; if none does,
     the one nearest the ranges. A draw that has not learned B's lookups by name at its spec's `check_step` is
-    given up there (`BaseSpec`), except the last, so that there is always a base. The draws and the choice are
-    recorded in `work/<which>_base_choice.json`.
+    given up there (`BaseSpec`), except the last, so that there is always a base; one that ends too strong may be
+    taken at an earlier snapshot (`draw_base`). The draws and the choice are recorded in
+    `work/<which>_base_choice.json`.
 
     A model this small either does or does not pick up multi-digit carries, or lookups by name, in its budget,
     depending on its draw (`examples/miniworld/base_draws.py` measures how often). Choosing the draw on validation
@@ -335,7 +377,7 @@ def choose_base(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: 
     (or given up) by an earlier, killed run is reused (`--resume`).
     """
     n, ranges = getattr(cfg, f"{which}_candidates"), BASE_RANGE[which]
-    draws: dict[int, dict[str, float]] = {}
+    draws: dict[int, dict[str, Any]] = {}
     for i in range(n):
         draws[i] = draw_base(tokenizer, cfg, data, which, work / f"{which}-candidate{i}", draw_seed(cfg, which, i),
                              check=i < n - 1)
@@ -348,8 +390,11 @@ def choose_base(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: 
         {"validation_accuracy": draws, "chosen": chosen, "seeds": {i: draw_seed(cfg, which, i) for i in draws},
          "range": ranges, "rule": "the first draw in range on both domains' validation problems, else the one "
                                   "nearest the ranges (the sum of the distances); a draw below the spec's "
-                                  "min_lookup at its check_step is given up there"}, indent=2))
-    _ship(work / f"{which}-candidate{chosen}", out)
+                                  "min_lookup at its check_step is given up there; a draw that ends above a "
+                                  "range (and below none) is taken at its latest snapshot in range, if any"},
+        indent=2))
+    step = finished[chosen].get("step")
+    _ship(work / f"{which}-candidate{chosen}" / (f"step-{step}" if step is not None else ""), out)
 
 
 class Stages:
@@ -414,9 +459,8 @@ def train_miniworld_reward_model(cfg: MiniworldConfig, ckpt: Path, rows: list[di
     # of its pool), then learns from step pairs: the guide must know something the bases do not.
     small = cfg.small
     if not (resume and (work / "rm_start" / "config.json").is_file()):
-        train_base(load_tokenizer(str(ckpt / "small")), rows,
-                   replace(small, steps=cfg.rm_sft_steps, lr=cfg.rm_sft_lr, check_step=None), cfg, work / "rm_start",
-                   init=ckpt / "small")
+        sft = replace(small, steps=cfg.rm_sft_steps, lr=cfg.rm_sft_lr, check_step=None, snapshots=())
+        train_base(load_tokenizer(str(ckpt / "small")), rows, sft, cfg, work / "rm_start", init=ckpt / "small")
     rm_cfg = RewardModelConfig(output_dir=str(work / "rm"), max_steps=cfg.rm_steps, per_device_train_batch_size=16,
                                learning_rate=cfg.rm_lr, beta=cfg.rm_beta, cpo_alpha=cfg.rm_nll, logging_steps=50,
                                save_steps=cfg.rm_steps, max_length=1024, use_cpu=True, disable_tqdm=True,
@@ -568,6 +612,18 @@ def _world(cfg: MiniworldConfig) -> str:
         "" if cfg.one_token_names == shipped.one_token_names else "-split-names")
 
 
+def range_margin(results: dict[str, Any]) -> float:
+    """How far inside their validation ranges a run's chosen bases lie: the smallest distance of a chosen base's
+    accuracy (either base, either domain) from the nearer edge of its range; negative when one lies outside. Read
+    from the results' `small_base_choice` and `large_base_choice`."""
+    margins = []
+    for which in ("small", "large"):
+        choice = results[f"{which}_base_choice"]
+        chosen = choice["validation_accuracy"][str(choice["chosen"])]
+        margins += [min(chosen[d] - lo, hi - chosen[d]) for d, (lo, hi) in choice["range"].items()]
+    return min(margins)
+
+
 def summarize_seeds(results_dir: Path, world: str = "") -> dict[str, Any]:
     """Per-seed accuracies and TARo minus the best fixed alpha (A's validation choice), mean and sd per block.
 
@@ -585,6 +641,7 @@ def summarize_seeds(results_dir: Path, world: str = "") -> dict[str, Any]:
         best = f"genarm alpha={r['best_alpha_on_validation']:g}"
         per_seed[str(r["config"]["seed"])] = {
             "best_alpha_on_validation": r["best_alpha_on_validation"],
+            **({"range_margin": range_margin(r)} if "small_base_choice" in r and "large_base_choice" in r else {}),
             **{block: {m: v["accuracy"] for m, v in r[block].items()} for block in BLOCKS if block in r},
             "taro_minus_best_fixed": {block: {m: r[block][m]["accuracy"] - r[block][best]["accuracy"]
                                               for m in TARO_METHODS} for block in BLOCKS if block in r},

@@ -29,7 +29,8 @@ GIVE = ["gives", "hands", "pays"]
 B_VARIANTS: dict[str, dict[str, bool]] = {"b": {}, "b-ordered": {"ordered": True},
                                           "b-restated": {"ordered": True, "restate": True},
                                           "b-copied": {"restate": True},
-                                          "b-tracked": {"restate": True, "track": True}}
+                                          "b-tracked": {"restate": True, "track": True},
+                                          "b-named": {"restate": True, "track": True, "named": True}}
 DOMAINS = ("a", *B_VARIANTS)
 
 
@@ -66,7 +67,7 @@ def make_problem(rng: random.Random, steps: int) -> dict[str, Any]:
 
 
 def make_transfer_problem(rng: random.Random, steps: int, ordered: bool = False, restate: bool = False,
-                          track: bool = False) -> dict[str, Any]:
+                          track: bool = False, named: bool = False) -> dict[str, Any]:
     """One domain-B problem: two people, `steps` transfers or swaps, the question asks about one of them.
 
     Each solution line restates its clause, then both totals, giver first (`(2) Ben pays Ann 14: Ben 52-14=38, Ann
@@ -79,7 +80,9 @@ def make_transfer_problem(rng: random.Random, steps: int, ordered: bool = False,
     the question, "has" sits between them). Domain "b-restated" is both; "b-copied" restates and keeps the giver
     first, so each line's signs stay where they are in "b". With `track` too ("b-tracked"), each transfer line
     ends by restating both new totals (`, now Ben 38, Ann 44`), so every total a later line reads sits right
-    after its name, as a swap line already writes them.
+    after its name, as a swap line already writes them. With `named` too ("b-named"), a clause writes the amount
+    before the taker (`Ben pays 14 to Ann`): then the number after a name is always that person's total, and the
+    last one written is the one a lookup needs.
     """
     first, second = rng.sample(NAMES, 2)
     item = rng.choice(ITEMS)
@@ -96,7 +99,8 @@ def make_transfer_problem(rng: random.Random, steps: int, ordered: bool = False,
         if held[giver] <= 10:
             giver, taker = taker, giver
         n = rng.randint(1, min(60, held[giver] - 1))
-        clause = f"{giver} {rng.choice(GIVE)} {taker} {n}"
+        verb = rng.choice(GIVE)
+        clause = f"{giver} {verb} {n} to {taker}" if named else f"{giver} {verb} {taker} {n}"
         updates = []
         for name in (first, second) if ordered else (giver, taker):
             op = "-" if name == giver else "+"
