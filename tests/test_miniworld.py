@@ -458,14 +458,14 @@ def test_the_shipped_seed_is_the_one_whose_bases_lie_deepest_in_their_ranges():
 
 def test_a_draw_that_ends_too_strong_is_taken_at_its_latest_snapshot_in_range(tmp_path, monkeypatch):
     """Above a range and below none at the end: the snapshots are graded latest first and the first in range is
-    shipped. Below a range, or with no snapshot in range, the end stands; a draw in range grades no snapshot."""
+    shipped. Below a range, or with no snapshot in range, the end stands."""
     import json
     from dataclasses import replace
     from pathlib import Path
 
     from transformers_taro.miniworld import pipeline
 
-    # Validation accuracy (A, B) of each draw: at the end, at step 2500, at step 2000.
+    # Validation accuracy (A, B) of each draw: at the end and at its snapshots.
     draws = [{"": (0.6, 0.2), "step-2500": (0.6, 0.5), "step-2000": (0.5, 0.4)},  # below B: the end stands
              {"": (0.65, 0.9), "step-2500": (0.6, 0.85), "step-2000": (0.5, 0.7), "step-1500": (0.4, 0.5)},
              {"": (0.5, 0.5)}]  # never reached

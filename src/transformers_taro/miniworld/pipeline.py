@@ -329,15 +329,13 @@ def draw_base(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: di
             return record
     final = _validate(tokenizer, cfg, data, folder)
     ranges = BASE_RANGE[which]
+    graded: dict[str, dict[str, float]] = {}
     if any(final[d] > hi for d, (_, hi) in ranges.items()) and all(final[d] >= lo for d, (lo, _) in ranges.items()):
-        graded: dict[str, dict[str, float]] = {}
         for step in sorted(spec.snapshots, reverse=True):
             graded[str(step)] = _validate(tokenizer, cfg, data, folder / f"step-{step}")
             if _distance_from_range(graded[str(step)], ranges) == 0:
                 return {**graded[str(step)], **record, "step": step, "final": final, "snapshots": graded}
-        if graded:
-            return {**final, **record, "snapshots": graded}
-    return {**final, **record}
+    return {**final, **record, **({"snapshots": graded} if graded else {})}
 
 
 def _graded(folder: Path) -> bool:
