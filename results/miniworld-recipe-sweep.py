@@ -32,12 +32,10 @@ from pathlib import Path
 import torch
 
 from transformers_taro.data import gsm8k_solutions, traces_from_solutions
-from transformers_taro.evaluation.runner import run_eval
-from transformers_taro.evaluation.session import Session
 from transformers_taro.miniworld.pipeline import (BASE_RANGE, BaseSpec, MiniworldConfig, _base_model,
                                                   base_optimiser,
-                                                  _distance_from_range, lookup_accuracy, miniworld_task, splits,
-                                                  training_step)
+                                                  _distance_from_range, lookup_accuracy, splits, training_step,
+                                                  validation_accuracy)
 from transformers_taro.miniworld.problems import make_tokenizer
 from transformers_taro.training import TraceCollator
 
@@ -75,8 +73,7 @@ def _data(seed: int) -> dict:
 
 def _validate(model, tok, data: dict) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        return {d: run_eval(Session(model, tok, None), miniworld_task(f"val_{d}", data[f"val_{d}"]), f"{tmp}/{d}",
-                            batch_size=400, max_new_tokens=160)["accuracy"] for d in "ab"}
+        return validation_accuracy(model, tok, MiniworldConfig(), data, Path(tmp))
 
 
 def run_draw(recipe: str, seed: int, draw: int, device: str, steps: int | None = None,

@@ -337,6 +337,17 @@ def test_a_base_shape_whose_heads_do_not_divide_its_width_is_refused():
         BaseSpec(64, 2, 100, 1e-3, heads=3)
 
 
+def test_a_base_specs_rotary_base_reaches_the_model():
+    from transformers_taro.miniworld.pipeline import BaseSpec, _base_model
+
+    tok = make_tokenizer()
+    default, low = (_base_model(tok, BaseSpec(16, 1, 10, 1e-3, heads=2, rope_theta=theta), 0)
+                    for theta in (10000.0, 500.0))
+    # head width 8: frequencies theta^(-2i/8), so the second is theta^(-1/4)
+    assert default.model.rotary_emb.inv_freq[1].item() == pytest.approx(10000.0 ** -0.25)
+    assert low.model.rotary_emb.inv_freq[1].item() == pytest.approx(500.0 ** -0.25)
+
+
 def test_the_larger_base_has_four_times_the_small_bases_non_embedding_parameters():
     from transformers_taro.miniworld.pipeline import _base_model
 
@@ -399,7 +410,7 @@ def test_a_base_is_drawn_until_one_is_in_range_on_both_domains(tmp_path, monkeyp
     trained: list[int] = []
     checked: list[bool] = []
 
-    def fake_train(tok, rows, spec, cfg, out, seed=None, keep=None):
+    def fake_train(tok, rows, spec, cfg, out, seed=None, keep=None, warmup=None):
         trained.append(seed)
         checked.append(keep is not None)
         if draws[len(trained) - 1] is None and keep is not None and not keep(None):
@@ -411,7 +422,9 @@ def test_a_base_is_drawn_until_one_is_in_range_on_both_domains(tmp_path, monkeyp
     def fake_eval(session, task, out, **kw):
         a, b = draws[len(trained) - 1] or (0.0, 0.0)
         Path(out).mkdir(parents=True)
-        (Path(out) / "report.json").write_text(json.dumps({"accuracy": a if task.name == "val_a" else b}))
+        report = {"accuracy": a if task.name == "val_a" else b}
+        (Path(out) / "report.json").write_text(json.dumps(report))
+        return report
 
     monkeypatch.setattr(pipeline, "train_base", fake_train)
     monkeypatch.setattr(pipeline, "run_eval", fake_eval)
@@ -472,7 +485,7 @@ def test_a_draw_that_ends_too_strong_is_taken_at_its_latest_snapshot_in_range(tm
     # The second is too strong: graded at 2500, then 2000, where it is in range, and taken there.
     graded: list[tuple[int, str]] = []
 
-    def fake_train(tok, rows, spec, cfg, out, seed=None, keep=None):
+    def fake_train(tok, rows, spec, cfg, out, seed=None, keep=None, warmup=None):
         for folder in ("", *(f"step-{s}" for s in spec.snapshots)):
             (out / folder).mkdir(parents=True, exist_ok=True)
             (out / folder / "model.safetensors").write_text(f"{seed} {folder}")
@@ -484,7 +497,9 @@ def test_a_draw_that_ends_too_strong_is_taken_at_its_latest_snapshot_in_range(tm
         graded.append((draw, at))
         a, b = draws[draw][at]
         Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "report.json").write_text(json.dumps({"accuracy": a if task.name == "val_a" else b}))
+        report = {"accuracy": a if task.name == "val_a" else b}
+        (Path(out) / "report.json").write_text(json.dumps(report))
+        return report
 
     monkeypatch.setattr(pipeline, "train_base", fake_train)
     monkeypatch.setattr(pipeline, "run_eval", fake_eval)
@@ -548,6 +563,36 @@ def test_a_check_step_outside_the_training_budget_is_refused():
     for snapshots in ((50,), (100,), (60, 0)):
         with pytest.raises(ValueError, match="must lie after check_step=50 and before steps=100"):
             BaseSpec(64, 2, 100, 1e-3, check_step=50, snapshots=snapshots)
+
+
+def test_a_warmup_trains_its_first_steps_on_each_domains_shortest_problems_only(tmp_path, monkeypatch):
+    """warmup_rows keeps A's 2-step and B's 1-step problems; train_base draws the first `warmup` batches from them,
+    the rest from all rows, and refuses a warmup with nothing to warm up on."""
+    import torch
+
+    from transformers_taro.miniworld import pipeline
+
+    a, b = make_problems(12, 0), make_problems(12, 0, domain="b-copied")
+    short = pipeline.warmup_rows(a, b)
+    assert {r["steps"] for r in short if r in a} == {2} and {r["steps"] for r in short if r in b} == {1}
+    assert len(short) == sum(r["steps"] == 2 for r in a) + sum(r["steps"] == 1 for r in b)
+    tok, questions = make_tokenizer(), {r["question"] for r in short}
+    warm: list[bool] = []  # per step: whether every problem of its batch is a warmup problem
+
+    def step(model, batch, opt, sched):
+        texts = [tok.decode(ids[mask.bool()]) for ids, mask in zip(batch["input_ids"], batch["attention_mask"])]
+        warm.append(all(any(q in t for q in questions) for t in texts))
+        return torch.zeros(())
+
+    monkeypatch.setattr(pipeline, "training_step", step)
+    spec = pipeline.BaseSpec(16, 1, 8, 1e-3, 4, warmup=3)
+    cfg = MiniworldConfig(n_train=12, n_train_b=12)
+    with pytest.raises(ValueError, match="warmup=3 steps need the problems to warm up on"):
+        pipeline.train_base(tok, a + b, spec, cfg, tmp_path / "m", seed=0)
+    pipeline.train_base(tok, a + b, spec, cfg, tmp_path / "m", seed=0, warmup=short)
+    assert warm[:3] == [True] * 3 and not all(warm[3:])
+    with pytest.raises(ValueError, match="warmup=8 must lie between 0 and steps=8"):
+        pipeline.BaseSpec(16, 1, 8, 1e-3, warmup=8)
 
 
 def test_lookup_accuracy_reads_the_totals_written_after_names():

@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 from transformers_taro.miniworld import MiniworldConfig
-from transformers_taro.miniworld.pipeline import BaseSpec, draw_base, lookup_accuracy, splits, train_base
+from transformers_taro.miniworld.pipeline import (BaseSpec, draw_base, lookup_accuracy, splits, train_base,
+                                                  warmup_rows)
 from transformers_taro.miniworld.problems import DOMAINS, make_tokenizer
 
 if __name__ == "__main__":
@@ -42,6 +43,9 @@ if __name__ == "__main__":
     ap.add_argument("--lr", type=float, default=default.small.lr)
     ap.add_argument("--batch-size", type=int, default=default.small.batch_size)
     ap.add_argument("--heads", type=int, default=default.small.heads, help="attention heads per layer")
+    ap.add_argument("--rope-theta", type=float, default=default.small.rope_theta, help="the rotary base")
+    ap.add_argument("--warmup", type=int, default=default.small.warmup,
+                    help="first steps on each domain's shortest problems only (BaseSpec.warmup)")
     ap.add_argument("--domain-b", default=default.domain_b, choices=[d for d in DOMAINS if d != "a"])
     ap.add_argument("--n-train-b", type=int, default=default.n_train_b, help="B problems in the bases' training mix")
     ap.add_argument("--one-token-names", action=argparse.BooleanOptionalAction, default=default.one_token_names,
@@ -56,7 +60,8 @@ if __name__ == "__main__":
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     check_step = a.check_step or (default.small.check_step if a.check_only else None)
-    spec = BaseSpec(a.hidden, a.layers, a.steps, a.lr, a.batch_size, a.heads, check_step=check_step)
+    spec = BaseSpec(a.hidden, a.layers, a.steps, a.lr, a.batch_size, a.heads, a.rope_theta, a.warmup,
+                    check_step=check_step)
     tok = make_tokenizer(a.one_token_names)
     out = Path(a.out)
     rows = json.loads(out.read_text())["draws"] if out.is_file() else []
@@ -75,7 +80,7 @@ if __name__ == "__main__":
                     return False  # stop there: the check is all that is asked
 
                 train_base(tok, data["train_a"] + data["train_b"], spec, cfg, folder, seed=seed * 1000 + i,
-                           keep=measure)
+                           keep=measure, warmup=warmup_rows(data["train_a"], data["train_b"]))
                 result = {"check_step": check_step, "lookup": lookup[0]}
             else:
                 acc = draw_base(tok, cfg, data, "small", folder, seed=seed * 1000 + i, check=False)

@@ -78,6 +78,8 @@ class BaseSpec:
     lr: float
     batch_size: int = 32
     heads: int = 4  # attention heads per layer (key/value heads too)
+    rope_theta: float = 10000.0  # LlamaConfig's rotary base
+    warmup: int = 0  # steps at the start whose batches hold only each domain's shortest problems (`warmup_rows`)
     check_step: int | None = None
     min_lookup: float = 0.83
     snapshots: tuple[int, ...] = ()
@@ -88,6 +90,8 @@ class BaseSpec:
         if self.check_step is not None and not 0 < self.check_step < self.steps:
             raise ValueError(f"check_step={self.check_step} must lie between 0 and steps={self.steps} (exclusive), "
                              "or be None for no early check.")
+        if not 0 <= self.warmup < self.steps:
+            raise ValueError(f"warmup={self.warmup} must lie between 0 and steps={self.steps} (exclusive).")
         if any(not (self.check_step or 0) < step < self.steps for step in self.snapshots):
             raise ValueError(f"snapshots={self.snapshots} must lie after check_step={self.check_step} and before "
                              f"steps={self.steps}: a snapshot is a point a finished draw may be taken at.")
@@ -154,23 +158,31 @@ def _base_model(tokenizer: PreTrainedTokenizerBase, spec: BaseSpec, seed: int) -
     hidden = spec.hidden
     cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=4 * hidden,
                       num_hidden_layers=spec.layers, num_attention_heads=spec.heads, num_key_value_heads=spec.heads,
-                      max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
+                      max_position_embeddings=1024, rope_theta=spec.rope_theta, pad_token_id=tokenizer.pad_token_id,
                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     return LlamaForCausalLM(cfg)
 
 
+def warmup_rows(*domains: list[dict]) -> list[dict]:
+    """The problems with the fewest steps in each domain's list (A: 2, B: 1): what a base's first `warmup` steps
+    are trained on."""
+    return [r for rows in domains for r in rows if r["steps"] == min(x["steps"] for x in rows)]
+
+
 def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseSpec, cfg: MiniworldConfig, out: Path,
                init: Path | None = None, seed: int | None = None,
-               keep: Callable[[Any], bool] | None = None) -> bool:
+               keep: Callable[[Any], bool] | None = None, warmup: list[dict] | None = None) -> bool:
     """Supervised training on the gold solutions (loss on the solution tokens), from scratch or from `init`.
 
     `seed` (default `cfg.seed`) draws the initial weights and the batches. With `keep`, training stops after
     `spec.check_step` steps unless `keep(model)` holds: then nothing is saved and False is returned. The weights
-    after each of `spec.snapshots` steps are saved in `out / "step-<N>"`."""
+    after each of `spec.snapshots` steps are saved in `out / "step-<N>"`. The first `spec.warmup` steps draw their
+    batches from `warmup` (`warmup_rows`) instead of `rows`."""
     seed = cfg.seed if seed is None else seed
+    if spec.warmup and not warmup:
+        raise ValueError(f"spec.warmup={spec.warmup} steps need the problems to warm up on (warmup=warmup_rows(...)).")
     model = load_causal_lm(str(init)) if init else _base_model(tokenizer, spec, seed)
-    solutions, _ = gsm8k_solutions(rows)
-    traces = traces_from_solutions(solutions, tokenizer)
+    traces, warm = (traces_from_solutions(gsm8k_solutions(r)[0], tokenizer) if r else [] for r in (rows, warmup))
     collate = TraceCollator(tokenizer, max_length=1024)
     opt, sched = base_optimiser(model, spec)
     gen = torch.Generator().manual_seed(seed)
@@ -186,8 +198,9 @@ def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseS
             tokenizer.save_pretrained(out / f"step-{step}")
         # Random batches, not batches of like length: those save the 30% of padding, but are nearly all A or all B
         # (B's solutions are longer), and the small base then learned neither (README, "How long a seed takes").
-        idx = torch.randint(len(traces), (spec.batch_size,), generator=gen).tolist()
-        loss = training_step(model, collate([traces[i] for i in idx]), opt, sched)
+        pool = warm if step < spec.warmup else traces
+        idx = torch.randint(len(pool), (spec.batch_size,), generator=gen).tolist()
+        loss = training_step(model, collate([pool[i] for i in idx]), opt, sched)
         if step % 100 == 0 or step == spec.steps - 1:
             logger.warning("base %s step %d loss %.4f", spec.name, step, loss.item())
     model.eval().save_pretrained(out)
@@ -320,7 +333,8 @@ def draw_base(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: di
             return record["lookup"] >= spec.min_lookup
 
         finished = train_base(tokenizer, data["train_a"] + data["train_b"], spec, cfg, folder, seed=seed,
-                              keep=keep if check and spec.check_step else None)
+                              keep=keep if check and spec.check_step else None,
+                              warmup=warmup_rows(data["train_a"], data["train_b"]) if spec.warmup else None)
         if record:
             record["abandoned_at" if not finished else "checked_at"] = spec.check_step
             folder.mkdir(parents=True, exist_ok=True)
@@ -342,15 +356,21 @@ def _graded(folder: Path) -> bool:
     return all((folder / f"val_{d}" / "report.json").is_file() for d in "ab")
 
 
+def validation_accuracy(model: Any, tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig,
+                        data: dict[str, list[dict]], out: Path) -> dict[str, float]:
+    """Greedy accuracy of `model` on each domain's validation problems (`a`, `b`), its reports written to
+    `out / "val_<d>"`: how a base draw is graded, in the pipeline and in the recipe sweeps alike."""
+    return {d: run_eval(Session(model, tokenizer, None), miniworld_task(f"val_{d}", data[f"val_{d}"]),
+                        str(out / f"val_{d}"), batch_size=cfg.eval_batch_size,
+                        max_new_tokens=cfg.max_new_tokens)["accuracy"] for d in "ab"}
+
+
 def _validate(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: dict[str, list[dict]],
               folder: Path) -> dict[str, float]:
-    """Greedy accuracy of the model in `folder` on each domain's validation problems (`a`, `b`); the reports are
-    kept in `folder / "val_<d>"` and read again rather than regenerated."""
+    """`validation_accuracy` of the model in `folder`, its reports kept there and read again rather than
+    regenerated."""
     if not _graded(folder):
-        model = load_causal_lm(str(folder))
-        for d in "ab":
-            run_eval(Session(model, tokenizer, None), miniworld_task(f"val_{d}", data[f"val_{d}"]),
-                     str(folder / f"val_{d}"), batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
+        validation_accuracy(load_causal_lm(str(folder)), tokenizer, cfg, data, folder)
     return {d: json.loads((folder / f"val_{d}" / "report.json").read_text())["accuracy"] for d in "ab"}
 
 
