@@ -330,6 +330,53 @@ def test_base_draws_trains_grades_and_resumes(tmp_path, monkeypatch):
     assert not (tmp_path / "work" / "check").exists()
 
 
+@pytest.mark.slow
+def test_training_in_two_tracks_at_once_gives_the_same_models(tmp_path):
+    """train_all(processes=2) trains the small base's track and the larger base's in two worker processes at once:
+    at these toy sizes every checkpoint is the same to the bit as one process's (at the real ones the routers can
+    differ in their last digits: `train_all`), and the shared journal holds every stage."""
+    import json
+
+    from transformers_taro.miniworld.pipeline import BaseSpec, train_all
+
+    cfg = MiniworldConfig(n_train=24, n_train_b=24, n_rm=6, n_router=8, n_val=4, n_test=2,
+                          small=BaseSpec(16, 1, 3, 1e-3, 4, check_step=2),
+                          large=BaseSpec(32, 1, 3, 1e-3, 4, check_step=1),
+                          rm_sft_steps=2, rm_steps=2, router_steps=2, max_new_tokens=8,
+                          small_candidates=2, large_candidates=2)
+    data = splits(cfg)
+    for n in (1, 2):
+        train_all(cfg, tmp_path / f"ckpt{n}", data, tmp_path / f"work{n}", processes=n)
+    weights = sorted(f.relative_to(tmp_path / "ckpt1") for f in (tmp_path / "ckpt1").rglob("*.safetensors"))
+    assert {str(f.parent) for f in weights} >= {"small", "large", "guide-a/router", "guide-ab/router"}
+    for f in weights:
+        assert (tmp_path / "ckpt1" / f).read_bytes() == (tmp_path / "ckpt2" / f).read_bytes(), f
+    journals = [json.loads((tmp_path / f"work{n}" / "stages.json").read_text()) for n in (1, 2)]
+    assert sorted(journals[0]["done"]) == sorted(journals[1]["done"]) == sorted(journals[1]["seconds"])
+    assert len(journals[1]["done"]) == 5
+
+
+def test_a_training_track_left_running_takes_the_other_tracks_threads(monkeypatch):
+    import threading
+
+    import torch
+
+    from transformers_taro.miniworld import pipeline
+
+    for name in ("_TRACK_FINISHED", "_ALL_THREADS"):  # restored after the test
+        monkeypatch.setattr(pipeline, name, getattr(pipeline, name))
+    before, finished = torch.get_num_threads(), threading.Event()
+    try:
+        pipeline._start_track_worker(1, 2, finished)
+        pipeline._claim_idle_threads()
+        assert torch.get_num_threads() == 1
+        finished.set()
+        pipeline._claim_idle_threads()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_base_shape_whose_heads_do_not_divide_its_width_is_refused():
     from transformers_taro.miniworld.pipeline import BaseSpec
 

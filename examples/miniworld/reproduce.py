@@ -42,7 +42,8 @@ if __name__ == "__main__":
                     help="steps at which a small-base draw's weights are also kept, to be taken there if it ends "
                          "above its range (between --small-check-step and --small-steps; none: no snapshots)")
     ap.add_argument("--processes", type=int, default=2,
-                    help="evaluations run this many at a time, in worker processes sharing the CPU (1: in this one)")
+                    help="worker processes sharing the CPU: with 2 or more, the small base's training track and the "
+                         "larger base's run at once, and evaluations this many at a time (1: all in this one)")
     ap.add_argument("--results-dir", default="results")
     ap.add_argument("--checkpoints", default=None,
                     help="default: the package's shipped ones for the shipped seed, runs/miniworld-seedK/checkpoints otherwise")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 from transformers import PreTrainedTokenizerBase
 
 from ..data import arithmetic_is_correct, equations_in, gsm8k_solutions, traces_from_solutions
@@ -203,6 +204,7 @@ def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseS
         loss = training_step(model, collate([pool[i] for i in idx]), opt, sched)
         if step % 100 == 0 or step == spec.steps - 1:
             logger.warning("base %s step %d loss %.4f", spec.name, step, loss.item())
+            _claim_idle_threads()
     model.eval().save_pretrained(out)
     tokenizer.save_pretrained(out)
     return True
@@ -443,27 +445,89 @@ class Stages:
         if name in self.done:
             logger.warning("stage %s: done in an earlier run, skipped (--resume)", name)
             return
+        _claim_idle_threads()
         start = time.perf_counter()
         stage(*args, **kwargs)
-        self.done.append(name)
-        self.seconds[name] = round(time.perf_counter() - start, 2)
-        self._write()
+        seconds = round(time.perf_counter() - start, 2)
+        # Two training tracks may each finish a stage at once (`train_all`): what the other recorded is kept.
+        with FileLock(self.file.with_suffix(".lock")):
+            on_disk = json.loads(self.file.read_text())
+            self.done = [*on_disk["done"], name]
+            self.seconds = {**on_disk["seconds"], name: seconds}
+            self._write()
 
 
 def train_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work: Path,
-              stages: Stages | None = None) -> None:
-    """Every training stage, one after another with all the CPU threads. (Training the larger base in a second
-    process beside the others, half the threads each, was slower: README, "How long a seed takes".)"""
+              stages: Stages | None = None, processes: int = 1) -> None:
+    """Every training stage, in two tracks that share nothing: the small base and what is trained next to it (the
+    reward model, the routers), and the larger base (`_train_track`).
+
+    With `processes` >= 2 the two tracks run at once, in two worker processes with half the CPU threads each, and
+    the one left running takes the other's threads when it finishes. Every stage is seeded, and a base trains to
+    the same bits on one thread as on two, so the draws, the choices, the bases and the reward model are those of
+    one process; the routers' weights can differ in their last digits (seed 2's by at most 6e-7), which changed no
+    answer of seed 2's evaluation. On 2 cores a one-thread step of either base costs 1.4-1.6x a two-thread one,
+    and two tracks at once do about 1.37x the work of one (README, "How long a seed takes").
+    """
+    work.mkdir(parents=True, exist_ok=True)
     stages = stages or Stages(work, cfg, resume=False)
-    tokenizer = make_tokenizer(cfg.one_token_names)
-    for which in ("small", "large"):
-        stages.run(f"{which} base", choose_base, tokenizer, cfg, data, which, ckpt / which, work)
-    # Each model learns from problems the others never saw: the reward model's step labels are what it knows
-    # beyond the base, and the router must learn where the reward model helps on problems neither was fit to.
-    stages.run("reward model", train_miniworld_reward_model, cfg, ckpt, data["rm"], work, stages.resume)
-    for method, domains in (("taro", ("router_a",)), ("taro_ab", ("router_a", "router_b"))):
-        stages.run(f"router {method}", train_miniworld_router, cfg, ckpt, [p for d in domains for p in data[d]],
-                   work, method)
+    if processes <= 1:
+        for track in TRACKS:
+            _train_track(track, cfg, ckpt, data, work, stages)
+        return
+    context = multiprocessing.get_context("spawn")  # torch's thread pool does not survive a fork
+    finished = context.Event()
+    threads = torch.get_num_threads()
+    with ProcessPoolExecutor(len(TRACKS), mp_context=context, initializer=_start_track_worker,
+                             initargs=(max(1, threads // len(TRACKS)), threads, finished)) as pool:
+        jobs = [pool.submit(_train_track, track, cfg, ckpt, data, work, stages) for track in TRACKS]
+        for job in jobs:
+            job.result()  # a track's failure is raised here, with its traceback
+
+
+TRACKS = ("small", "large")
+"""`train_all`'s two independent tracks, named for the base each starts from."""
+
+
+def _train_track(track: str, cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work: Path,
+                 stages: Stages) -> None:
+    """One of `train_all`'s tracks: the base named `track` and, for the small one, the reward model and the routers,
+    which start from it."""
+    stages.run(f"{track} base", choose_base, make_tokenizer(cfg.one_token_names), cfg, data, track, ckpt / track,
+               work)
+    if track == "small":
+        # Each model learns from problems the others never saw: the reward model's step labels are what it knows
+        # beyond the base, and the router must learn where the reward model helps on problems neither was fit to.
+        stages.run("reward model", train_miniworld_reward_model, cfg, ckpt, data["rm"], work, stages.resume)
+        for method, domains in (("taro", ("router_a",)), ("taro_ab", ("router_a", "router_b"))):
+            stages.run(f"router {method}", train_miniworld_router, cfg, ckpt,
+                       [p for d in domains for p in data[d]], work, method)
+    if _TRACK_FINISHED is not None:
+        _TRACK_FINISHED.set()
+
+
+_TRACK_FINISHED: Any = None  # in a track's worker process (`train_all`): set when either track has finished
+_ALL_THREADS = 0
+
+
+def _start_track_worker(threads: int, all_threads: int, finished: Any) -> None:
+    global _TRACK_FINISHED, _ALL_THREADS
+    _worker_threads(threads)
+    _TRACK_FINISHED, _ALL_THREADS = finished, all_threads
+
+
+def _claim_idle_threads() -> None:
+    """In a track's worker, take all the CPU threads once the other track has finished (`train_all`); called
+    between stages and every 100 training steps of a base. Changing the thread count changes no result."""
+    if _TRACK_FINISHED is not None and _TRACK_FINISHED.is_set() and torch.get_num_threads() < _ALL_THREADS:
+        torch.set_num_threads(_ALL_THREADS)
+        logger.warning("the other training track has finished: this one now uses %d threads", _ALL_THREADS)
+
+
+def _worker_threads(threads: int) -> None:
+    """A worker process's set-up: its share of the CPU threads, and the pipeline's log format."""
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
 
 
 def train_miniworld_reward_model(cfg: MiniworldConfig, ckpt: Path, rows: list[dict], work: Path,
@@ -573,8 +637,7 @@ _EVALUATOR: MiniworldEvaluator | None = None  # a worker process's own (`run_man
 
 def _start_evaluator(threads: int, *args: Any) -> None:
     global _EVALUATOR
-    torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    _worker_threads(threads)
     _EVALUATOR = MiniworldEvaluator(*args)
 
 
@@ -764,8 +827,9 @@ def reproduce(results_dir: str = "results", checkpoints: str | None = None, eval
               work_dir: str | None = None, resume: bool = False, processes: int = 2) -> dict[str, Any]:
     """Train (unless `eval_only`) and evaluate; write the results as JSON, Markdown and a plot.
 
-    `processes`: how many evaluations run at a time, in worker processes that share out the CPU threads
-    (`MiniworldEvaluator.run_many`); 1 runs them in this process.
+    `processes`: worker processes that share out the CPU threads. With 2 or more, training runs its two tracks at
+    once (`train_all`) and evaluations run that many at a time (`MiniworldEvaluator.run_many`); 1 runs everything
+    in this process. The results are the same either way (to the routers' last digits: `train_all`).
 
     With `resume`, training stages completed by an earlier run with the same configuration are skipped and
     evaluations continue where they stopped; a killed run loses at most the stage in flight.
@@ -800,7 +864,7 @@ def reproduce(results_dir: str = "results", checkpoints: str | None = None, eval
             for folder in [*work.glob("eval*"), *work.glob("*-candidate*")]:
                 shutil.rmtree(folder)
         stages = Stages(work, cfg, resume)
-        train_all(cfg, ckpt, data, work, stages)
+        train_all(cfg, ckpt, data, work, stages, processes)
     elif not all((ckpt / name).is_dir() for name in ("small", "large", *TARO_METHODS.values())):
         raise FileNotFoundError(f"--eval-only needs the checkpoints in {ckpt} (small/, large/, guide-a/, guide-ab/); "
                                 "run without it to train them.")
