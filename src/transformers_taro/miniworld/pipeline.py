@@ -482,7 +482,9 @@ def train_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], wor
                              initargs=(max(1, threads // len(TRACKS)), threads, finished)) as pool:
         jobs = [pool.submit(_train_track, track, cfg, ckpt, data, work, stages) for track in TRACKS]
         for job in jobs:
-            job.result()  # a track's failure is raised here, with its traceback
+            # A track's failure is raised here with its traceback, once the other track has ended too (a running
+            # worker is not killed: its stages are journalled, and `--resume` picks them up).
+            job.result()
 
 
 TRACKS = ("small", "large")
@@ -518,7 +520,7 @@ def _start_track_worker(threads: int, all_threads: int, finished: Any) -> None:
 
 def _claim_idle_threads() -> None:
     """In a track's worker, take all the CPU threads once the other track has finished (`train_all`); called
-    between stages and every 100 training steps of a base. Changing the thread count changes no result."""
+    between stages and every 100 training steps of a base. A base trains to the same bits either way."""
     if _TRACK_FINISHED is not None and _TRACK_FINISHED.is_set() and torch.get_num_threads() < _ALL_THREADS:
         torch.set_num_threads(_ALL_THREADS)
         logger.warning("the other training track has finished: this one now uses %d threads", _ALL_THREADS)
