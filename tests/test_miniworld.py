@@ -356,6 +356,24 @@ def test_training_in_two_tracks_at_once_gives_the_same_models(tmp_path):
     assert len(journals[1]["done"]) == 5
 
 
+@pytest.mark.slow
+def test_a_failing_training_track_stops_the_other(tmp_path):
+    """The small track fails at once (no draw allowed); the larger base's track, which would train for minutes, is
+    stopped rather than waited for, and the small track's error is what is raised."""
+    import time
+
+    from transformers_taro.miniworld.pipeline import BaseSpec, train_all
+
+    cfg = MiniworldConfig(n_train=24, n_train_b=24, n_rm=6, n_router=8, n_val=4, n_test=2,
+                          small=BaseSpec(16, 1, 3, 1e-3, 4), large=BaseSpec(16, 1, 200_000, 1e-3, 4),
+                          small_candidates=0, large_candidates=1)
+    start = time.perf_counter()
+    with pytest.raises(ValueError):  # min() of no finished draw, raised in the small track's worker
+        train_all(cfg, tmp_path / "ckpt", splits(cfg), tmp_path / "work", processes=2)
+    assert time.perf_counter() - start < 120  # the larger base's 200000 steps would take far longer
+    assert not (tmp_path / "ckpt" / "large").exists()
+
+
 def test_a_training_track_left_running_takes_the_other_tracks_threads(monkeypatch):
     import threading
 

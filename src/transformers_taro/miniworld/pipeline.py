@@ -478,13 +478,17 @@ def train_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], wor
     context = multiprocessing.get_context("spawn")  # torch's thread pool does not survive a fork
     finished = context.Event()
     threads = torch.get_num_threads()
-    with ProcessPoolExecutor(len(TRACKS), mp_context=context, initializer=_start_track_worker,
-                             initargs=(max(1, threads // len(TRACKS)), threads, finished)) as pool:
-        jobs = [pool.submit(_train_track, track, cfg, ckpt, data, work, stages) for track in TRACKS]
+    with context.Pool(len(TRACKS), _start_track_worker, (max(1, threads // len(TRACKS)), threads, finished)) as pool:
+        jobs = [pool.apply_async(_train_track, (track, cfg, ckpt, data, work, stages)) for track in TRACKS]
+        while not all(job.ready() for job in jobs):
+            for job in jobs:
+                if job.ready() and not job.successful():
+                    # Raised with the worker's traceback; leaving the pool stops the other track at once (its
+                    # completed stages are journalled, and `--resume` picks them up).
+                    job.get()
+            time.sleep(1)
         for job in jobs:
-            # A track's failure is raised here with its traceback, once the other track has ended too (a running
-            # worker is not killed: its stages are journalled, and `--resume` picks them up).
-            job.result()
+            job.get()
 
 
 TRACKS = ("small", "large")
