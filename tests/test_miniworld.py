@@ -450,6 +450,18 @@ def test_another_configuration_never_trains_over_the_shipped_checkpoints(tmp_pat
     assert sorted(p.stat().st_mtime_ns for p in CHECKPOINTS.rglob("*") if p.is_file()) == before
 
 
+def _fake_report(out, task, a: float, b: float, exist_ok: bool = True) -> dict:
+    """What a stubbed `run_eval` writes and returns for a validation task: accuracy `a` on A, `b` on B (with
+    `exist_ok=False`, grading a folder twice fails)."""
+    import json
+    from pathlib import Path
+
+    report = {"accuracy": a if task.name == "val_a" else b}
+    Path(out).mkdir(parents=True, exist_ok=exist_ok)
+    (Path(out) / "report.json").write_text(json.dumps(report))
+    return report
+
+
 @pytest.mark.parametrize("which, draws, chosen, n_trained", [
     # The first draw in range on both domains ends the search, even with draws left.
     ("small", [(0.45, 0.2), (0.5, 0.5), (0.6, 0.6)], 1, 2),
@@ -485,11 +497,7 @@ def test_a_base_is_drawn_until_one_is_in_range_on_both_domains(tmp_path, monkeyp
         return True
 
     def fake_eval(session, task, out, **kw):
-        a, b = draws[len(trained) - 1] or (0.0, 0.0)
-        Path(out).mkdir(parents=True)
-        report = {"accuracy": a if task.name == "val_a" else b}
-        (Path(out) / "report.json").write_text(json.dumps(report))
-        return report
+        return _fake_report(out, task, *(draws[len(trained) - 1] or (0.0, 0.0)), exist_ok=False)
 
     monkeypatch.setattr(pipeline, "train_base", fake_train)
     monkeypatch.setattr(pipeline, "run_eval", fake_eval)
@@ -560,11 +568,7 @@ def test_a_draw_that_ends_too_strong_is_taken_at_its_latest_snapshot_in_range(tm
         draw, folder = int(Path(out).parts[-3 if "step-" in out else -2][-1]), Path(out).parts[-2]
         at = "" if folder.endswith(f"candidate{draw}") else folder
         graded.append((draw, at))
-        a, b = draws[draw][at]
-        Path(out).mkdir(parents=True, exist_ok=True)
-        report = {"accuracy": a if task.name == "val_a" else b}
-        (Path(out) / "report.json").write_text(json.dumps(report))
-        return report
+        return _fake_report(out, task, *draws[draw][at])
 
     monkeypatch.setattr(pipeline, "train_base", fake_train)
     monkeypatch.setattr(pipeline, "run_eval", fake_eval)

@@ -80,7 +80,7 @@ if __name__ == "__main__":
                     return False  # stop there: the check is all that is asked
 
                 train_base(tok, data["train_a"] + data["train_b"], spec, cfg, folder, seed=seed * 1000 + i,
-                           keep=measure, warmup=warmup_rows(data["train_a"], data["train_b"]))
+                           keep=measure, warmup=warmup_rows(data["train_a"], data["train_b"]) if a.warmup else None)
                 result = {"check_step": check_step, "lookup": lookup[0]}
             else:
                 acc = draw_base(tok, cfg, data, "small", folder, seed=seed * 1000 + i, check=False)

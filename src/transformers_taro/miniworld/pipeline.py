@@ -167,7 +167,8 @@ def _base_model(tokenizer: PreTrainedTokenizerBase, spec: BaseSpec, seed: int) -
 def warmup_rows(*domains: list[dict]) -> list[dict]:
     """The problems with the fewest steps in each domain's list (A: 2, B: 1): what a base's first `warmup` steps
     are trained on."""
-    return [r for rows in domains for r in rows if r["steps"] == min(x["steps"] for x in rows)]
+    fewest = [min(r["steps"] for r in rows) for rows in domains]
+    return [r for rows, least in zip(domains, fewest) for r in rows if r["steps"] == least]
 
 
 def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseSpec, cfg: MiniworldConfig, out: Path,
