@@ -7,7 +7,7 @@ import re
 import pytest
 
 from transformers_taro.data import arithmetic_is_correct, gsm8k_solutions, label_step
-from transformers_taro.miniworld.pipeline import MiniworldConfig, splits
+from transformers_taro.miniworld.pipeline import MiniworldConfig, splits, world_config
 from transformers_taro.miniworld.problems import GIVE, NAMES, make_problems, make_tokenizer
 
 
@@ -42,6 +42,48 @@ def test_transfer_problems_check_out_and_answer_the_asked_person():
     assert swaps > 10
     with pytest.raises(ValueError, match="domains"):
         make_problems(1, seed=0, domain="c")
+
+
+def test_comparison_problems_check_out_and_answer_the_last_person():
+    """Each line computes the next person's total from the one before, as its clause says (more, fewer, twice,
+    half); the answer is the last person's, and every relation and step count is drawn."""
+    problems = make_problems(300, seed=3, domain="compare")
+    assert problems == make_problems(300, seed=3, domain="compare") and problems != make_problems(300, seed=4,
+                                                                                                  domain="compare")
+    solutions, report = gsm8k_solutions(problems)
+    assert report.skipped == 0
+    relations, steps = set(), set()
+    for p, sol in zip(problems, solutions):
+        steps.add(p["steps"])
+        assert len(sol.steps) == p["steps"] and all(arithmetic_is_correct(s) for s in sol.steps)
+        total = int(re.match(r"\w+ has (\d+) ", p["question"]).group(1))
+        people = [re.match(r"\w+", p["question"]).group(0)]
+        for line in sol.steps:
+            person, n, relation, before = re.match(r"\(\d\) (\w+) has (\d+ )?(more|fewer|twice|half)[a-z ]* (\w+):",
+                                                    line).groups()
+            assert before == people[-1] and person not in people
+            people.append(person)
+            total = {"more": lambda: total + int(n), "fewer": lambda: total - int(n), "twice": lambda: total * 2,
+                     "half": lambda: total // 2}[relation]()
+            assert line.endswith(f"={total}") and total > 0
+            relations.add(relation)
+        assert sol.answer == str(total) and p["question"].endswith(f"does {people[-1]} have?")
+    assert relations == {"more", "fewer", "twice", "half"} and steps == {2, 3, 4}
+    # Every word of the domain is one token.
+    tok = make_tokenizer()
+    words = [t.strip() for t in tok.convert_ids_to_tokens(tok(problems[0]["question"])["input_ids"])]
+    assert {"more", "fewer", "than", "twice", "half", "as"} & set(words) and all(len(w) > 0 for w in words)
+
+
+def test_the_shipped_world_compares_and_the_transfers_world_keeps_its_settings():
+    from transformers_taro.miniworld.pipeline import TRANSFERS
+
+    shipped, transfers = MiniworldConfig(), world_config("b-copied")
+    assert shipped == world_config() and shipped.domain_b == "compare" and shipped.small.check_step is None
+    assert (transfers.n_train_b, transfers.small, transfers.large) == (
+        TRANSFERS["n_train_b"], TRANSFERS["small"], TRANSFERS["large"])
+    assert transfers.small.check_step == 1000 and transfers.large.check_step == 1200
+    assert world_config("b-ordered").domain_b == "b-ordered" and world_config("b-ordered", seed=2).seed == 2
 
 
 def test_ordered_transfers_are_the_same_problems_with_the_totals_in_the_question_order():
@@ -175,8 +217,7 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     cfg = MiniworldConfig(n_train=24, n_train_b=24, n_rm=6, n_router=8, n_val=4, n_test=6,
-                          small=BaseSpec(16, 1, 3, 1e-3, 4, check_step=2),
-                          large=BaseSpec(32, 1, 3, 1e-3, 4, check_step=1),
+                          small=BaseSpec(16, 1, 3, 1e-3, 4), large=BaseSpec(32, 1, 3, 1e-3, 4),
                           rm_sft_steps=2, rm_steps=2, router_steps=2, alphas=(0.5, 2.0), max_new_tokens=12,
                           small_candidates=2, large_candidates=2)
     kw = dict(results_dir=str(tmp_path / "res"), checkpoints=str(tmp_path / "ckpt"), cfg=cfg,
@@ -223,10 +264,9 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     assert set(journal["seconds"]) == set(journal["done"]) and all(t >= 0 for t in journal["seconds"].values())
     for which in ("small", "large"):
         choice = json.loads((tmp_path / "work" / f"{which}_base_choice.json").read_text())
-        # Toy bases never learn B's lookups nor land in range: the first draw is given up at its check step, the
-        # last is trained to the end and kept (and the reward model's fine-tuning, a shorter run, has no check).
+        # Toy bases never land in range: both draws are trained to the end, and the one nearer the ranges is kept.
         assert set(choice["validation_accuracy"]) == {"0", "1"} and results[f"{which}_base_choice"] == choice
-        assert "abandoned_at" in choice["validation_accuracy"]["0"] and choice["chosen"] == 1
+        assert all("a" in draw and "b" in draw for draw in choice["validation_accuracy"].values())
     with pytest.raises(ValueError, match="another configuration"):
         reproduce(**{**kw, "cfg": dataclasses.replace(cfg, router_steps=3)}, resume=True)
     # A fresh test draw without matplotlib: the results are written, the plot is skipped with a message.
@@ -340,8 +380,7 @@ def test_training_in_two_tracks_at_once_gives_the_same_models(tmp_path):
     from transformers_taro.miniworld.pipeline import BaseSpec, train_all
 
     cfg = MiniworldConfig(n_train=24, n_train_b=24, n_rm=6, n_router=8, n_val=4, n_test=2,
-                          small=BaseSpec(16, 1, 3, 1e-3, 4, check_step=2),
-                          large=BaseSpec(32, 1, 3, 1e-3, 4, check_step=1),
+                          small=BaseSpec(16, 1, 3, 1e-3, 4), large=BaseSpec(32, 1, 3, 1e-3, 4),
                           rm_sft_steps=2, rm_steps=2, router_steps=2, max_new_tokens=8,
                           small_candidates=2, large_candidates=2)
     data = splits(cfg)
@@ -503,7 +542,8 @@ def test_a_base_is_drawn_until_one_is_in_range_on_both_domains(tmp_path, monkeyp
     monkeypatch.setattr(pipeline, "run_eval", fake_eval)
     monkeypatch.setattr(pipeline, "load_causal_lm", lambda path: None)
     monkeypatch.setattr(pipeline, "lookup_accuracy", lambda model, tok, rows: 0.5)
-    cfg = replace(MiniworldConfig(seed=3), **{f"{which}_candidates": len(draws)})
+    # The transfers world, whose draws are checked for B's lookups by name (the comparisons world has no check)
+    cfg = world_config("b-copied", seed=3, **{f"{which}_candidates": len(draws)})
     data = {"train_a": [], "train_b": [], "val_a": [], "val_b": []}
     pipeline.choose_base(None, cfg, data, which, tmp_path / which, tmp_path)
     choice = json.loads((tmp_path / f"{which}_base_choice.json").read_text())

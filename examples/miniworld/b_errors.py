@@ -1,6 +1,7 @@
-"""Where answers to domain-B problems go wrong: the first error of each wrong answer, by kind.
+"""Where answers to the transfers world's domain-B problems go wrong: the first error of each wrong answer, by kind.
 
-Reads the `generations.jsonl` of `taro eval` / the mini-world's evaluations on domain B (any variant) and replays
+Reads the `generations.jsonl` of `taro eval` / the mini-world's evaluations on transfer problems (any variant of
+`B_VARIANTS`; the transfers world, `reproduce.py --domain-b b-copied`, archived in results/miniworld-v2-transfers/) and replays
 each problem: for every solution line, the clause copied, each person's total before the step (copied from the
 question or an earlier line), the amount, the arithmetic, the totals restated at the line's end ("b-tracked"),
 swaps, the `now:` line of the restated variants, and the final answer. The first mismatch names the error. A
@@ -9,7 +10,7 @@ learned to find a total by name picks one of the two at random, so "binding" nea
 An answer can be right by chance after an error on the way; it is counted by its error, and how many the
 evaluation graded otherwise is printed.
 
-    python examples/miniworld/b_errors.py runs/miniworld-seed5/eval-test1/small-test_b-base/generations.jsonl
+    python examples/miniworld/b_errors.py runs/miniworld-b-copied-seed5/eval-test1/small-test_b-base/generations.jsonl
 """
 
 import argparse

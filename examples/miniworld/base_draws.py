@@ -10,10 +10,11 @@ the share of its draws in range.
     python examples/miniworld/base_draws.py --seeds 2 3 --draws 2 --out results/miniworld-base-draws.json
     python examples/miniworld/base_draws.py --seeds 2 --steps 4000 --domain-b b-copied --one-token-names --label L
     python examples/miniworld/base_draws.py --seeds 3 --draws 3 --heads 8 --label heads8   # another shape
-    python examples/miniworld/base_draws.py --seeds 2 4 --draws 1 --check-only --label check   # the early check
+    python examples/miniworld/base_draws.py --domain-b b-copied --seeds 2 4 --draws 1 --check-only --label check
 
-With `--check-only`, each draw is trained only to `--check-step` and its B lookups are measured there
-(`lookup_accuracy`, the measure `choose_base` gives a draw up on): how a draw fares at the pipeline's check.
+With `--check-only` (the transfers world, `--domain-b b-copied` or another transfer format), each draw is trained
+only to `--check-step` and its B lookups by name are measured there (`lookup_accuracy`, the measure `choose_base`
+gives a transfers draw up on): how a draw fares at that world's check.
 
 Resumable: a draw whose folder holds both reports is read, not trained again. Results are appended to `--out`
 (one row per draw and recipe), so several recipes accumulate in one file.
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from transformers_taro.miniworld import MiniworldConfig
 from transformers_taro.miniworld.pipeline import (BaseSpec, draw_base, lookup_accuracy, splits, train_base,
-                                                  warmup_rows)
+                                                  warmup_rows, world_config)
 from transformers_taro.miniworld.problems import DOMAINS, make_tokenizer
 
 if __name__ == "__main__":
@@ -47,7 +48,8 @@ if __name__ == "__main__":
     ap.add_argument("--warmup", type=int, default=default.small.warmup,
                     help="first steps on each domain's shortest problems only (BaseSpec.warmup)")
     ap.add_argument("--domain-b", default=default.domain_b, choices=[d for d in DOMAINS if d != "a"])
-    ap.add_argument("--n-train-b", type=int, default=default.n_train_b, help="B problems in the bases' training mix")
+    ap.add_argument("--n-train-b", type=int, default=None,
+                    help="B problems in the bases' training mix (default: the world's, pipeline.world_config)")
     ap.add_argument("--one-token-names", action=argparse.BooleanOptionalAction, default=default.one_token_names,
                     help="the tokenizer's scheme for names (make_tokenizer)")
     ap.add_argument("--check-step", type=int, default=None,
@@ -59,7 +61,11 @@ if __name__ == "__main__":
     ap.add_argument("--out", default="results/miniworld-base-draws.json")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    check_step = a.check_step or (default.small.check_step if a.check_only else None)
+    world = world_config(a.domain_b)
+    n_train_b = a.n_train_b or world.n_train_b
+    check_step = a.check_step or (world.small.check_step or default.small.check_step if a.check_only else None)
+    if a.check_only and not check_step:
+        raise SystemExit(f"--check-only needs --check-step: the {a.domain_b} world has no early check.")
     spec = BaseSpec(a.hidden, a.layers, a.steps, a.lr, a.batch_size, a.heads, a.rope_theta, a.warmup,
                     check_step=check_step)
     tok = make_tokenizer(a.one_token_names)
@@ -67,7 +73,7 @@ if __name__ == "__main__":
     rows = json.loads(out.read_text())["draws"] if out.is_file() else []
     for seed in a.seeds:
         cfg = dataclasses.replace(default, seed=seed, domain_b=a.domain_b, one_token_names=a.one_token_names,
-                                  n_train_b=a.n_train_b, small=spec)
+                                  n_train_b=n_train_b, small=spec)
         data = splits(cfg)
         for i in range(a.first_draw, a.first_draw + a.draws):
             folder = Path(a.work) / a.label / f"seed{seed}-draw{i}"
@@ -86,7 +92,7 @@ if __name__ == "__main__":
                 acc = draw_base(tok, cfg, data, "small", folder, seed=seed * 1000 + i, check=False)
                 result = {"val_a": acc["a"], "val_b": acc["b"]}
             row = {"label": a.label, "recipe": dataclasses.asdict(spec), "domain_b": a.domain_b,
-                   "n_train_b": a.n_train_b, "one_token_names": a.one_token_names, "seed": seed, "draw": i,
+                   "n_train_b": n_train_b, "one_token_names": a.one_token_names, "seed": seed, "draw": i,
                    **result, "seconds": round(time.perf_counter() - start)}
             rows = [r for r in rows if (r["label"], r["seed"], r["draw"]) != (a.label, seed, i)] + [row]
             out.parent.mkdir(parents=True, exist_ok=True)

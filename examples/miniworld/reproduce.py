@@ -15,7 +15,7 @@ import dataclasses
 import logging
 
 from transformers_taro.miniworld import MiniworldConfig, reproduce
-from transformers_taro.miniworld.pipeline import BLOCKS, SHIPPED_SEED
+from transformers_taro.miniworld.pipeline import BLOCKS, SHIPPED_SEED, world_config
 from transformers_taro.miniworld.problems import DOMAINS
 
 if __name__ == "__main__":
@@ -27,20 +27,23 @@ if __name__ == "__main__":
     ap.add_argument("--resume", action="store_true", help="skip training stages a killed run completed")
     default = MiniworldConfig()
     ap.add_argument("--domain-b", default=default.domain_b, choices=[d for d in DOMAINS if d != "a"],
-                    help="domain B's solution format (problems.B_VARIANTS); another than the default is another "
-                         "world, with its own checkpoints, work folder and result files")
+                    help="domain B: comparisons (the default), or transfers in one of their solution formats "
+                         "(problems.B_VARIANTS, with the transfers world's settings, pipeline.TRANSFERS); another than "
+                         "the default is another world, with its own checkpoints, work folder and result files")
     ap.add_argument("--one-token-names", action=argparse.BooleanOptionalAction, default=default.one_token_names,
                     help="tokenize each name as one token wherever it is written (make_tokenizer); "
                          "--no-one-token-names is another world")
-    ap.add_argument("--n-train-b", type=int, default=default.n_train_b, help="B problems in the bases' training mix")
-    ap.add_argument("--small-steps", type=int, default=default.small.steps,
-                    help="training steps of each small-base draw (the recipe; see base_draws.py)")
-    ap.add_argument("--small-check-step", type=int, default=default.small.check_step,
-                    help="step at which a small-base draw that has not learned B's lookups is given up (0: never; "
-                         "below --small-steps)")
-    ap.add_argument("--small-snapshots", type=int, nargs="*", default=list(default.small.snapshots),
+    ap.add_argument("--n-train-b", type=int, default=None,
+                    help="B problems in the bases' training mix (default: the world's)")
+    ap.add_argument("--small-steps", type=int, default=None,
+                    help="training steps of each small-base draw (default: the world's; see base_draws.py)")
+    ap.add_argument("--small-check-step", type=int, default=None,
+                    help="step at which a small-base draw that has not learned B's lookups by name is given up "
+                         "(transfers only; 0: never; below --small-steps; default: the world's)")
+    ap.add_argument("--small-snapshots", type=int, nargs="*", default=None,
                     help="steps at which a small-base draw's weights are also kept, to be taken there if it ends "
-                         "above its range (between --small-check-step and --small-steps; none: no snapshots)")
+                         "above its range (between --small-check-step and --small-steps; none given: no "
+                         "snapshots; default: the world's)")
     ap.add_argument("--processes", type=int, default=2,
                     help="worker processes sharing the CPU: with 2 or more, the small base's training track and the "
                          "larger base's run at once, and evaluations this many at a time (1: all in this one)")
@@ -49,10 +52,13 @@ if __name__ == "__main__":
                     help="default: the package's shipped ones for the shipped seed, runs/miniworld-seedK/checkpoints otherwise")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    cfg = dataclasses.replace(default, seed=a.seed, domain_b=a.domain_b, one_token_names=a.one_token_names,
-                              n_train_b=a.n_train_b, small=dataclasses.replace(default.small, steps=a.small_steps,
-                                                                                  check_step=a.small_check_step or None,
-                                                                                  snapshots=tuple(a.small_snapshots)))
+    world = world_config(a.domain_b, seed=a.seed, one_token_names=a.one_token_names)
+    small = {k: v for k, v in (("steps", a.small_steps), ("check_step", a.small_check_step),
+                               ("snapshots", None if a.small_snapshots is None else tuple(a.small_snapshots)))
+             if v is not None}
+    cfg = dataclasses.replace(world, n_train_b=a.n_train_b or world.n_train_b,
+                              small=dataclasses.replace(world.small, **{**small, "check_step": small.get(
+                                  "check_step", world.small.check_step) or None}))
     results = reproduce(a.results_dir, a.checkpoints, a.eval_only, a.test_seed, cfg, resume=a.resume,
                         processes=a.processes)
     for block in BLOCKS:

@@ -62,7 +62,7 @@ def miniworld_evidence(problems: int = 300, output_dir: str = "taro-demo", conso
     methods = {"base": None, genarm: taro.fixed(), "TARo (router: A traces)": taro,
                "TARo (router: A+B traces)": TARoGuide.from_pretrained(CHECKPOINTS / "guide-ab")}
     results: dict[str, Any] = {"paired": {}}
-    for domain, title in (("a", "A (arithmetic, the reward model's domain)"), ("b", "B (transfers, never seen)")):
+    for domain, title in (("a", "A (arithmetic, the reward model's domain)"), ("b", "B (comparisons, never seen)")):
         rows = data[f"test_{domain}"]
         task = miniworld_task(f"test_{domain}", rows)
         correct: dict[str, list[bool]] = {}

@@ -1,6 +1,6 @@
 """The mini-world reproduction: train everything from nothing, then evaluate the paper's claims.
 
-1. Problems in two domains (`problems.py`): A, arithmetic chains, and B, transfers between two people. Disjoint
+1. Problems in two domains (`problems.py`): A, arithmetic chains, and B, comparisons between people. Disjoint
    pools for the bases (A and B), the reward model (A only), the router (A, plus B for the `taro_ab` variant),
    validation and test (`splits`).
 2. Two Llama bases trained from scratch on A and B: a small one and one with ~4x its parameters.
@@ -42,7 +42,7 @@ from ..extras import require
 from ..guide import TARoGuide
 from ..models import load_causal_lm, load_tokenizer
 from ..training import RewardModelConfig, RouterTrainingConfig, TraceCollator, train_reward_model, train_router
-from .problems import NAMES, make_problems, make_tokenizer
+from .problems import B_VARIANTS, COMPARE, NAMES, make_problems, make_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +62,15 @@ TARO_METHODS = {"taro": "guide-a", "taro_ab": "guide-ab"}
 class BaseSpec:
     """A base model trained from scratch: its shape, its training budget, and when a draw of it is given up.
 
-    With `check_step`, a draw is stopped after that many steps unless its teacher-forced accuracy on domain B's
-    lookups by name (`lookup_accuracy`, validation problems) has reached `min_lookup`: in the draws probed, one that
-    had not learned them by then had not learned them at the end either (README, "Drawing the bases"), so the
-    remaining steps are saved.
+    With `check_step` (the transfers world's draws, `TRANSFERS`), a draw is stopped after that many steps unless its
+    teacher-forced accuracy on domain B's lookups by name (`lookup_accuracy`, validation problems) has reached
+    `min_lookup`: in the draws probed, one that had not learned them by then had not learned them at the end either
+    (results/miniworld-v2-transfers/README.md, "Drawing the bases"), so the remaining steps are saved.
 
     `snapshots`: steps (after the check) at which the weights are also saved, in `step-<N>/` of the draw's folder.
     A draw that ends too strong (above its range on a domain, below it on none) is taken at the latest snapshot
-    whose validation accuracy lies in range (`draw_base`): the draws that learn B's lookups often overshoot by the
-    end, and an earlier point of the same run is the same model, less trained.
+    whose validation accuracy lies in range (`draw_base`): an earlier point of the same run is the same model, less
+    trained.
     """
 
     hidden: int
@@ -109,33 +109,26 @@ class MiniworldConfig:
     seed: int = SHIPPED_SEED
     test_seed: int = 1
     n_train: int = 4000  # A problems the bases are trained on
-    # B problems the bases are trained on: 3 for every A problem, or the small base learns A before it learns to
-    # look a person's total up by name, which B needs (README, "Why the small base failed B, measured")
-    n_train_b: int = 12000
+    n_train_b: int = 4000  # B problems the bases are trained on
     n_rm: int = 4000  # further A problems whose step pairs train the reward model
     n_router: int = 2000  # further A problems whose solutions train the router; `taro_ab` adds as many of B
-    # Domain B's solutions copy both totals first and the asked one last (`problems.B_VARIANTS`); another variant
-    # is another world, with its own files (see `make_transfer_problem`)
-    domain_b: str = "b-copied"
+    # Domain B: comparisons between people (`problems.make_comparison_problem`). The transfers between two people
+    # (`B_VARIANTS`, e.g. "b-copied") are another world, with their own files and settings (`TRANSFERS`)
+    domain_b: str = COMPARE
     one_token_names: bool = True  # the tokenizer's scheme for names (`make_tokenizer`); False is another world
     n_val: int = 400  # per domain
     n_test: int = 3000  # per domain
     # The larger base has 4x the small one's non-embedding parameters (12 * hidden^2 * layers). Each is drawn until
     # its validation accuracy lies in `BASE_RANGE` (`choose_base`), so guidance has room to act both ways; a draw
-    # that has not learned B's lookups by name at `check_step` is given up there (README, "Drawing the bases").
-    # Snapshots every 250 steps from 1500: grading one costs a few seconds, and a draw's accuracy moves by 0.1-0.15
-    # between two 500 steps apart (seed 2's draw 0: A / B 0.29 / 0.685 at 2000, 0.418 / 0.835 at 2500)
-    small: BaseSpec = BaseSpec(64, 2, 3000, 3e-3, check_step=1000, min_lookup=0.83,
-                               snapshots=(1500, 1750, 2000, 2250, 2500, 2750))
-    # At most this many initialisations of each base. At the rates measured (README, "Drawing the bases": about 1
-    # small draw in 7-10 lands in range, 7 larger ones in 20), the small base is then in range in about 0.8-0.9 of
-    # seeds and the larger one in 0.92; with 8 and 4 draws, about 0.6 and 0.82
-    small_candidates: int = 16
-    # Eight layers, not two at twice the width: in a sweep of larger-base recipes, 64x8 was the one shape that learned
-    # B's lookups by name in most of its draws (README, "The larger base: deeper, not wider"). Such a draw learns them
-    # later than the small base, hence the later check.
-    large: BaseSpec = BaseSpec(64, 8, 1500, 2e-3, check_step=1200, min_lookup=0.85)
-    large_candidates: int = 6
+    # that ends above its range is taken at its latest snapshot in range. Snapshots every 250 steps: grading one
+    # costs a few seconds, and a draw's accuracy moves by 0.1-0.15 between two 500 steps apart.
+    small: BaseSpec = BaseSpec(64, 2, 3000, 3e-3, snapshots=(1500, 1750, 2000, 2250, 2500, 2750))
+    small_candidates: int = 6  # at most this many initialisations of each base
+    # Twice the width, not four times the depth: the transfers world's 64x8 larger base (`TRANSFERS`), which learned
+    # its lookups by name more often, learns arithmetic far slower here (seed 5's first draw ended at a training
+    # loss of 0.16 and A 0.25 / B 0.31 on validation; the small base was at 0.057 after 1000 steps)
+    large: BaseSpec = BaseSpec(128, 2, 1500, 2e-3, snapshots=(750, 1000, 1250))
+    large_candidates: int = 4
     rm_sft_steps: int = 1000
     rm_sft_lr: float = 1e-3
     rm_steps: int = 600
@@ -150,6 +143,30 @@ class MiniworldConfig:
     alphas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     max_new_tokens: int = 160
     eval_batch_size: int = 250
+
+
+TRANSFERS: dict[str, Any] = {
+    "domain_b": "b-copied",
+    # 3 B problems for every A problem, or the small base learns A before it learns to look a person's total up by
+    # name, which transfers need (results/miniworld-v2-transfers/README.md)
+    "n_train_b": 12000,
+    # A draw that has not learned B's lookups by name at its check step is given up there: it had not learned them
+    # at the end either, in every draw probed
+    "small": BaseSpec(64, 2, 3000, 3e-3, check_step=1000, min_lookup=0.83,
+                      snapshots=(1500, 1750, 2000, 2250, 2500, 2750)),
+    "small_candidates": 16,
+    "large": BaseSpec(64, 8, 1500, 2e-3, check_step=1200, min_lookup=0.85),
+    "large_candidates": 6,
+}
+"""The transfers world's settings, the shipped world until 2026-11-27 (`world_config("b-copied")`): domain B as
+transfers between two people, whose lookups by name the small base learns in about one draw of 7-10."""
+
+
+def world_config(domain_b: str = COMPARE, **changes: Any) -> MiniworldConfig:
+    """The configuration of the world whose domain B is `domain_b`: the defaults for comparisons, `TRANSFERS` for a
+    transfer variant (`problems.B_VARIANTS`); `changes` on top."""
+    base = {**TRANSFERS, "domain_b": domain_b} if domain_b in B_VARIANTS else {"domain_b": domain_b}
+    return MiniworldConfig(**{**base, **changes})
 
 
 def _base_model(tokenizer: PreTrainedTokenizerBase, spec: BaseSpec, seed: int) -> Any:
@@ -233,8 +250,8 @@ def training_step(model: Any, batch: dict[str, torch.Tensor], opt: torch.optim.O
 
 @torch.no_grad()
 def lookup_accuracy(model: Any, tokenizer: PreTrainedTokenizerBase, rows: list[dict], batch_size: int = 200) -> float:
-    """Teacher-forced share of the totals looked up by name in domain-B solutions whose first digit is the model's
-    top prediction.
+    """Teacher-forced share of the totals looked up by name in domain-B transfer solutions (`B_VARIANTS`) whose
+    first digit is the model's top prediction: the transfers world's early check of a draw.
 
     A lookup is a number written right after a name that opens a clause of the solution (after ":" or ","): each
     person's total before a step, the swapped totals, the second starting total; each must be found by name in the
@@ -387,8 +404,8 @@ def choose_base(tokenizer: PreTrainedTokenizerBase, cfg: MiniworldConfig, data: 
                 out: Path, work: Path) -> None:
     """Initialisations of a base (`which`), trained alike, one after another until one's accuracy on the validation
     problems lies in range on both domains (`BASE_RANGE`); at most `cfg.<which>_candidates` draws; if none does,
-    the one nearest the ranges. A draw that has not learned B's lookups by name at its spec's `check_step` is
-    given up there (`BaseSpec`), except the last, so that there is always a base; one that ends too strong may be
+    the one nearest the ranges. In the transfers world, a draw that has not learned B's lookups by name at its spec's
+    `check_step` is given up there (`BaseSpec`), except the last, so that there is always a base; one that ends too strong may be
     taken at an earlier snapshot (`draw_base`). The draws and the choice are recorded in
     `work/<which>_base_choice.json`.
 
@@ -758,7 +775,7 @@ def _table(title: str, rows: dict[str, dict], paired: dict[str, float], block: s
 
 
 TITLES = {"methods": "Small base, domain A (arithmetic chains, the reward model's domain)",
-          "domain_b": "Small base, domain B (transfers; the reward model never saw it)",
+          "domain_b": "Small base, domain B (comparisons; the reward model never saw it)",
           "transfer": "Larger base (~4x), domain A: the small base's reward model and routers",
           "transfer_b": "Larger base (~4x), domain B"}
 

@@ -1,10 +1,13 @@
 """Seeded multi-step word problems in two domains, written in GSM8K's format so the whole data pipeline applies.
 
 - Domain A, arithmetic chains: one running total through 2-6 operations. The reward model learns from these only.
-- Domain B, transfers: two people hand each other items (or swap what they hold) for 2-4 steps; the question asks
-  what one of them holds at the end. Same tokenizer, same arithmetic, another shape of reasoning: each step
-  updates two totals, and the one asked about must be tracked. It is the out-of-domain traffic that a reward model
-  trained on arithmetic chains meets when deployed elsewhere.
+- Domain B, comparisons (the shipped world): a chain of people, each holding so many more or fewer than, twice or
+  half as many as the one before (2-4 steps); the question asks about the last. The out-of-domain traffic that a
+  reward model trained on arithmetic chains meets when deployed elsewhere: the same tokenizer, amounts stated as
+  relations between people instead of events, and halving, which domain A never writes.
+- Domain B as transfers (another world, `B_VARIANTS`): two people hand each other items (or swap what they hold)
+  for 1-3 steps; the question asks what one of them holds at the end. Each step updates two totals, and the one
+  asked about must be tracked by name, which the small base learns in about one draw of 7-10.
 
 Every step is written with a GSM8K calculator annotation (`<<a+b=c>>`), so steps are checked automatically
 exactly as for GSM8K.
@@ -31,7 +34,10 @@ B_VARIANTS: dict[str, dict[str, bool]] = {"b": {}, "b-ordered": {"ordered": True
                                           "b-copied": {"restate": True},
                                           "b-tracked": {"restate": True, "track": True},
                                           "b-named": {"restate": True, "track": True, "named": True}}
-DOMAINS = ("a", *B_VARIANTS)
+# Domain B as comparisons between people (`make_comparison_problem`): another shape of B, with one total per line.
+COMPARE = "compare"
+MORE, FEWER, TWICE, HALF = "has {n} more than", "has {n} fewer than", "has twice as many as", "has half as many as"
+DOMAINS = ("a", *B_VARIANTS, COMPARE)
 
 
 def make_problem(rng: random.Random, steps: int) -> dict[str, Any]:
@@ -119,14 +125,48 @@ def make_transfer_problem(rng: random.Random, steps: int, ordered: bool = False,
     return {"question": question, "answer": "\n".join(lines) + f"\n#### {held[asked]}", "steps": steps}
 
 
+def make_comparison_problem(rng: random.Random, steps: int) -> dict[str, Any]:
+    """One domain-B problem of comparisons: a chain of people, each holding a stated amount more or fewer than,
+    twice or half as many as the one before; the question asks about the last.
+
+    Each solution line restates its clause, then the new person's total (`(2) Cara has half as many as Ben: Cara
+    46/2=23`). The total it starts from is the one the line before computed, as in domain A, so nothing must be
+    looked up by name; what is new is the wording (amounts stated between people, not as events), and halving, an
+    operation domain A never writes.
+    """
+    people = rng.sample(NAMES, steps + 1)
+    item = rng.choice(ITEMS)
+    start = total = rng.randint(10, 99)
+    clauses, lines = [], []
+    for k in range(1, steps + 1):
+        kind = rng.random()
+        if kind < 0.15 and total < 200:
+            relation, op, n, new = TWICE, "*", 2, total * 2
+        elif kind < 0.3 and total % 2 == 0 and total >= 20:
+            relation, op, n, new = HALF, "/", 2, total // 2
+        elif kind < 0.65 and total > 20:
+            n = rng.randint(1, min(60, total - 1))
+            relation, op, new = FEWER.format(n=n), "-", total - n
+        else:
+            n = rng.randint(1, 60)
+            relation, op, new = MORE.format(n=n), "+", total + n
+        clause = f"{people[k]} {relation} {people[k - 1]}"
+        clauses.append(f"({k}) {clause}")
+        lines.append(f"({k}) {clause}: {people[k]} <<{total}{op}{n}={new}>>{total}{op}{n}={new}")
+        total = new
+    question = (f"{people[0]} has {start} {item}, then "
+                + ", ".join(clauses) + f". How many {item} does {people[-1]} have?")
+    return {"question": question, "answer": "\n".join(lines) + f"\n#### {total}", "steps": steps}
+
+
 def make_problems(n: int, seed: int, min_steps: int | None = None, max_steps: int | None = None,
                   exclude: set[str] | None = None, domain: str = "a") -> list[dict[str, Any]]:
     """`n` distinct problems of `domain` ("a": 2-4 steps; B and its variants, `B_VARIANTS`: 1-3) drawn with `seed`,
     none of whose questions is in `exclude`."""
     if domain not in DOMAINS:
         raise ValueError(f"domain={domain!r}: the mini-world has domains {DOMAINS}.")
-    make, lo, hi = (make_problem, 2, 4) if domain == "a" else (functools.partial(
-        make_transfer_problem, **B_VARIANTS[domain]), 1, 3)
+    make, lo, hi = ((make_problem, 2, 4) if domain == "a" else (make_comparison_problem, 2, 4)
+                    if domain == COMPARE else (functools.partial(make_transfer_problem, **B_VARIANTS[domain]), 1, 3))
     lo, hi = min_steps or lo, max_steps or hi
     rng = random.Random(seed)
     seen = set(exclude or ())
@@ -147,7 +187,7 @@ CHAT_TEMPLATE = (
 
 def _words() -> list[str]:
     """Every word the generator and the prompt write: each becomes one token, with and without a leading space."""
-    text = (" ".join(NAMES + ITEMS + ADD + SUB + MUL + GIVE)
+    text = (" ".join(NAMES + ITEMS + ADD + SUB + MUL + GIVE + [MORE, FEWER, TWICE, HALF])
             + " has then How many now Q A The answer is and they swap does have")
     return sorted(set(re.findall(r"[A-Za-z]+", text.replace("{n}", ""))), key=lambda w: (-len(w), w))
 
