@@ -1,11 +1,11 @@
 """Reproduce the paper's claims in a world small enough to train here (2 CPU cores), in-domain and out.
 
-    python examples/miniworld/reproduce.py                             # train seed 5 (the shipped one), evaluate
+    python examples/miniworld/reproduce.py                             # train seed 3 (the shipped one), evaluate
     python examples/miniworld/reproduce.py --seed 0                    # the whole pipeline again, another seed
     python examples/miniworld/reproduce.py --eval-only                 # evaluate the shipped checkpoints
     python examples/miniworld/reproduce.py --eval-only --test-seed 7   # on freshly drawn test problems
 
-The shipped seed (5) trains into the package's checkpoints and writes results/miniworld.{json,md,png}; seed K trains
+The shipped seed (3) trains into the package's checkpoints and writes results/miniworld.{json,md,png}; seed K trains
 into runs/miniworld-seedK/ and writes results/miniworld-pipeline-seedK.*; --test-seed N writes
 results/miniworld-seedN.*. Every run refreshes the across-seeds summary in results/miniworld.json.
 """

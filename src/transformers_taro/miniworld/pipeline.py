@@ -48,10 +48,10 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 """The shipped mini-world: `small/`, `large/` (bases), `guide-a/` and `guide-ab/` (TARoGuide folders)."""
-SHIPPED_SEED = 5
+SHIPPED_SEED = 3
 """The pipeline seed whose checkpoints ship: of the seeds run from nothing with this configuration (README,
-"Mini-world v2"), the one whose bases lie inside their validation ranges by the widest margin (`range_margin`;
-a test checks it against the committed results)."""
+"Mini-world v2"), the one whose bases lie inside their validation ranges by the widest margin (`range_margins`:
+the smallest margin first, ties broken by the next; a test checks it against the committed results)."""
 BLOCKS = {"methods": ("small", "a"), "domain_b": ("small", "b"), "transfer": ("large", "a"),
           "transfer_b": ("large", "b")}
 """Each result block: which base, which domain's test problems."""
@@ -717,16 +717,22 @@ def _world(cfg: MiniworldConfig) -> str:
         "" if cfg.one_token_names == shipped.one_token_names else "-split-names")
 
 
-def range_margin(results: dict[str, Any]) -> float:
-    """How far inside their validation ranges a run's chosen bases lie: the smallest distance of a chosen base's
-    accuracy (either base, either domain) from the nearer edge of its range; negative when one lies outside. Read
-    from the results' `small_base_choice` and `large_base_choice`."""
+def range_margins(results: dict[str, Any]) -> tuple[float, ...]:
+    """How far inside their validation ranges a run's chosen bases lie: each chosen base's (either base, either
+    domain) distance from the nearer edge of its range, smallest first, rounded to 1e-9 so that float noise never
+    orders two runs; negative where one lies outside. Read from the results' `small_base_choice` and
+    `large_base_choice`. Runs compare by the smallest, then the next (`SHIPPED_SEED`)."""
     margins = []
     for which in ("small", "large"):
         choice = results[f"{which}_base_choice"]
         chosen = choice["validation_accuracy"][str(choice["chosen"])]
-        margins += [min(chosen[d] - lo, hi - chosen[d]) for d, (lo, hi) in choice["range"].items()]
-    return min(margins)
+        margins += [round(min(chosen[d] - lo, hi - chosen[d]), 9) for d, (lo, hi) in choice["range"].items()]
+    return tuple(sorted(margins))
+
+
+def range_margin(results: dict[str, Any]) -> float:
+    """The smallest of `range_margins`: how far inside its validation range a run's least central base lies."""
+    return range_margins(results)[0]
 
 
 def summarize_seeds(results_dir: Path, world: str = "") -> dict[str, Any]:
