@@ -587,7 +587,7 @@ def train_miniworld_router(cfg: MiniworldConfig, ckpt: Path, rows: list[dict], w
                     alpha_max=cfg.alpha_max, alpha_init=1.0, alpha_reg=cfg.router_alpha_reg,
                     use_reward_hidden_states=cfg.router_reward_hidden_states, logging_steps=50,
                     save_steps=cfg.router_steps, max_length=1024, use_cpu=True, disable_tqdm=True, seed=cfg.seed,
-                    # ~5 epochs over 2000-4000 traces at a 329-token vocabulary: the frozen outputs fit in < 1 GB
+                    # ~5 epochs over 2000-4000 traces at a 353-token vocabulary: the frozen outputs fit in < 1 GB
                     cache_frozen_outputs=True)
     router_cfg = RouterTrainingConfig(output_dir=str(work / method), **{**settings, **objective})
     train_router(str(ckpt / "small"), str(work / "reward_model"), str(router_file), str(work / method), router_cfg)
