@@ -123,7 +123,7 @@ class MiniworldConfig:
     # that ends above its range is taken at its latest snapshot in range. Snapshots every 250 steps: grading one
     # costs a few seconds, and a draw's accuracy moves by 0.1-0.15 between two 500 steps apart.
     small: BaseSpec = BaseSpec(64, 2, 3000, 3e-3, snapshots=(1500, 1750, 2000, 2250, 2500, 2750))
-    small_candidates: int = 6  # at most this many initialisations of each base
+    small_candidates: int = 6  # at most this many initialisations of the small base (`large_candidates`: the larger)
     # Twice the width, not four times the depth: the transfers world's 64x8 larger base (`TRANSFERS`), which learned
     # its lookups by name more often, learns arithmetic far slower here (seed 5's first draw ended at a training
     # loss of 0.16 and A 0.25 / B 0.31 on validation; the small base was at 0.057 after 1000 steps)

@@ -161,12 +161,16 @@ def make_comparison_problem(rng: random.Random, steps: int) -> dict[str, Any]:
 
 def make_problems(n: int, seed: int, min_steps: int | None = None, max_steps: int | None = None,
                   exclude: set[str] | None = None, domain: str = "a") -> list[dict[str, Any]]:
-    """`n` distinct problems of `domain` ("a": 2-4 steps; B and its variants, `B_VARIANTS`: 1-3) drawn with `seed`,
-    none of whose questions is in `exclude`."""
+    """`n` distinct problems of `domain` ("a": 2-4 steps; "compare": 2-4; the transfer formats, `B_VARIANTS`: 1-3)
+    drawn with `seed`, none of whose questions is in `exclude`."""
     if domain not in DOMAINS:
         raise ValueError(f"domain={domain!r}: the mini-world has domains {DOMAINS}.")
-    make, lo, hi = ((make_problem, 2, 4) if domain == "a" else (make_comparison_problem, 2, 4)
-                    if domain == COMPARE else (functools.partial(make_transfer_problem, **B_VARIANTS[domain]), 1, 3))
+    if domain == "a":
+        make, lo, hi = make_problem, 2, 4
+    elif domain == COMPARE:
+        make, lo, hi = make_comparison_problem, 2, 4
+    else:
+        make, lo, hi = functools.partial(make_transfer_problem, **B_VARIANTS[domain]), 1, 3
     lo, hi = min_steps or lo, max_steps or hi
     rng = random.Random(seed)
     seen = set(exclude or ())
