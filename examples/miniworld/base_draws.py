@@ -4,7 +4,7 @@ Each draw is the small base trained from its own initialisation (draw i of pipel
 seed 1000K + i: `draw_base`, as `choose_base` calls it) on the seed's A + B training problems, then graded
 greedily on A's and B's validation problems. Every draw is trained to the end (no early check), so that the
 recipe's final accuracies are seen. Nothing else is trained, and no test problem is read. This is
-how the small base's recipe was chosen (README, "How the world was made to answer"): a recipe is only as good as
+how the transfers world's small-base recipe was chosen (results/miniworld-v2-transfers/README.md, "How the world was made to answer"): a recipe is only as good as
 the share of its draws in range.
 
     python examples/miniworld/base_draws.py --seeds 2 3 --draws 2 --out results/miniworld-base-draws.json
@@ -53,7 +53,8 @@ if __name__ == "__main__":
     ap.add_argument("--one-token-names", action=argparse.BooleanOptionalAction, default=default.one_token_names,
                     help="the tokenizer's scheme for names (make_tokenizer)")
     ap.add_argument("--check-step", type=int, default=None,
-                    help=f"the step of the early check (with --check-only; default {default.small.check_step})")
+                    help="the step of the early check (with --check-only; default: the world's, the transfers world's "
+                         f"{world_config('b-copied').small.check_step})")
     ap.add_argument("--check-only", action="store_true",
                     help="train each draw only to --check-step and record its B lookups there")
     ap.add_argument("--label", default="default", help="names the recipe in --out and its work folders")
@@ -63,7 +64,7 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     world = world_config(a.domain_b)
     n_train_b = a.n_train_b or world.n_train_b
-    check_step = a.check_step or (world.small.check_step or default.small.check_step if a.check_only else None)
+    check_step = a.check_step or (world.small.check_step if a.check_only else None)
     if a.check_only and not check_step:
         raise SystemExit(f"--check-only needs --check-step: the {a.domain_b} world has no early check.")
     spec = BaseSpec(a.hidden, a.layers, a.steps, a.lr, a.batch_size, a.heads, a.rope_theta, a.warmup,
@@ -72,8 +73,7 @@ if __name__ == "__main__":
     out = Path(a.out)
     rows = json.loads(out.read_text())["draws"] if out.is_file() else []
     for seed in a.seeds:
-        cfg = dataclasses.replace(default, seed=seed, domain_b=a.domain_b, one_token_names=a.one_token_names,
-                                  n_train_b=n_train_b, small=spec)
+        cfg = dataclasses.replace(world, seed=seed, one_token_names=a.one_token_names, n_train_b=n_train_b, small=spec)
         data = splits(cfg)
         for i in range(a.first_draw, a.first_draw + a.draws):
             folder = Path(a.work) / a.label / f"seed{seed}-draw{i}"

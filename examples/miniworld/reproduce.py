@@ -53,12 +53,15 @@ if __name__ == "__main__":
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     world = world_config(a.domain_b, seed=a.seed, one_token_names=a.one_token_names)
-    small = {k: v for k, v in (("steps", a.small_steps), ("check_step", a.small_check_step),
-                               ("snapshots", None if a.small_snapshots is None else tuple(a.small_snapshots)))
-             if v is not None}
+    small = {}  # only the flags given change the world's small-base recipe
+    if a.small_steps is not None:
+        small["steps"] = a.small_steps
+    if a.small_snapshots is not None:
+        small["snapshots"] = tuple(a.small_snapshots)
+    if a.small_check_step is not None:
+        small["check_step"] = a.small_check_step or None  # 0: no check
     cfg = dataclasses.replace(world, n_train_b=a.n_train_b or world.n_train_b,
-                              small=dataclasses.replace(world.small, **{**small, "check_step": small.get(
-                                  "check_step", world.small.check_step) or None}))
+                              small=dataclasses.replace(world.small, **small))
     results = reproduce(a.results_dir, a.checkpoints, a.eval_only, a.test_seed, cfg, resume=a.resume,
                         processes=a.processes)
     for block in BLOCKS:

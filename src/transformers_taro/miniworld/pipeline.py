@@ -152,8 +152,7 @@ TRANSFERS: dict[str, Any] = {
     "n_train_b": 12000,
     # A draw that has not learned B's lookups by name at its check step is given up there: it had not learned them
     # at the end either, in every draw probed
-    "small": BaseSpec(64, 2, 3000, 3e-3, check_step=1000, min_lookup=0.83,
-                      snapshots=(1500, 1750, 2000, 2250, 2500, 2750)),
+    "small": replace(MiniworldConfig.small, check_step=1000, min_lookup=0.83),
     "small_candidates": 16,
     "large": BaseSpec(64, 8, 1500, 2e-3, check_step=1200, min_lookup=0.85),
     "large_candidates": 6,
@@ -216,7 +215,8 @@ def train_base(tokenizer: PreTrainedTokenizerBase, rows: list[dict], spec: BaseS
             model.save_pretrained(out / f"step-{step}")
             tokenizer.save_pretrained(out / f"step-{step}")
         # Random batches, not batches of like length: those save the 30% of padding, but are nearly all A or all B
-        # (B's solutions are longer), and the small base then learned neither (README, "How long a seed takes").
+        # (B's solutions are longer), and the small base then learned neither (the transfers
+        # world: results/miniworld-v2-transfers/README.md, "How long a seed takes").
         pool = warm if step < spec.warmup else traces
         idx = torch.randint(len(pool), (spec.batch_size,), generator=gen).tolist()
         loss = training_step(model, collate([pool[i] for i in idx]), opt, sched)
@@ -485,7 +485,8 @@ def train_all(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], wor
     the same bits on one thread as on two, so the draws, the choices, the bases and the reward model are those of
     one process; the routers' weights can differ in their last digits (seed 2's by at most 6e-7), which changed no
     answer of seed 2's evaluation. On 2 cores a one-thread step of either base costs 1.4-1.6x a two-thread one,
-    and two tracks at once do about 1.37x the work of one (README, "How long a seed takes").
+    and two tracks at once do about 1.37x the work of one (measured in the transfers world:
+    results/miniworld-v2-transfers/README.md, "How long a seed takes").
     """
     work.mkdir(parents=True, exist_ok=True)
     stages = stages or Stages(work, cfg, resume=False)

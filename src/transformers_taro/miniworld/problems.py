@@ -207,7 +207,8 @@ def make_tokenizer(one_token_names: bool = True) -> Any:
     the space before it instead: one token per name wherever it is written. Without, a name after another word
     ("and Fay", "gives Eli", "does Eli") is another token ("Fay ") than the same name elsewhere (" Fay "), and a
     model must learn that the two are one person before it can find a person's total by name; the first
-    mini-world's small bases mostly never did (README, "Why the small base failed B, measured").
+    mini-world's small bases mostly never did (results/miniworld-v2-transfers/README.md,
+    "Why the small base failed B, measured").
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
