@@ -48,8 +48,9 @@ from transformers import (
     UnbatchedClassifierFreeGuidanceLogitsProcessor,
 )
 
-from transformers_taro import DEFAULT_GUIDE, TARoGuide, load_causal_lm, load_tokenizer
+from transformers_taro import DEFAULT_GUIDE, TARoGuide
 from transformers_taro.fused import onednn_applies, onednn_forward
+from transformers_taro.models import load_causal_lm, load_tokenizer
 
 QUESTIONS = [
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips "
@@ -102,8 +103,7 @@ def _status_mib(field: str) -> float:
     raise KeyError(field)
 
 
-def memory_child(path: str, batch: int, new_tokens: int, random_weights: str | None, device: str,
-                 dtype: str) -> None:
+def memory_child(path: str, batch: int, new_tokens: int, random_weights: str | None, device: str, dtype: str) -> None:
     """Load what `path` decodes with, reset the peak, decode once; print resident and peak RSS (MiB) as JSON.
 
     Loading a model has a transient peak of its own, the same for both paths; what differs is what each path
@@ -115,8 +115,7 @@ def memory_child(path: str, batch: int, new_tokens: int, random_weights: str | N
     cuda = device.startswith("cuda")
     # Weights load memory-mapped and become resident on first use: one short decode first makes every page the
     # path uses resident (and pays the one-time costs: the processor path's merge, the fused path's weight check).
-    guide.generate(base, fused=path == "fused", **enc, max_new_tokens=2, do_sample=False,
-                   pad_token_id=tok.pad_token_id)
+    guide.generate(base, fused=path == "fused", **enc, max_new_tokens=2, do_sample=False, pad_token_id=tok.pad_token_id)
     gc.collect()
     if cuda:
         resident = _device_memory_mib(device, peak=False)
@@ -125,8 +124,9 @@ def memory_child(path: str, batch: int, new_tokens: int, random_weights: str | N
         resident = _status_mib("VmRSS")
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-    guide.generate(base, fused=path == "fused", **enc, max_new_tokens=new_tokens, do_sample=False,
-                   pad_token_id=tok.pad_token_id)
+    guide.generate(
+        base, fused=path == "fused", **enc, max_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id
+    )
     peak = _device_memory_mib(device, peak=True) if cuda else _status_mib("VmHWM")
     print(json.dumps({"path": guide.last_path, "resident_mib": resident, "peak_mib": peak}))
 
@@ -139,13 +139,18 @@ def main() -> None:
     ap.add_argument("--identity-rows", type=int, default=16, help="greedy rows compared token by token")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="of base and reward model")
-    ap.add_argument("--random-weights", default=None, metavar="DIR",
-                    help="a folder with the embedded model's config.json and tokenizer: random weights of that shape")
+    ap.add_argument(
+        "--random-weights",
+        default=None,
+        metavar="DIR",
+        help="a folder with the embedded model's config.json and tokenizer: random weights of that shape",
+    )
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
-        memory_child(args.memory_child, max(args.batch_sizes), args.new_tokens, args.random_weights, args.device,
-                     args.dtype)
+        memory_child(
+            args.memory_child, max(args.batch_sizes), args.new_tokens, args.random_weights, args.device, args.dtype
+        )
         return
 
     tok, base, guide = load(args.random_weights, args.device, args.dtype)
@@ -168,9 +173,17 @@ def main() -> None:
         "processor path": lambda enc: guide.generate(base, fused=False, **enc, **gen),
         "fused path": lambda enc: guide.generate(base, fused=True, **enc, **gen),
         # The peer reads the whole prompt with its guide model, as a reward model must: same work as a prefill.
-        "CFG processor (transformers)": lambda enc: base.generate(**enc, **gen, logits_processor=LogitsProcessorList(
-            [UnbatchedClassifierFreeGuidanceLogitsProcessor(1.5, rm, unconditional_ids=enc["input_ids"],
-                                                            unconditional_attention_mask=enc["attention_mask"])])),
+        "CFG processor (transformers)": lambda enc: base.generate(
+            **enc,
+            **gen,
+            logits_processor=LogitsProcessorList(
+                [
+                    UnbatchedClassifierFreeGuidanceLogitsProcessor(
+                        1.5, rm, unconditional_ids=enc["input_ids"], unconditional_attention_mask=enc["attention_mask"]
+                    )
+                ]
+            ),
+        ),
     }
     head = base.get_output_embeddings()
     if onednn_applies(head):
@@ -184,11 +197,16 @@ def main() -> None:
 
         methods["plain generate, oneDNN output layer"] = plain_onednn
     weights = "random weights of its shape" if args.random_weights else "its weights"
-    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else \
-        f"CPU, {torch.get_num_threads()} threads"
-    print(f"SmolLM2-135M-Instruct ({weights}) + shipped LoRA guide, {n} new tokens, {args.rounds} interleaved rounds, "
-          f"median tokens/s; torch {torch.__version__}, transformers {transformers.__version__}, {where}, "
-          f"dtype {base.dtype}")
+    where = (
+        torch.cuda.get_device_name(args.device)
+        if args.device.startswith("cuda")
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"SmolLM2-135M-Instruct ({weights}) + shipped LoRA guide, {n} new tokens, {args.rounds} interleaved rounds, "
+        f"median tokens/s; torch {torch.__version__}, transformers {transformers.__version__}, {where}, "
+        f"dtype {base.dtype}"
+    )
     for batch in args.batch_sizes:
         enc = prompts(guide, tok, batch, args.device)
         for run in methods.values():  # warm-up: first-call costs are not decoding speed
@@ -206,8 +224,10 @@ def main() -> None:
         print(f"  fused / processor path: {median['fused path'] / median['processor path']:.2f}x")
         if "plain generate, oneDNN output layer" in median:
             stronger = median["plain generate, oneDNN output layer"] / 2
-            print(f"  fused path / (plain generate with the oneDNN output layer / 2): "
-                  f"{median['fused path'] / stronger:.2f}x")
+            print(
+                f"  fused path / (plain generate with the oneDNN output layer / 2): "
+                f"{median['fused path'] / stronger:.2f}x"
+            )
 
     rows = args.identity_rows
     enc = prompts(guide, tok, rows, args.device)
@@ -217,20 +237,41 @@ def main() -> None:
         proc = guide.generate(base, fused=False, **enc, **gen)
         alphas_proc = guide.alphas.clone()
     same = sum(bool(torch.equal(a, b)) for a, b in zip(fused, proc))
-    print(f"\nidentical tokens, fused vs processor path (greedy, batch {rows}, {n} tokens): {same}/{rows} rows; "
-          f"max |alpha difference| {float((alphas_fused - alphas_proc).abs().max()):.2e}")
+    print(
+        f"\nidentical tokens, fused vs processor path (greedy, batch {rows}, {n} tokens): {same}/{rows} rows; "
+        f"max |alpha difference| {float((alphas_fused - alphas_proc).abs().max()):.2e}"
+    )
 
     held = "device memory allocated" if args.device.startswith("cuda") else "resident"
-    print(f"\nmemory of a process that loads base + guide, then decodes batch {max(args.batch_sizes)} "
-          f"({held} before decoding; peak while decoding):")
+    print(
+        f"\nmemory of a process that loads base + guide, then decodes batch {max(args.batch_sizes)} "
+        f"({held} before decoding; peak while decoding):"
+    )
     for path in ("processor", "fused"):
-        child = subprocess.run([sys.executable, __file__, "--memory-child", path, "--batch-sizes",
-                                str(max(args.batch_sizes)), "--new-tokens", str(n), "--device", args.device,
-                                "--dtype", args.dtype]
-                               + (["--random-weights", args.random_weights] if args.random_weights else []),
-                               capture_output=True, text=True, check=True)
+        child = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--memory-child",
+                path,
+                "--batch-sizes",
+                str(max(args.batch_sizes)),
+                "--new-tokens",
+                str(n),
+                "--device",
+                args.device,
+                "--dtype",
+                args.dtype,
+            ]
+            + (["--random-weights", args.random_weights] if args.random_weights else []),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         report = json.loads(child.stdout.strip().splitlines()[-1])
-        print(f"  {report['path']:10s} path: {held} {report['resident_mib']:.0f} MiB, peak {report['peak_mib']:.0f} MiB")
+        print(
+            f"  {report['path']:10s} path: {held} {report['resident_mib']:.0f} MiB, peak {report['peak_mib']:.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

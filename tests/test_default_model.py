@@ -59,8 +59,9 @@ def test_demo_runs_on_the_shipped_guide(converted, tmp_path, monkeypatch):
     assert set(world["a"]) == set(world["b"]) and len(world["a"]) == 4 and "TARo (router: A traces)" in world["a"]
     assert all(r["n"] == 20 for d in "ab" for r in world[d].values())
     genarm = next(m for m in world["a"] if m.startswith("GenARM"))
-    assert set(world["paired"]) == {f"{d}: {m} vs {o}" for d in "ab" for m in world[d] for o in ("base", genarm)
-                                    if m not in ("base", o)}
+    assert set(world["paired"]) == {
+        f"{d}: {m} vs {o}" for d in "ab" for m in world[d] for o in ("base", genarm) if m not in ("base", o)
+    }
     assert (tmp_path / "miniworld.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "alphas.html").read_text().count("alpha=") >= 8
     assert (tmp_path / "alphas.png").read_bytes()[:4] == b"\x89PNG"

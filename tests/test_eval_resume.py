@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from transformers_taro.evaluation.runner import run_eval
-from transformers_taro.evaluation.tasks import load_task
 from transformers_taro.generation import Generation
+from transformers_taro.tasks import load_task
 
 ROWS = [{"question": f"What is {k} + {k}?", "answer": f"{k} + {k} = {2 * k}\n#### {2 * k}"} for k in range(1, 12)]
 
@@ -54,8 +54,10 @@ def comparable(report):
 
 
 def generations(folder):
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
-            for line in (folder / "generations.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if k != "seconds"}
+        for line in (folder / "generations.jsonl").read_text().splitlines()
+    ]
 
 
 def test_an_interrupted_run_resumes_without_losing_or_repeating_problems(tmp_path):
@@ -102,14 +104,17 @@ def test_a_finished_run_is_not_redone_and_other_settings_are_refused(tmp_path):
         run_eval(other_guide, task, out, limit=6)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(limit=0), "--limit must be at least 1"),
-    (dict(limit=-2), "--limit must be at least 1"),
-    (dict(offset=11), r"--offset must be in \[0, 11\)"),
-    (dict(offset=-1), r"--offset must be in \[0, 11\)"),
-    (dict(batch_size=0), "--batch-size must be at least 1"),
-    (dict(batch_size=-1), "--batch-size must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(limit=0), "--limit must be at least 1"),
+        (dict(limit=-2), "--limit must be at least 1"),
+        (dict(offset=11), r"--offset must be in \[0, 11\)"),
+        (dict(offset=-1), r"--offset must be in \[0, 11\)"),
+        (dict(batch_size=0), "--batch_size must be at least 1"),
+        (dict(batch_size=-1), "--batch_size must be at least 1"),
+    ],
+)
 def test_arguments_that_select_nothing_are_refused(tmp_path, kwargs, message):
     session = FakeSession()
     with pytest.raises(ValueError, match=message):
@@ -162,13 +167,44 @@ def test_two_cpu_processes_give_the_one_process_result(tiny_model_dir, tmp_path)
     import sys
 
     data = task_file(tmp_path, [json.loads(line) for line in open(_gsm8k())][:7])
-    args = ["eval", "--task", "gsm8k", "--data", data, "--base-model", tiny_model_dir, "--reward-model",
-            tiny_model_dir, "--alpha", "1", "--max-new-tokens", "6", "--batch-size", "2", "--output-dir"]
+    args = [
+        "eval",
+        "--task",
+        "gsm8k",
+        "--data",
+        data,
+        "--base-model",
+        tiny_model_dir,
+        "--reward-model",
+        tiny_model_dir,
+        "--alpha",
+        "1",
+        "--max-new-tokens",
+        "6",
+        "--batch-size",
+        "2",
+        "--output-dir",
+    ]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "transformers_taro.cli", *args, str(tmp_path / "one")], env=env,
-                   check=True, capture_output=True)
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
-              "-m", "transformers_taro.cli", *args, str(tmp_path / "two")]
+    subprocess.run(
+        [sys.executable, "-m", "transformers_taro.cli", *args, str(tmp_path / "one")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29541",
+        "-m",
+        "transformers_taro.cli",
+        *args,
+        str(tmp_path / "two"),
+    ]
     result = subprocess.run(launch, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     one, two = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("one", "two"))
@@ -179,6 +215,6 @@ def test_two_cpu_processes_give_the_one_process_result(tiny_model_dir, tmp_path)
 
 
 def _gsm8k():
-    from transformers_taro.evaluation.tasks import data_dir
+    from conftest import GSM8K_TEST
 
-    return data_dir() / "gsm8k" / "test.jsonl"
+    return GSM8K_TEST

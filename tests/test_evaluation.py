@@ -14,10 +14,16 @@ from transformers_taro.evaluation.runner import bootstrap_ci
 from transformers_taro.visualize import AlphaScale, alpha_html, alpha_legend, alpha_png, alpha_text
 
 
-@pytest.mark.parametrize("text,value", [
-    ("3 + 4 = 7\nThe answer is 7.", 7.0), ("so it is 1,200 dollars", 1200.0), ("#### 72", 72.0),
-    ("The answer is $-3.5.", -3.5), ("no number here", None),
-])
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("3 + 4 = 7\nThe answer is 7.", 7.0),
+        ("so it is 1,200 dollars", 1200.0),
+        ("#### 72", 72.0),
+        ("The answer is $-3.5.", -3.5),
+        ("no number here", None),
+    ],
+)
 def test_extract_number(text, value):
     assert extract_number(text) == value
 
@@ -41,18 +47,56 @@ def test_math500_grading_is_symbolic_and_works_off_the_main_thread():
     assert result["ok"] is True
 
 
-def test_tasks_read_the_shared_data():
-    assert [len(load_task(n).rows) for n in ("gsm8k", "svamp", "math500", "medxpertqa")] == [1319, 1000, 500, 244]
+def test_tasks_read_taro_data_dir():
+    # conftest points TARO_DATA_DIR at tests/fixtures/data (20, 5, 5 and 5 rows).
+    assert [len(load_task(n).rows) for n in ("gsm8k", "svamp", "math500", "medxpertqa")] == [20, 5, 5, 5]
     svamp = load_task("svamp")
     assert svamp.gold(svamp.rows[0]) == 145.0 and svamp.question(svamp.rows[0]).endswith("bananas?")
     med = load_task("medxpertqa")
     assert med.gold(med.rows[0]) in "ABCDEFGHIJ"
 
 
+def test_a_task_reads_a_local_dataset_folder_through_datasets(tmp_path, monkeypatch):
+    pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    from conftest import GSM8K_TEST
+
+    folder = tmp_path / "my-gsm8k"
+    folder.mkdir()
+    (folder / "test.jsonl").write_text(GSM8K_TEST.read_text().splitlines(keepends=True)[3] * 2)
+    task = load_task("gsm8k", str(folder))
+    assert len(task.rows) == 2 and task.source == str(folder)
+    assert task.gold(task.rows[0]) == load_task("gsm8k").gold(load_task("gsm8k").rows[3])
+
+
+def test_without_data_a_task_reads_its_hub_dataset(monkeypatch):
+    import datasets
+
+    monkeypatch.delenv("TARO_DATA_DIR")
+    asked = []
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda *a, **kw: asked.append((a, kw)) or [{"question": "1+1?", "answer": "#### 2"}]
+    )
+    task = load_task("gsm8k")
+    assert asked == [(("openai/gsm8k", "main"), {"split": "test"})] and task.gold(task.rows[0]) == 2.0
+    with pytest.raises(FileNotFoundError, match="no default source"):
+        load_task("medxpertqa")
+
+
+def test_an_unreachable_dataset_says_what_to_pass_offline(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # read at import: the environment is too late
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(FileNotFoundError, match="TARO_DATA_DIR"):
+        load_task("gsm8k", "someone/not-cached-dataset")
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        load_task("gsm8k", str(tmp_path / "missing.jsonl"))
+
+
 def test_jsonl_task_names_missing_fields(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text(json.dumps({"q": "1+1?", "a": 2}) + "\n")
-    with pytest.raises(ValueError, match="question-field"):
+    with pytest.raises(ValueError, match="question.field"):
         load_task("jsonl", str(path))
     task = load_task("jsonl", str(path), question_field="q", answer_field="a")
     assert task.gold(task.rows[0]) == 2.0
@@ -71,8 +115,23 @@ def test_eval_cli_writes_generations_and_report(tiny_model_dir, tmp_path, method
     vocab = AutoConfig.from_pretrained(tiny_model_dir).vocab_size
     TARoRouter(TARoRouterConfig(vocab_size=vocab)).save_pretrained(router_dir)
     out = tmp_path / "eval"
-    args = ["eval", "--task", "gsm8k", "--method", method, "--base-model", tiny_model_dir, "--limit", "3",
-            "--batch-size", "2", "--max-new-tokens", "6", "--output-dir", str(out)]
+    args = [
+        "eval",
+        "--task",
+        "gsm8k",
+        "--method",
+        method,
+        "--base-model",
+        tiny_model_dir,
+        "--limit",
+        "3",
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "6",
+        "--output-dir",
+        str(out),
+    ]
     if method != "base":
         args += ["--reward-model", tiny_model_dir]
     if method == "genarm":
@@ -92,18 +151,72 @@ def test_eval_cli_writes_generations_and_report(tiny_model_dir, tmp_path, method
 
 
 def test_eval_cli_refuses_missing_parts(tiny_model_dir, tmp_path):
-    with pytest.raises(ValueError, match="--reward-model"):  # the shipped guide does not fit another base
-        main(["eval", "--task", "gsm8k", "--method", "genarm", "--base-model", tiny_model_dir, "--alpha", "1",
-              "--output-dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="--reward_model"):  # the shipped guide does not fit another base
+        main(
+            [
+                "eval",
+                "--task",
+                "gsm8k",
+                "--method",
+                "genarm",
+                "--base-model",
+                tiny_model_dir,
+                "--alpha",
+                "1",
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
     with pytest.raises(ValueError, match="--router"):
-        main(["eval", "--task", "gsm8k", "--method", "taro", "--base-model", tiny_model_dir, "--reward-model",
-              tiny_model_dir, "--alpha", "1", "--output-dir", str(tmp_path)])
-    with pytest.raises(ValueError, match="no-repeat-ngram-size must be at least 1"):
-        main(["eval", "--task", "gsm8k", "--method", "base", "--base-model", tiny_model_dir,
-              "--no-repeat-ngram-size", "0", "--output-dir", str(tmp_path)])
+        main(
+            [
+                "eval",
+                "--task",
+                "gsm8k",
+                "--method",
+                "taro",
+                "--base-model",
+                tiny_model_dir,
+                "--reward-model",
+                tiny_model_dir,
+                "--alpha",
+                "1",
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
+    with pytest.raises(ValueError, match="no_repeat_ngram_size must be at least 1"):
+        main(
+            [
+                "eval",
+                "--task",
+                "gsm8k",
+                "--method",
+                "base",
+                "--base-model",
+                tiny_model_dir,
+                "--no-repeat-ngram-size",
+                "0",
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
     with pytest.raises(ValueError, match="negative"):
-        main(["eval", "--task", "gsm8k", "--base-model", tiny_model_dir, "--reward-model", tiny_model_dir,
-              "--alpha", "-3", "--output-dir", str(tmp_path)])
+        main(
+            [
+                "eval",
+                "--task",
+                "gsm8k",
+                "--base-model",
+                tiny_model_dir,
+                "--reward-model",
+                tiny_model_dir,
+                "--alpha",
+                "-3",
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
 
 
 def test_alpha_visualisations(tmp_path):
@@ -130,8 +243,22 @@ def test_alpha_visualisations(tmp_path):
 
 def test_generate_cli_streams_and_colours(tiny_model_dir, tmp_path, capsys):
     html = tmp_path / "a.html"
-    main(["generate", "--base-model", tiny_model_dir, "--reward-model", tiny_model_dir, "--alpha", "1.0",
-          "--max-new-tokens", "5", "--html", str(html), "Tom has 3 apples."])
+    main(
+        [
+            "generate",
+            "--base-model",
+            tiny_model_dir,
+            "--reward-model",
+            tiny_model_dir,
+            "--alpha",
+            "1.0",
+            "--max-new-tokens",
+            "5",
+            "--html",
+            str(html),
+            "Tom has 3 apples.",
+        ]
+    )
     out = capsys.readouterr().out
     assert "guidance weight per token" in out
     assert html.read_text().count('title="alpha=1.00"') >= 1
@@ -145,8 +272,9 @@ def test_record_alpha_choice_picks_the_best_validation_alpha(tmp_path):
     for alpha, acc in [(0.1, 0.2), (0.25, 0.3), (0.5, 0.3), (1.0, 0.1)]:
         d = tmp_path / f"val-{alpha}"
         d.mkdir()
-        (d / "report.json").write_text(json.dumps({"method": "genarm", "alpha": alpha, "accuracy": acc,
-                                                   "task": "gsm8k", "n": 10, "offset": 7000}))
+        (d / "report.json").write_text(
+            json.dumps({"method": "genarm", "alpha": alpha, "accuracy": acc, "task": "gsm8k", "n": 10, "offset": 7000})
+        )
         dirs.append(str(d))
     guide = tmp_path / "guide"
     guide.mkdir()
@@ -160,12 +288,18 @@ def test_record_alpha_choice_picks_the_best_validation_alpha(tmp_path):
         best_alpha({})
 
 
-@pytest.mark.parametrize("module,extra,call", [
-    ("math_verify", "eval", lambda: __import__("transformers_taro.evaluation.graders", fromlist=["x"])
-     .grade_math("\\boxed{2}", "2")),
-    ("matplotlib", "eval", lambda: alpha_png([("p", ["a"], [1.0])], "/nonexistent/a.png", AlphaScale(0, 1))),
-    ("datasets", "train", lambda: __import__("transformers_taro.data", fromlist=["x"]).load_rows("org/some-data")),
-])
+@pytest.mark.parametrize(
+    "module,extra,call",
+    [
+        (
+            "math_verify",
+            "eval",
+            lambda: __import__("transformers_taro.graders", fromlist=["x"]).grade_math("\\boxed{2}", "2"),
+        ),
+        ("matplotlib", "eval", lambda: alpha_png([("p", ["a"], [1.0])], "/nonexistent/a.png", AlphaScale(0, 1))),
+        ("datasets", "train", lambda: __import__("transformers_taro.data", fromlist=["x"]).load_rows("org/some-data")),
+    ],
+)
 def test_a_missing_optional_dependency_names_its_extra(monkeypatch, module, extra, call):
     import sys
 
@@ -182,9 +316,12 @@ def test_paired_comparison_is_mcnemar_on_the_same_problems(tmp_path):
     def run(name, correct, outputs):
         d = tmp_path / name
         d.mkdir()
-        (d / "generations.jsonl").write_text("".join(
-            json.dumps({"index": i, "correct": c, "output": o, "extracted": o}) + "\n"
-            for i, (c, o) in enumerate(zip(correct, outputs))))
+        (d / "generations.jsonl").write_text(
+            "".join(
+                json.dumps({"index": i, "correct": c, "output": o, "extracted": o}) + "\n"
+                for i, (c, o) in enumerate(zip(correct, outputs))
+            )
+        )
         return str(d)
 
     a = run("a", [True] * 8 + [False] * 2 + [True], ["x"] * 11)
@@ -201,7 +338,7 @@ def test_paired_comparison_is_mcnemar_on_the_same_problems(tmp_path):
 def test_grading_off_the_main_thread_survives_an_answer_that_never_finishes():
     import threading
 
-    from transformers_taro.evaluation.graders import _GRADER, grade_math, grading_timeouts
+    from transformers_taro.graders import _GRADER, grade_math, grading_timeouts
 
     results = {}
 

@@ -23,8 +23,22 @@ def test_step_pairs_then_held_out_scores(tiny_model_dir, tmp_path, monkeypatch):
     data = tmp_path / "gsm8k.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in gsm8k_rows(6)))
     pairs = tmp_path / "pairs.jsonl"
-    args = ["--data", str(data), "--offset", "2", "--limit", "3", "--sample-problems", "2", "--model",
-            tiny_model_dir, "--batch-size", "4", "--output", str(pairs)]
+    args = [
+        "--data",
+        str(data),
+        "--offset",
+        "2",
+        "--limit",
+        "3",
+        "--sample-problems",
+        "2",
+        "--model",
+        tiny_model_dir,
+        "--batch-size",
+        "4",
+        "--output",
+        str(pairs),
+    ]
     run_script("step_pairs.py", *args, monkeypatch=monkeypatch)
     rows = [json.loads(line) for line in pairs.open()]
     summary = json.loads(pairs.with_suffix(".json").read_text())
@@ -34,8 +48,7 @@ def test_step_pairs_then_held_out_scores(tiny_model_dir, tmp_path, monkeypatch):
     assert rows[0]["prompt"].count(gsm8k_rows(6)[2]["question"].strip()) == 1  # the slice starts at --offset
 
     scores = tmp_path / "scores.json"
-    run_script("rm_heldout.py", "--pairs", str(pairs), "--output", str(scores), tiny_model_dir,
-               monkeypatch=monkeypatch)
+    run_script("rm_heldout.py", "--pairs", str(pairs), "--output", str(scores), tiny_model_dir, monkeypatch=monkeypatch)
     result = json.loads(scores.read_text())[tiny_model_dir]
     assert result["n"] == len(rows) and 0 <= result["accuracy"] <= 1
     parts = [result[k]["n"] for k in ("sampled", "corrupted") if k in result]
@@ -50,14 +63,24 @@ def test_compare_counts_loops_and_pairs_the_runs(tmp_path, monkeypatch):
     for method, correct in right.items():
         run = tmp_path / f"gsm8k-{method}"
         run.mkdir()
-        rows = [{"index": i, "output": looping if method == "taro" and i == 0 else f"The answer is {c}.\n",
-                 "extracted": c, "correct": bool(c), "new_tokens": 10} for i, c in enumerate(correct)]
+        rows = [
+            {
+                "index": i,
+                "output": looping if method == "taro" and i == 0 else f"The answer is {c}.\n",
+                "extracted": c,
+                "correct": bool(c),
+                "new_tokens": 10,
+            }
+            for i, c in enumerate(correct)
+        ]
         (run / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (run / "report.json").write_text(json.dumps({"accuracy": sum(correct) / 4, "ci95": [0, 1], "n": 4}))
     out = tmp_path / "comparison.json"
     run_script("compare.py", str(tmp_path), "--output", str(out), monkeypatch=monkeypatch)
     result = json.loads(out.read_text())["gsm8k"]
     assert result["taro"]["loops"] == 0.25 and result["base"]["loops"] == 0
-    assert result["taro vs base"]["mcnemar_p"] == mcnemar([bool(c) for c in right["taro"]],
-                                                          [bool(c) for c in right["base"]])["mcnemar_p"]
+    assert (
+        result["taro vs base"]["mcnemar_p"]
+        == mcnemar([bool(c) for c in right["taro"]], [bool(c) for c in right["base"]])["mcnemar_p"]
+    )
     assert (result["taro vs genarm"]["only_a"], result["taro vs genarm"]["only_b"]) == (1, 1)

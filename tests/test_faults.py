@@ -8,8 +8,9 @@ import pytest
 import torch
 from conftest import VOCAB, tiny_lm
 
-from transformers_taro import TARoGuide, TARoProcessor, TARoRouter, TARoRouterConfig, load_guide
+from transformers_taro import TARoGuide, TARoProcessor, TARoRouter, TARoRouterConfig
 from transformers_taro.data import load_rows
+from transformers_taro.guide import load_guide
 
 
 def saved_router(folder, **config):
@@ -55,10 +56,15 @@ def test_a_router_config_edited_to_other_shapes_is_refused(tmp_path, edit):
 
 @pytest.mark.parametrize("router", [False, True])
 def test_a_base_with_another_vocabulary_is_refused_before_decoding(router):
-    guide = TARoGuide(tiny_lm(seed=2), router=TARoRouter(TARoRouterConfig(vocab_size=VOCAB)) if router else None,
-                      alpha=None if router else 1.0)
+    guide = TARoGuide(
+        tiny_lm(seed=2),
+        router=TARoRouter(TARoRouterConfig(vocab_size=VOCAB)) if router else None,
+        alpha=None if router else 1.0,
+    )
     other = tiny_lm(vocab=VOCAB + 2000, seed=7)
-    with pytest.raises(ValueError, match=f"vocabulary of {VOCAB} tokens, the model it is asked to guide {VOCAB + 2000}"):
+    with pytest.raises(
+        ValueError, match=f"vocabulary of {VOCAB} tokens, the model it is asked to guide {VOCAB + 2000}"
+    ):
         guide.generate(other, input_ids=torch.tensor([[1, 5, 9]]), max_new_tokens=2, pad_token_id=0)
     padded = tiny_lm(vocab=VOCAB + 32, seed=7)  # embedding padding rows are fine
     assert guide.generate(padded, input_ids=torch.tensor([[1, 5, 9]]), max_new_tokens=2, pad_token_id=0).shape == (1, 5)
@@ -135,7 +141,7 @@ def test_masks_that_cannot_be_this_batchs_are_refused():
 
 
 def test_a_save_killed_over_an_older_router_never_loads_new_weights_under_the_old_config(tmp_path, monkeypatch):
-    from transformers_taro.training import common
+    from transformers_taro import files as common
 
     folder = saved_router(tmp_path / "router", alpha_max=4.0)
     newer = TARoRouter(TARoRouterConfig(vocab_size=VOCAB, alpha_max=8.0))

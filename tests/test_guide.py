@@ -10,7 +10,8 @@ import torch
 from conftest import VOCAB, left_padded, tiny_lm
 from transformers import LogitsProcessorList
 
-from transformers_taro import TARoGuide, TARoGuideConfig, TARoProcessor, TARoRouter, TARoRouterConfig, load_guide
+from transformers_taro import TARoGuide, TARoGuideConfig, TARoProcessor, TARoRouter, TARoRouterConfig
+from transformers_taro.guide import load_guide
 
 PROMPTS = [[1, 5, 9, 14, 3, 7], [1, 22, 8]]
 GEN = dict(max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None)
@@ -20,8 +21,9 @@ def lora_reward_model(base_seed: int = 7):
     """A LoRA adapter over a copy of the base, with non-zero weights so it changes the distribution."""
     from peft import LoraConfig, get_peft_model
 
-    model = get_peft_model(tiny_lm(seed=base_seed), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
-                                                               init_lora_weights=False))
+    model = get_peft_model(
+        tiny_lm(seed=base_seed), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    )
     return model.eval()
 
 
@@ -53,8 +55,9 @@ def test_save_load_generate_equals_the_processor_by_hand(tmp_path, kind, method)
         # As a user's adapter folder names its base: here a local folder with the base's weights.
         tiny_lm(seed=7).save_pretrained(tmp_path / "lora-base")
         cfg = json.loads((adapter / "adapter_config.json").read_text())
-        (adapter / "adapter_config.json").write_text(json.dumps({**cfg, "base_model_name_or_path":
-                                                                 str(tmp_path / "lora-base")}))
+        (adapter / "adapter_config.json").write_text(
+            json.dumps({**cfg, "base_model_name_or_path": str(tmp_path / "lora-base")})
+        )
         rm = peft_model.merge_and_unload()
     r = router() if method == "taro" else None
     alpha = 0.7 if method == "genarm" else None
@@ -63,8 +66,9 @@ def test_save_load_generate_equals_the_processor_by_hand(tmp_path, kind, method)
     files = set(os.listdir(tmp_path / "guide"))
     assert {"guide_config.json", "reward_model", "README.md"} <= files
     assert ("router" in files) == (method == "taro")
-    assert os.path.isfile(tmp_path / "guide" / "reward_model" /
-                          ("adapter_config.json" if kind == "lora" else "model.safetensors"))
+    assert os.path.isfile(
+        tmp_path / "guide" / "reward_model" / ("adapter_config.json" if kind == "lora" else "model.safetensors")
+    )
     assert not os.path.exists(tmp_path / "guide" / "reward_model" / "checkpoint-3")
 
     loaded = TARoGuide.from_pretrained(tmp_path / "guide")
@@ -194,8 +198,7 @@ def test_beam_search_alphas_belong_to_the_returned_sequences():
     base, rm = tiny_lm(seed=7), tiny_lm(seed=2)
     guide = TARoGuide(rm, router=router())
     ids, mask = left_padded(PROMPTS)
-    kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None, num_beams=3,
-              num_return_sequences=2)
+    kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None, num_beams=3, num_return_sequences=2)
     out = guide.generate(base, input_ids=ids, attention_mask=mask, **kw)
     assert torch.is_tensor(out) and guide.alphas.shape == (4, 6)  # what the caller asked for: sequences
     full_mask = torch.cat([mask.repeat_interleave(2, 0), torch.ones(4, 6, dtype=torch.long)], 1)
@@ -205,10 +208,20 @@ def test_beam_search_alphas_belong_to_the_returned_sequences():
         r = rm(input_ids=out, attention_mask=full_mask, position_ids=pos).logits
         expected = guide.router(b, r).alpha[:, ids.shape[1] - 1 : -1]
     torch.testing.assert_close(guide.alphas, expected, atol=1e-5, rtol=0)
-    beams_alive = guide._last.alphas  # the processor's own rows: the last step's beams, 3 per prompt
-    assert beams_alive.shape == (6, 6)
+    proc = guide.processor(attention_mask=mask)  # a bare processor keeps the rows of the beams alive at the end
+    bare = base.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        logits_processor=LogitsProcessorList([proc]),
+        return_dict_in_generate=True,
+        output_scores=True,
+        **kw,
+    )
+    assert proc.alphas.shape == (6, 6)  # 3 beams per prompt
+    torch.testing.assert_close(proc.alphas_of(bare.beam_indices), expected, atol=1e-5, rtol=0)
     as_dict = guide.generate(base, input_ids=ids, attention_mask=mask, return_dict_in_generate=True, **kw)
     assert torch.equal(as_dict.sequences, out) and as_dict.beam_indices is not None
+    torch.testing.assert_close(as_dict.alphas, expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(guide.alphas, expected, atol=1e-5, rtol=0)
     from transformers import GenerationConfig  # beams asked for through a generation_config, not kwargs
 

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_lm
+from conftest import GSM8K_TEST, tiny_lm
 
 from transformers_taro.cli import main
-from transformers_taro.evaluation.tasks import data_dir
-from transformers_taro.generation import guided_generate
+from transformers_taro.evaluation.session import Session
 from transformers_taro.guide import TARoGuide
+from transformers_taro.mixing import guided_scores
 from transformers_taro.models import load_causal_lm, load_tokenizer
 from transformers_taro.router import TARoRouter, TARoRouterConfig
 
@@ -38,7 +38,7 @@ task: {TASK}
 dataset_path: json
 dataset_kwargs:
   data_files:
-    test: {data_dir() / "gsm8k" / "test.jsonl"}
+    test: {GSM8K_TEST}
 output_type: generate_until
 test_split: test
 doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
@@ -64,20 +64,27 @@ def _run(tiny_model_dir, guide, **model_args):
     import transformers_taro.evaluation.harness  # noqa: F401  (registers "taro")
 
     args = {"pretrained": tiny_model_dir, "reward_model": guide["rm"], "router": guide["router"], **model_args}
-    out = lm_eval.simple_evaluate(model="taro", model_args=args, tasks=[TASK], limit=3, batch_size=3,
-                                  task_manager=TaskManager(include_path=guide["tasks"]), log_samples=True)
+    out = lm_eval.simple_evaluate(
+        model="taro",
+        model_args=args,
+        tasks=[TASK],
+        limit=3,
+        batch_size=3,
+        task_manager=TaskManager(include_path=guide["tasks"]),
+        log_samples=True,
+    )
     return out["samples"][TASK]
 
 
 @pytest.mark.parametrize("method,alpha", [("genarm", 3.0), ("taro", None)])
-def test_harness_generations_equal_guided_generate(tiny_model_dir, guide, method, alpha):
+def test_harness_generations_equal_session_generate(tiny_model_dir, guide, method, alpha):
     samples = _run(tiny_model_dir, guide, method=method, alpha=alpha)
     prompts = [s["arguments"][0][0] for s in samples]
     tok = load_tokenizer(tiny_model_dir)
     base, rm = load_causal_lm(tiny_model_dir), load_causal_lm(guide["rm"])
     router = TARoRouter.from_pretrained(guide["router"]) if method == "taro" else None
-    want = guided_generate(base, tok, prompts, TARoGuide(rm, router=router, alpha=alpha), max_new_tokens=8)
-    plain = guided_generate(base, tok, prompts, None, max_new_tokens=8)
+    want = Session(base, tok, TARoGuide(rm, router=router, alpha=alpha)).generate(prompts, max_new_tokens=8)
+    plain = Session(base, tok, None).generate(prompts, max_new_tokens=8)
     got = [s["resps"][0][0] for s in samples]
     assert got == [w.text.split("Question:")[0] for w in want]
     # The processor really was attached: guidance changed at least one answer.
@@ -93,7 +100,7 @@ def test_harness_loglikelihood_uses_the_mixed_distribution(tiny_model_dir, guide
     base, rm = load_causal_lm(tiny_model_dir), load_causal_lm(guide["rm"])
     router = TARoRouter.from_pretrained(guide["router"])
     with torch.no_grad():
-        ref = router(base(ids).logits, rm(ids).logits, labels=torch.zeros_like(ids)).guided_logprobs
+        ref = torch.log_softmax(guided_scores(base(ids).logits, rm(ids).logits, router=router)[0], -1)
         plain = torch.log_softmax(base(ids).logits.float(), -1)
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(got, plain, atol=1e-3)
@@ -102,8 +109,25 @@ def test_harness_loglikelihood_uses_the_mixed_distribution(tiny_model_dir, guide
 def test_taro_lm_eval_command_writes_results(tiny_model_dir, guide, tmp_path):
     out = tmp_path / "lm-eval"
     args = f"pretrained={tiny_model_dir},reward_model={guide['rm']},method=genarm,alpha=0.5"
-    main(["lm-eval", "--model", "taro", "--model_args", args, "--tasks", TASK, "--include_path", guide["tasks"],
-          "--limit", "2", "--batch_size", "2", "--output_path", str(out)])
+    main(
+        [
+            "lm-eval",
+            "--model",
+            "taro",
+            "--model_args",
+            args,
+            "--tasks",
+            TASK,
+            "--include_path",
+            guide["tasks"],
+            "--limit",
+            "2",
+            "--batch_size",
+            "2",
+            "--output_path",
+            str(out),
+        ]
+    )
     results = [json.loads(p.read_text()) for p in out.rglob("results_*.json")]
     assert results and TASK in results[0]["results"]
     assert "exact_match,none" in results[0]["results"][TASK]

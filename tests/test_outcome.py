@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import gsm8k_rows, tiny_lm
 
-from transformers_taro import TARoProcessor, TARoRouter, TARoRouterConfig, load_causal_lm, load_tokenizer
+from transformers_taro import TARoProcessor, TARoRouter, TARoRouterConfig
 from transformers_taro.data import format_prompt
+from transformers_taro.models import load_causal_lm, load_tokenizer
 from transformers_taro.training import RouterTrainingConfig, train_router
 from transformers_taro.training.outcome import (
     ExploringRouter,
@@ -42,13 +43,15 @@ def test_a_near_zero_spread_policy_decodes_as_the_router(tiny_model_dir):
     base, rm = load_causal_lm(tiny_model_dir), tiny_lm("llama", vocab=len(tok), width=32, seed=5, max_positions=1024)
     router = _router(len(tok))
     prompts = [format_prompt(r["question"], tok) for r in gsm8k_rows(3)]
-    episodes = rollouts(base, rm, router, tok, prompts, sigma=1e-6, max_new_tokens=12,
-                        generator=torch.Generator().manual_seed(0))
+    episodes = rollouts(
+        base, rm, router, tok, prompts, sigma=1e-6, max_new_tokens=12, generator=torch.Generator().manual_seed(0)
+    )
     enc = tok(prompts, return_tensors="pt", padding=True)
     proc = TARoProcessor(rm, router=router, attention_mask=enc["attention_mask"])
-    out = base.generate(**enc, logits_processor=[proc], do_sample=False, max_new_tokens=12,
-                        pad_token_id=tok.pad_token_id)
-    new = out[:, enc["input_ids"].shape[1]:]
+    out = base.generate(
+        **enc, logits_processor=[proc], do_sample=False, max_new_tokens=12, pad_token_id=tok.pad_token_id
+    )
+    new = out[:, enc["input_ids"].shape[1] :]
     assert episodes.texts == [tok.decode(row, skip_special_tokens=True) for row in new]
     assert episodes.z.shape == new.shape and episodes.features.shape[:2] == new.shape
     assert torch.allclose(torch.sigmoid(episodes.z) * router.config.alpha_max, proc.alphas, atol=1e-5)
@@ -117,9 +120,20 @@ def test_train_router_with_the_outcome_term(tiny_model_dir, tmp_path):
     data = tmp_path / "gsm8k.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in gsm8k_rows(6)))
     out = str(tmp_path / "router")
-    cfg = RouterTrainingConfig(output_dir=out, max_steps=2, per_device_train_batch_size=2, logging_steps=1,
-                               save_steps=2, use_cpu=True, disable_tqdm=True, outcome_weight=1.0,
-                               outcome_problems=2, outcome_rollouts=2, outcome_max_new_tokens=8, report_to="none")
+    cfg = RouterTrainingConfig(
+        output_dir=out,
+        max_steps=2,
+        per_device_train_batch_size=2,
+        logging_steps=1,
+        save_steps=2,
+        use_cpu=True,
+        disable_tqdm=True,
+        outcome_weight=1.0,
+        outcome_problems=2,
+        outcome_rollouts=2,
+        outcome_max_new_tokens=8,
+        report_to="none",
+    )
     before = TARoRouter(cfg.router_config(len(load_tokenizer(tiny_model_dir)), 32))
     train_router(tiny_model_dir, tiny_model_dir, str(data), out, cfg)
     router = TARoRouter.from_pretrained(out)

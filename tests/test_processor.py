@@ -43,8 +43,13 @@ class UncachedReference(LogitsProcessor):
 def run(base, ids, mask, proc, seed=0, **kw):
     torch.manual_seed(seed)
     return base.generate(
-        input_ids=ids, attention_mask=mask, logits_processor=LogitsProcessorList([proc] if proc else []),
-        return_dict_in_generate=True, output_scores=True, **GEN, **kw,
+        input_ids=ids,
+        attention_mask=mask,
+        logits_processor=LogitsProcessorList([proc] if proc else []),
+        return_dict_in_generate=True,
+        output_scores=True,
+        **GEN,
+        **kw,
     )
 
 
@@ -87,8 +92,11 @@ def test_padded_row_equals_prompt_alone(arch, use_router):
     router = TARoRouter(TARoRouterConfig(vocab_size=VOCAB, alpha_init=1.0)) if use_router else None
 
     def proc(mask):
-        return TARoProcessor(rm, router=router, attention_mask=mask) if use_router else TARoProcessor(
-            rm, alpha=2.0, attention_mask=mask)
+        return (
+            TARoProcessor(rm, router=router, attention_mask=mask)
+            if use_router
+            else TARoProcessor(rm, alpha=2.0, attention_mask=mask)
+        )
 
     ids, mask = left_padded(PROMPTS)
     p = proc(mask)
@@ -97,7 +105,7 @@ def test_padded_row_equals_prompt_alone(arch, use_router):
         one_ids, one_mask = left_padded([prompt])
         q = proc(one_mask)
         alone = run(base, one_ids, one_mask, q)
-        assert batch.sequences[i, ids.shape[1]:].tolist() == alone.sequences[0, one_ids.shape[1]:].tolist()
+        assert batch.sequences[i, ids.shape[1] :].tolist() == alone.sequences[0, one_ids.shape[1] :].tolist()
         assert torch.allclose(p.alphas[i], q.alphas[0], atol=1e-5)
 
 
@@ -135,7 +143,7 @@ def test_vocabularies_differing_by_padding_rows(rm_vocab, base_vocab):
     ours = run(base, ids, mask, TARoProcessor(rm, alpha=1.0, attention_mask=mask))
     ref = run(base, ids, mask, UncachedReference(rm, 1.0, mask))
     assert torch.equal(ours.sequences, ref.sequences)
-    assert int(ours.sequences[:, ids.shape[1]:].max()) < min(rm_vocab, base_vocab)
+    assert int(ours.sequences[:, ids.shape[1] :].max()) < min(rm_vocab, base_vocab)
 
 
 def test_separate_reward_prompt_matches_reference(arch):
@@ -216,8 +224,12 @@ def test_non_finite_reward_logits_are_refused():
         rm.lm_head.weight[3, 0] = float("nan")
     ids, mask = left_padded(PROMPTS)
     with pytest.raises(ValueError, match="NaN/inf"):
-        base.generate(input_ids=ids, attention_mask=mask,
-                      logits_processor=[TARoProcessor(rm, alpha=1.0, attention_mask=mask)], **GEN)
+        base.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            logits_processor=[TARoProcessor(rm, alpha=1.0, attention_mask=mask)],
+            **GEN,
+        )
 
 
 def test_mask_of_another_batch_is_refused():

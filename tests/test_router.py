@@ -94,8 +94,15 @@ def test_teacher_forced_alphas_equal_decoding_alphas(arch, hidden):
     router = trained_looking_router(**cfg)
     ids, mask = left_padded([[1, 5, 9, 14, 3, 7], [1, 22, 8]])
     proc = TARoProcessor(rm, router=router, attention_mask=mask)
-    seqs = base.generate(input_ids=ids, attention_mask=mask, logits_processor=[proc], max_new_tokens=6,
-                         do_sample=False, pad_token_id=0, eos_token_id=None)
+    seqs = base.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        logits_processor=[proc],
+        max_new_tokens=6,
+        do_sample=False,
+        pad_token_id=0,
+        eos_token_id=None,
+    )
     full_mask = torch.cat([mask, torch.ones(2, 6, dtype=torch.long)], 1)
     pos = (full_mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
@@ -107,33 +114,37 @@ def test_teacher_forced_alphas_equal_decoding_alphas(arch, hidden):
     assert torch.allclose(alphas[:, p - 1 : -1], proc.alphas, atol=1e-4)
 
 
-def test_forward_loss_is_guided_nll():
+def test_forward_returns_the_weights_only_and_the_guided_nll_trains_them():
+    from transformers_taro import mix
+
     router = trained_looking_router()
     b, r = torch.randn(2, 4, VOCAB), torch.randn(2, 4, VOCAB)
     labels = torch.tensor([[3, 4, -100, 6], [-100, 1, 2, 3]])
-    out = router(b, r, labels=labels)
+    out = router(b, r)
+    assert set(out.keys()) == {"alpha"}  # the router computes weights; it mixes nothing and scores nothing
+    assert torch.allclose(out.alpha, router.compute_alpha(b.log_softmax(-1), r.log_softmax(-1)))
+    mixed = mix(b.log_softmax(-1), r.log_softmax(-1), out.alpha).log_softmax(-1)
     a = out.alpha.unsqueeze(-1)
-    mixed = (b.log_softmax(-1) + a * r.log_softmax(-1)).log_softmax(-1)
+    assert torch.allclose(mixed, (b.log_softmax(-1) + a * r.log_softmax(-1)).log_softmax(-1), atol=1e-6)
     keep = labels != -100
-    expected = -mixed[keep].gather(-1, labels[keep].unsqueeze(-1)).mean()
-    assert torch.allclose(out.loss, expected, atol=1e-5)
-    out.loss.backward()
+    nll = -mixed[keep].gather(-1, labels[keep].unsqueeze(-1)).mean()
+    nll.backward()
     assert router.head.weight.grad is not None and router.head.weight.grad.abs().sum() > 0
 
 
 def test_geometric_router_mixes_convexly_and_decodes_greedily_like_its_product_alpha(tmp_path):
     from transformers_taro import TARoRouterConfig
-    from transformers_taro.features import mix
+    from transformers_taro.mixing import guided_scores
 
     torch.manual_seed(0)
     router = TARoRouter(TARoRouterConfig(vocab_size=50, mixture="geometric", alpha_init=1.0)).eval()
     lb, lr = torch.randn(4, 7, 50), torch.randn(4, 7, 50)
     with torch.no_grad():
-        scores, w = mix(lb, lr, router=router)
+        scores, w = guided_scores(lb, lr, router=router)
     assert torch.allclose(w, torch.full_like(w, 0.5), atol=1e-3)  # alpha_init 1 = w 1/2
     blp, rlp = lb.log_softmax(-1), lr.log_softmax(-1)
     assert torch.allclose(scores, (1 - w[..., None]) * blp + w[..., None] * rlp, atol=1e-5)
-    product, _ = mix(lb, lr, alpha=1.0)  # same greedy token as alpha = w / (1 - w), everywhere
+    product, _ = guided_scores(lb, lr, alpha=1.0)  # same greedy token as alpha = w / (1 - w), everywhere
     assert torch.equal(scores.argmax(-1), product.argmax(-1))
     router.save_pretrained(tmp_path / "r")
     again = TARoRouter.from_pretrained(tmp_path / "r")

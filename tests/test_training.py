@@ -11,6 +11,7 @@ from conftest import gsm8k_rows
 
 from transformers_taro import TARoGuide, TARoProcessor, TARoRouter
 from transformers_taro.data import build_step_pairs, build_traces
+from transformers_taro.mixing import guided_scores
 from transformers_taro.models import load_causal_lm, load_tokenizer
 from transformers_taro.training import (
     RewardModelConfig,
@@ -32,8 +33,19 @@ def gsm8k_file(tmp_path_factory):
 
 
 def rm_config(out, **kw):
-    base = dict(output_dir=out, max_steps=6, per_device_train_batch_size=4, learning_rate=5e-3, logging_steps=1,
-                save_steps=3, report_to="none", beta=0.5, use_cpu=True, max_length=768, disable_tqdm=True)
+    base = dict(
+        output_dir=out,
+        max_steps=6,
+        per_device_train_batch_size=4,
+        learning_rate=5e-3,
+        logging_steps=1,
+        save_steps=3,
+        report_to="none",
+        beta=0.5,
+        use_cpu=True,
+        max_length=768,
+        disable_tqdm=True,
+    )
     base.update(kw)
     return RewardModelConfig(**base)
 
@@ -97,13 +109,23 @@ def test_reward_model_resume_keeps_finished_steps(tiny_model_dir, gsm8k_file, tm
     logged_steps = [h["step"] for h in state["log_history"] if "loss" in h]
     assert logged_steps == [1, 2, 3, 4, 5, 6]  # steps 1-3 come from the first run, not redone
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
-        train_reward_model(tiny_model_dir, gsm8k_file, str(tmp_path / "empty"), rm_config(str(tmp_path / "e")),
-                           resume=True)
+        train_reward_model(
+            tiny_model_dir, gsm8k_file, str(tmp_path / "empty"), rm_config(str(tmp_path / "e")), resume=True
+        )
 
 
 def router_config(out, **kw):
-    base = dict(output_dir=out, max_steps=6, per_device_train_batch_size=4, logging_steps=1, save_steps=3,
-                learning_rate=1e-2, use_cpu=True, disable_tqdm=True, alpha_reg=0.0)
+    base = dict(
+        output_dir=out,
+        max_steps=6,
+        per_device_train_batch_size=4,
+        logging_steps=1,
+        save_steps=3,
+        learning_rate=1e-2,
+        use_cpu=True,
+        disable_tqdm=True,
+        alpha_reg=0.0,
+    )
     base.update(kw)
     return RouterTrainingConfig(**base)
 
@@ -122,7 +144,10 @@ def test_router_trains_and_reloads(tiny_model_dir, gsm8k_file, trained_rm, tmp_p
             b = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             r = rm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
             h = r.hidden_states[-1] if hidden else None
-            return float(router(b, r.logits, reward_hidden_states=h, labels=batch["labels"]).loss)
+            scores, _ = guided_scores(b, r.logits, router=router, reward_hidden_states=h)
+            logp = torch.log_softmax(scores, -1).gather(-1, batch["labels"].clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            scored = batch["labels"].ne(-100)
+            return float(-(logp * scored).sum() / scored.sum())
 
     untrained = TARoRouter(cfg.router_config(base.config.vocab_size, rm.config.hidden_size))
     train_router(tiny_model_dir, rm_dir, gsm8k_file, out, cfg)
@@ -151,8 +176,10 @@ def test_router_resume(tiny_model_dir, gsm8k_file, tmp_path):
 
 def test_trace_collator_labels_only_the_completion(tiny_model_dir):
     tok = load_tokenizer(tiny_model_dir, padding_side="right")
-    rows = [{"prompt": "Question: 2+2?\nAnswer:\n", "completion": "2+2 = 4\nThe answer is 4.\n"},
-            {"prompt": "Question: 1?\nAnswer:\n", "completion": "1\n"}]
+    rows = [
+        {"prompt": "Question: 2+2?\nAnswer:\n", "completion": "2+2 = 4\nThe answer is 4.\n"},
+        {"prompt": "Question: 1?\nAnswer:\n", "completion": "1\n"},
+    ]
     batch = TraceCollator(tok, max_length=64)(rows)
     for i, row in enumerate(rows):
         p = tok(row["prompt"])["input_ids"]
@@ -167,12 +194,46 @@ def test_cli_train_commands(tiny_model_dir, gsm8k_file, tmp_path, capsys):
     from transformers_taro.cli import main
 
     rm_dir, router_dir = str(tmp_path / "rm"), str(tmp_path / "router")
-    main(["train-rm", "--model_name_or_path", tiny_model_dir, "--data", gsm8k_file, "--output-dir", rm_dir,
-          "--use_peft", "--lora_r", "4", "--max-steps", "2", "--per-device-train-batch-size", "2",
-          "--max-length", "768", "--use-cpu"])
+    main(
+        [
+            "train-rm",
+            "--model_name_or_path",
+            tiny_model_dir,
+            "--data",
+            gsm8k_file,
+            "--output-dir",
+            rm_dir,
+            "--use_peft",
+            "--lora_r",
+            "4",
+            "--max-steps",
+            "2",
+            "--per-device-train-batch-size",
+            "2",
+            "--max-length",
+            "768",
+            "--use-cpu",
+        ]
+    )
     assert json.load(open(os.path.join(rm_dir, "adapter_config.json")))["r"] == 4
-    main(["train-router", "--base-model", tiny_model_dir, "--reward-model", rm_dir, "--data", gsm8k_file,
-          "--output-dir", router_dir, "--max-steps", "2", "--per-device-train-batch-size", "2", "--use-cpu"])
+    main(
+        [
+            "train-router",
+            "--base-model",
+            tiny_model_dir,
+            "--reward-model",
+            rm_dir,
+            "--data",
+            gsm8k_file,
+            "--output-dir",
+            router_dir,
+            "--max-steps",
+            "2",
+            "--per-device-train-batch-size",
+            "2",
+            "--use-cpu",
+        ]
+    )
     out = capsys.readouterr().out
     assert f"Reward model saved to {rm_dir}" in out and f"Router saved to {router_dir}" in out
     assert TARoRouter.from_pretrained(router_dir).config.vocab_size == load_causal_lm(tiny_model_dir).config.vocab_size
@@ -188,12 +249,19 @@ def test_reward_model_ends_only_the_last_step_with_eos(tiny_model_dir, tmp_path)
     from transformers_taro.training.reward_model import RewardModelTrainer
 
     tok = load_tokenizer(tiny_model_dir)
-    rows = [{"prompt": "Question: 2+3?\nAnswer:\n", "chosen": "2+3=5\n", "rejected": "2+3=6\n", "final": False},
-            {"prompt": "Question: 2+3?\nAnswer:\n2+3=5\n", "chosen": "The answer is 5.\n",
-             "rejected": "The answer is 6.\n", "final": True}]
+    rows = [
+        {"prompt": "Question: 2+3?\nAnswer:\n", "chosen": "2+3=5\n", "rejected": "2+3=6\n", "final": False},
+        {
+            "prompt": "Question: 2+3?\nAnswer:\n2+3=5\n",
+            "chosen": "The answer is 5.\n",
+            "rejected": "The answer is 6.\n",
+            "final": True,
+        },
+    ]
     args = RewardModelConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, report_to=[], max_length=64)
-    trainer = RewardModelTrainer(model=load_causal_lm(tiny_model_dir), args=args, train_dataset=Dataset.from_list(rows),
-                                 processing_class=tok)
+    trainer = RewardModelTrainer(
+        model=load_causal_lm(tiny_model_dir), args=args, train_dataset=Dataset.from_list(rows), processing_class=tok
+    )
     middle, last = trainer.train_dataset[0], trainer.train_dataset[1]
     for side in ("chosen", "rejected"):
         assert middle[f"{side}_input_ids"][-1] != tok.eos_token_id
@@ -216,12 +284,12 @@ def test_the_same_seed_gives_the_same_router(tiny_model_dir, gsm8k_file, trained
 
 def test_router_margin_and_geometric_mixture_train_and_are_recorded(tiny_model_dir, gsm8k_file, trained_rm, tmp_path):
     """A geometric router trained on NLL + step margin: the loss is the documented objective, computed by hand."""
-    from transformers_taro.features import mix
     from transformers_taro.training.router import RouterTrainer
 
     out = str(tmp_path / "router")
-    cfg = router_config(out, mixture="geometric", margin_weight=2.0, margin_beta=0.5, pairs_data=gsm8k_file,
-                        nll_weight=0.5, max_steps=4)
+    cfg = router_config(
+        out, mixture="geometric", margin_weight=2.0, margin_beta=0.5, pairs_data=gsm8k_file, nll_weight=0.5, max_steps=4
+    )
     train_router(tiny_model_dir, trained_rm, gsm8k_file, out, cfg)
     router = TARoRouter.from_pretrained(out)
     assert router.config.mixture == "geometric" and "margin_weight=2.0" in router.config.training_summary
@@ -235,17 +303,26 @@ def test_router_margin_and_geometric_mixture_train_and_are_recorded(tiny_model_d
     pairs = build_step_pairs(gsm8k_file, tok)
     import datasets
 
-    trainer = RouterTrainer(base_model=base, reward_model=rm, model=router, args=cfg, step_pairs=pairs,
-                            train_dataset=datasets.Dataset.from_list(build_traces(gsm8k_file, tok)),
-                            data_collator=TraceCollator(tok, cfg.max_length))
+    trainer = RouterTrainer(
+        base_model=base,
+        reward_model=rm,
+        model=router,
+        args=cfg,
+        step_pairs=pairs,
+        train_dataset=datasets.Dataset.from_list(build_traces(gsm8k_file, tok)),
+        data_collator=TraceCollator(tok, cfg.max_length),
+    )
     batch = TraceCollator(tok, cfg.max_length)(build_traces(gsm8k_file, tok)[:3])
     drawn = trainer._pair_batch()
 
     def summed(rows, collator):
         b = collator(rows)
         with torch.no_grad():
-            scores, w = mix(base(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits,
-                            rm(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits, router=router)
+            scores, w = guided_scores(
+                base(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits,
+                rm(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits,
+                router=router,
+            )
         logp = torch.log_softmax(scores, -1).gather(-1, b["labels"].clamp(min=0).unsqueeze(-1)).squeeze(-1)
         mask = b["labels"].ne(-100)
         return (logp * mask).sum(-1), mask, w
@@ -255,9 +332,11 @@ def test_router_margin_and_geometric_mixture_train_and_are_recorded(tiny_model_d
     chosen, _, _ = summed([{"prompt": p["prompt"], "completion": p["chosen"]} for p in drawn], steps)
     rejected, _, _ = summed([{"prompt": p["prompt"], "completion": p["rejected"]} for p in drawn], steps)
     prior = 1.0 / 2.0  # alpha_init 1 as a geometric weight
-    expected = (0.5 * -trace_sums.sum() / trace_mask.sum()
-                + cfg.alpha_reg * (((w - prior) ** 2) * trace_mask).sum() / trace_mask.sum()
-                + 2.0 * -torch.nn.functional.logsigmoid(0.5 * (chosen - rejected)).mean())
+    expected = (
+        0.5 * -trace_sums.sum() / trace_mask.sum()
+        + cfg.alpha_reg * (((w - prior) ** 2) * trace_mask).sum() / trace_mask.sum()
+        + 2.0 * -torch.nn.functional.logsigmoid(0.5 * (chosen - rejected)).mean()
+    )
     with torch.no_grad():
         got = trainer.compute_loss(router, batch)
     assert torch.allclose(got, expected, atol=1e-4), (got, expected)
@@ -292,8 +371,16 @@ def test_cached_frozen_outputs_train_the_same_router(tiny_model_dir, gsm8k_file,
         for cached in (False, True):
             calls.append(0)
             out = str(tmp_path / f"cached-{cached}")
-            cfg = router_config(out, max_steps=9, seed=0, cache_frozen_outputs=cached, margin_weight=1.0,
-                                pairs_data=pairs_file, use_reward_hidden_states=True, per_device_train_batch_size=2)
+            cfg = router_config(
+                out,
+                max_steps=9,
+                seed=0,
+                cache_frozen_outputs=cached,
+                margin_weight=1.0,
+                pairs_data=pairs_file,
+                use_reward_hidden_states=True,
+                per_device_train_batch_size=2,
+            )
             train_router(tiny_model_dir, trained_rm, gsm8k_file, out, cfg, limit=4)  # 4 traces, batch 2: 4.5 epochs
             routers.append(TARoRouter.from_pretrained(out))
     finally:
@@ -306,8 +393,13 @@ def test_cached_frozen_outputs_train_the_same_router(tiny_model_dir, gsm8k_file,
 def test_frozen_output_cache_too_large_is_refused_before_training(tiny_model_dir, gsm8k_file, trained_rm, tmp_path):
     out = str(tmp_path / "router")
     with pytest.raises(ValueError, match="cache_max_gb"):
-        train_router(tiny_model_dir, trained_rm, gsm8k_file, out,
-                     router_config(out, cache_frozen_outputs=True, cache_max_gb=1e-6))
+        train_router(
+            tiny_model_dir,
+            trained_rm,
+            gsm8k_file,
+            out,
+            router_config(out, cache_frozen_outputs=True, cache_max_gb=1e-6),
+        )
     assert not os.path.exists(os.path.join(out, "checkpoint-1"))
 
 

@@ -26,9 +26,11 @@ def loops(text: str) -> bool:
 def behaviour(run: Path) -> dict[str, float]:
     rows = [json.loads(line) for line in (run / "generations.jsonl").open()]
     n = len(rows)
-    return {"loops": sum(loops(r["output"]) for r in rows) / n,
-            "says_the_answer_is": sum("The answer is" in r["output"] for r in rows) / n,
-            "mean_new_tokens": sum(r["new_tokens"] for r in rows) / n}
+    return {
+        "loops": sum(loops(r["output"]) for r in rows) / n,
+        "says_the_answer_is": sum("The answer is" in r["output"] for r in rows) / n,
+        "mean_new_tokens": sum(r["new_tokens"] for r in rows) / n,
+    }
 
 
 def main() -> None:
@@ -44,8 +46,14 @@ def main() -> None:
         block = result[task] = {}
         for method, run in runs.items():
             report = json.loads((run / "report.json").read_text())
-            block[method] = {**{k: report[k] for k in ("accuracy", "ci95", "n", "mean_alpha", "alpha", "decoding",
-                                                       "tokens_per_s") if k in report}, **behaviour(run)}
+            block[method] = {
+                **{
+                    k: report[k]
+                    for k in ("accuracy", "ci95", "n", "mean_alpha", "alpha", "decoding", "tokens_per_s")
+                    if k in report
+                },
+                **behaviour(run),
+            }
         for first, second in (("taro", "base"), ("taro", "genarm"), ("genarm", "base")):
             if first in runs and second in runs:
                 block[f"{first} vs {second}"] = paired_comparison(str(runs[first]), str(runs[second]))
@@ -55,11 +63,15 @@ def main() -> None:
     for task, block in result.items():
         for key, value in block.items():
             if " vs " in key:
-                print(f"{task} {key}: {value['accuracy_a']:.3f} vs {value['accuracy_b']:.3f}, "
-                      f"only one right {value['only_a']}/{value['only_b']}, McNemar p={value['mcnemar_p']:.3g}")
+                print(
+                    f"{task} {key}: {value['accuracy_a']:.3f} vs {value['accuracy_b']:.3f}, "
+                    f"only one right {value['only_a']}/{value['only_b']}, McNemar p={value['mcnemar_p']:.3g}"
+                )
             else:
-                print(f"{task} {key}: {value['accuracy']:.3f} {value['ci95']}, loops {value['loops']:.2f}, "
-                      f"'The answer is' {value['says_the_answer_is']:.2f}, {value['mean_new_tokens']:.0f} tokens")
+                print(
+                    f"{task} {key}: {value['accuracy']:.3f} {value['ci95']}, loops {value['loops']:.2f}, "
+                    f"'The answer is' {value['says_the_answer_is']:.2f}, {value['mean_new_tokens']:.0f} tokens"
+                )
     print(f"Written to {out}")
 
 

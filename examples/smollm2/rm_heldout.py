@@ -35,12 +35,20 @@ def main() -> None:
         model = load_causal_lm(folder, device_map=a.device_map)
         tokenizer = load_tokenizer(folder, padding_side="right")
         # Sampled incorrect steps are the base's own mistakes; corrupted gold steps are easier to rank.
-        parts = {kind: evaluate_reward_model(model, tokenizer, rows, a.beta)
-                 for kind, rows in (("sampled", [r for r in pairs if r.get("sampled")]),
-                                    ("corrupted", [r for r in pairs if not r.get("sampled")])) if rows}
+        parts = {
+            kind: evaluate_reward_model(model, tokenizer, rows, a.beta)
+            for kind, rows in (
+                ("sampled", [r for r in pairs if r.get("sampled")]),
+                ("corrupted", [r for r in pairs if not r.get("sampled")]),
+            )
+            if rows
+        }
         n = sum(part["n"] for part in parts.values())
-        results[folder] = {"n": n, **{key: sum(part[key] * part["n"] for part in parts.values()) / n
-                                      for key in ("accuracy", "loss")}, **parts}
+        results[folder] = {
+            "n": n,
+            **{key: sum(part[key] * part["n"] for part in parts.values()) / n for key in ("accuracy", "loss")},
+            **parts,
+        }
         out.write_text(json.dumps(results, indent=2))
         print(folder, results[folder])
 

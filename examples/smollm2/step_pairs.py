@@ -40,15 +40,25 @@ def main() -> None:
     solutions, _ = gsm8k_solutions(load_rows(a.data)[a.offset : a.offset + a.limit])
     rejected, counts = {}, {}
     if a.sample_problems:
-        rejected, counts = sample_incorrect_steps(load_causal_lm(a.model, device_map=a.device_map), tokenizer, solutions[: a.sample_problems],
-                                                  samples_per_step=a.samples_per_step, batch_size=a.batch_size,
-                                                  seed=a.seed)
+        rejected, counts = sample_incorrect_steps(
+            load_causal_lm(a.model, device_map=a.device_map),
+            tokenizer,
+            solutions[: a.sample_problems],
+            samples_per_step=a.samples_per_step,
+            batch_size=a.batch_size,
+            seed=a.seed,
+        )
     pairs = step_pairs_from_solutions(solutions, tokenizer, seed=a.seed, rejected_steps=rejected)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(row) + "\n" for row in pairs), encoding="utf-8")
-    summary = {"problems": len(solutions), "pairs": len(pairs), "sampled_label_counts": counts,
-               "steps_with_sampled_rejected": len(rejected), **{k: v for k, v in vars(a).items() if k not in ("output", "device_map")}}
+    summary = {
+        "problems": len(solutions),
+        "pairs": len(pairs),
+        "sampled_label_counts": counts,
+        "steps_with_sampled_rejected": len(rejected),
+        **{k: v for k, v in vars(a).items() if k not in ("output", "device_map")},
+    }
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     tmp.rename(out)
     print(json.dumps(summary))

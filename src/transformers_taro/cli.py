@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import HfArgumentParser
 
@@ -14,7 +15,7 @@ DESCRIPTION = """TARo / GenARM reward-guided decoding for Hugging Face transform
 
   taro demo                                     the embedded SmolLM2 with the shipped guide, offline
   taro generate "prompt" [--guide ID]           stream a guided answer, coloured by alpha
-  taro eval --task gsm8k [--guide ID] --output-dir DIR
+  taro eval --task gsm8k [--guide ID] --output_dir DIR
   taro train-rm --data PATH --output_dir DIR [--use_peft] ...
   taro train-router --reward_model DIR --data PATH --output_dir DIR ...
   taro lm-eval --model taro --model_args guide=ID --tasks gsm8k ...
@@ -30,7 +31,6 @@ class TrainRMArguments:
     sample_rejected: bool = field(default=False, metadata={"help": "GSM8K: sample and auto-label incorrect steps."})
     samples_per_step: int = field(default=2, metadata={"help": "Samples per gold context with --sample_rejected."})
     sampling_batch_size: int = field(default=16, metadata={"help": "Contexts sampled together with --sample_rejected."})
-    upload_to: str | None = field(default=None, metadata={"help": "Hub repo to upload the result to."})
 
 
 @dataclass
@@ -41,43 +41,71 @@ class TrainRouterArguments:
     limit: int | None = field(default=None, metadata={"help": "Use only the first N source rows."})
     resume: bool = field(default=False, metadata={"help": "Continue from the newest checkpoint in --output_dir."})
     device_map: str | None = field(default=None, metadata={"help": "'auto' spreads large frozen models (accelerate)."})
-    upload_to: str | None = field(default=None, metadata={"help": "Hub repo to upload the guide to."})
 
 
 def train_rm(argv: list[str]) -> None:
     from .training import RewardModelConfig, push_reward_model, train_reward_model  # noqa: I001 (checks the extra)
     from trl import ModelConfig, get_peft_config
 
-    parser = HfArgumentParser((TrainRMArguments, RewardModelConfig, ModelConfig), prog="taro train-rm",
-                              description="Train a token-level reward model (GenARM's loss) on step pairs.")
+    parser = HfArgumentParser(
+        (TrainRMArguments, RewardModelConfig, ModelConfig),
+        prog="taro train-rm",
+        description="Train a token-level reward model (GenARM's loss) on step pairs.",
+    )
     args, config, model_args = parser.parse_args_into_dataclasses(argv)
-    out = train_reward_model(model_args.model_name_or_path, args.data, config.output_dir, config,
-                             peft_config=get_peft_config(model_args), limit=args.limit, resume=args.resume,
-                             sample_rejected=args.sample_rejected, samples_per_step=args.samples_per_step,
-                             sampling_batch_size=args.sampling_batch_size)
+    push, config.push_to_hub = config.push_to_hub, False  # the finished folder is pushed once, with its card
+    out = train_reward_model(
+        model_args.model_name_or_path,
+        args.data,
+        config.output_dir,
+        config,
+        peft_config=get_peft_config(model_args),
+        limit=args.limit,
+        resume=args.resume,
+        sample_rejected=args.sample_rejected,
+        samples_per_step=args.samples_per_step,
+        sampling_batch_size=args.sampling_batch_size,
+    )
     if not _main_process():
         return
     print(f"Reward model saved to {out}")
-    if args.upload_to:
-        push_reward_model(out, args.upload_to)
-        print(f"Uploaded to {args.upload_to}")
+    if push:
+        push_reward_model(out, _hub_model_id(config))
+        print(f"Pushed to {_hub_model_id(config)}")
 
 
 def train_router_cmd(argv: list[str]) -> None:
     from .guide import TARoGuide
     from .training import RouterTrainingConfig, train_router
 
-    parser = HfArgumentParser((TrainRouterArguments, RouterTrainingConfig), prog="taro train-router",
-                              description="Train a router next to a frozen base and reward model; writes a guide.")
+    parser = HfArgumentParser(
+        (TrainRouterArguments, RouterTrainingConfig),
+        prog="taro train-router",
+        description="Train a router next to a frozen base and reward model; writes a guide.",
+    )
     args, config = parser.parse_args_into_dataclasses(argv)
-    out = train_router(args.base_model, args.reward_model, args.data, config.output_dir, config, limit=args.limit,
-                       resume=args.resume, device_map=args.device_map)
+    push, config.push_to_hub = config.push_to_hub, False  # the finished guide is pushed once, with its card
+    out = train_router(
+        args.base_model,
+        args.reward_model,
+        args.data,
+        config.output_dir,
+        config,
+        limit=args.limit,
+        resume=args.resume,
+        device_map=args.device_map,
+    )
     if not _main_process():
         return
     print(f"Router saved to {out}; the guide (reward model + router) to {out}/guide")
-    if args.upload_to:
-        TARoGuide.from_pretrained(f"{out}/guide").push_to_hub(args.upload_to)
-        print(f"Uploaded the guide to {args.upload_to}")
+    if push:
+        TARoGuide.from_pretrained(f"{out}/guide").push_to_hub(_hub_model_id(config))
+        print(f"Pushed the guide to {_hub_model_id(config)}")
+
+
+def _hub_model_id(config) -> str:
+    """Trainer's rule: `--hub_model_id`, else the output folder's name."""
+    return config.hub_model_id or Path(config.output_dir).name
 
 
 def _main_process() -> bool:
@@ -88,114 +116,212 @@ def _main_process() -> bool:
 
 
 def _model_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
-    p.add_argument("--base-model", default=None, help="base model: Hub id or folder (None: the embedded SmolLM2)")
-    p.add_argument("--guide", default=None,
-                   help="guide folder or Hub id (None: the shipped SmolLM2 guide, for the default base only)")
-    p.add_argument("--reward-model", default=None,
-                   help="instead of --guide: assemble one from this reward model (Hub id, folder or LoRA adapter)")
+    p.add_argument(
+        "--base_model", "--base-model", default=None, help="base model: Hub id or folder (None: the embedded SmolLM2)"
+    )
+    p.add_argument(
+        "--guide",
+        default=None,
+        help="guide folder or Hub id (None: the shipped SmolLM2 guide, for the default base only)",
+    )
+    p.add_argument(
+        "--reward_model",
+        "--reward-model",
+        default=None,
+        help="instead of --guide: assemble one from this reward model (Hub id, folder or LoRA adapter)",
+    )
     p.add_argument("--router", default=None, help="router folder or Hub id (replaces the guide's router)")
-    p.add_argument("--alpha", type=float, default=None,
-                   help="a fixed guidance weight (GenARM); with a TARo guide, decode GenARM at this weight")
-    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help="tokens to generate at most")
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="a fixed guidance weight (GenARM); with a TARo guide, decode GenARM at this weight",
+    )
+    p.add_argument("--method", choices=("base", "genarm", "taro"), default=None, help=_METHOD_HELP)
+    p.add_argument(
+        "--max_new_tokens", "--max-new-tokens", type=int, default=max_new_tokens, help="tokens to generate at most"
+    )
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"), help="model dtype (None: as saved)")
-    p.add_argument("--device-map", default=None, help="'auto' spreads large models over the GPUs (accelerate)")
-    p.add_argument("--no-fused", dest="fused", action="store_const", const=False, default=None,
-                   help="decode with the processor path even where the fused path (LoRA reward model) applies")
-    p.add_argument("--no-repeat-ngram-size", type=int, default=None,
-                   help="a repetition guard: never generate the same N tokens twice (None: no guard)")
+    p.add_argument(
+        "--device_map", "--device-map", default=None, help="'auto' spreads large models over the GPUs (accelerate)"
+    )
+    p.add_argument(
+        "--no_fused",
+        "--no-fused",
+        dest="fused",
+        action="store_const",
+        const=False,
+        default=None,
+        help="decode with the processor path even where the fused path (LoRA reward model) applies",
+    )
+    p.add_argument(
+        "--no_repeat_ngram_size",
+        "--no-repeat-ngram-size",
+        type=int,
+        default=None,
+        help="a repetition guard: never generate the same N tokens twice (None: no guard)",
+    )
 
 
 def generate(a: argparse.Namespace) -> None:
     from .evaluation.session import load_session
 
-    session = load_session(a.base_model, a.guide, reward_model=a.reward_model, router=a.router, alpha=a.alpha,
-                           method=a.method, device_map=a.device_map, dtype=a.dtype, fused=a.fused,
-                           no_repeat_ngram_size=a.no_repeat_ngram_size)
+    session = load_session(
+        a.base_model,
+        a.guide,
+        reward_model=a.reward_model,
+        router=a.router,
+        alpha=a.alpha,
+        method=a.method,
+        device_map=a.device_map,
+        dtype=a.dtype,
+        fused=a.fused,
+        no_repeat_ngram_size=a.no_repeat_ngram_size,
+    )
     session.stream(a.prompt, max_new_tokens=a.max_new_tokens, html=a.html)
 
 
 def evaluate_cmd(a: argparse.Namespace) -> None:
     from .evaluation.runner import run_eval
     from .evaluation.session import load_session
-    from .evaluation.tasks import load_task
+    from .tasks import load_task
 
     task = load_task(a.task, a.data, question_field=a.question_field, answer_field=a.answer_field)
-    session = load_session(a.base_model, a.guide, reward_model=a.reward_model, router=a.router, alpha=a.alpha,
-                           method=a.method, device_map=a.device_map, dtype=a.dtype, fused=a.fused,
-                           no_repeat_ngram_size=a.no_repeat_ngram_size)
-    report = run_eval(session, task, a.output_dir, limit=a.limit, offset=a.offset, batch_size=a.batch_size,
-                      max_new_tokens=a.max_new_tokens)
+    session = load_session(
+        a.base_model,
+        a.guide,
+        reward_model=a.reward_model,
+        router=a.router,
+        alpha=a.alpha,
+        method=a.method,
+        device_map=a.device_map,
+        dtype=a.dtype,
+        fused=a.fused,
+        no_repeat_ngram_size=a.no_repeat_ngram_size,
+    )
+    report = run_eval(
+        session,
+        task,
+        a.output_dir,
+        limit=a.limit,
+        offset=a.offset,
+        batch_size=a.batch_size,
+        max_new_tokens=a.max_new_tokens,
+    )
     if report:  # only the main process reports under accelerate launch
-        print(f"{report['task']} {report['method']}: accuracy {report['accuracy']:.3f} "
-              f"(95% CI {report['ci95'][0]:.3f}-{report['ci95'][1]:.3f}, n={report['n']}), "
-              f"{report['tokens_per_s']:.1f} tokens/s. Written to {a.output_dir}")
+        print(
+            f"{report['task']} {report['method']}: accuracy {report['accuracy']:.3f} "
+            f"(95% CI {report['ci95'][0]:.3f}-{report['ci95'][1]:.3f}, n={report['n']}), "
+            f"{report['tokens_per_s']:.1f} tokens/s. Written to {a.output_dir}"
+        )
 
 
 def demo(a: argparse.Namespace) -> None:
     from .evaluation.demo import run_demo
 
-    run_demo(a.problems, a.max_new_tokens, a.data, a.output_dir, guide=a.guide, dtype=a.dtype,
-             miniworld_problems=a.miniworld_problems)
+    run_demo(
+        a.problems,
+        a.max_new_tokens,
+        a.data,
+        a.output_dir,
+        guide=a.guide,
+        dtype=a.dtype,
+        miniworld_problems=a.miniworld_problems,
+    )
 
 
 def lm_eval_cmd(argv: list[str]) -> None:
     try:
         from .evaluation.harness import main as harness_main
     except ImportError as err:
-        raise SystemExit(f"taro lm-eval needs lm-evaluation-harness: pip install 'transformers-taro[lm-eval]' ({err})")
+        raise SystemExit(
+            f"taro lm-eval needs lm-evaluation-harness: pip install 'transformers-taro[lm-eval]' ({err})"
+        ) from err
     harness_main(argv)
 
 
-_METHOD_HELP = "base: no guidance; genarm: the guide's reward model at a fixed alpha; taro: the guide's router " \
-               "(None: the guide's own method, or genarm when --alpha is given)"
+_METHOD_HELP = (
+    "base: no guidance; genarm: the guide's reward model at a fixed alpha; taro: the guide's router "
+    "(None: the guide's own method, or genarm when --alpha is given)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taro", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="taro", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="the measured effect (mini-world), then a real SmolLM2 answer (offline)",
-                       formatter_class=_Formatter,
-                       description="1. The shipped mini-world on fresh test problems of two domains: base vs GenARM "
-                                   "vs TARo, accuracy and McNemar p-values, a plot. 2. The embedded "
-                                   "SmolLM2-135M-Instruct with the shipped guide on a GSM8K problem, TARo's answer "
-                                   "coloured by alpha.")
-    p.add_argument("--miniworld-problems", type=int, default=300,
-                   help="mini-world test problems per domain (0: skip part 1)")
-    p.add_argument("--problems", type=int, default=1,
-                   help="how many GSM8K problems SmolLM2 solves in part 2 (0: skip it)")
+    p = sub.add_parser(
+        "demo",
+        help="the measured effect (mini-world), then a real SmolLM2 answer (offline)",
+        formatter_class=_Formatter,
+        description="1. The shipped mini-world on fresh test problems of two domains: base vs GenARM "
+        "vs TARo, accuracy and McNemar p-values, a plot. 2. The embedded "
+        "SmolLM2-135M-Instruct with the shipped guide on a GSM8K problem, TARo's answer "
+        "coloured by alpha.",
+    )
+    p.add_argument(
+        "--miniworld_problems",
+        "--miniworld-problems",
+        type=int,
+        default=300,
+        help="mini-world test problems per domain (0: skip part 1)",
+    )
+    p.add_argument(
+        "--problems", type=int, default=1, help="how many GSM8K problems SmolLM2 solves in part 2 (0: skip it)"
+    )
     p.add_argument("--guide", default=None, help="guide folder or Hub id (None: the shipped one)")
-    p.add_argument("--max-new-tokens", type=int, default=160, help="tokens to generate at most per answer")
-    p.add_argument("--data", default=None,
-                   help="GSM8K-format JSONL (None: $TARO_DATA_DIR/gsm8k/test.jsonl if set, else the shipped problems)")
-    p.add_argument("--output-dir", default="taro-demo", help="where alphas.html and alphas.png go")
+    p.add_argument(
+        "--max_new_tokens", "--max-new-tokens", type=int, default=160, help="tokens to generate at most per answer"
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="GSM8K-format JSONL (None: $TARO_DATA_DIR/gsm8k/test.jsonl if set, else the shipped problems)",
+    )
+    p.add_argument("--output_dir", "--output-dir", default="taro-demo", help="where alphas.html and alphas.png go")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"), help="model dtype (None: as saved)")
     p.set_defaults(run=demo)
 
-    p = sub.add_parser("generate", help="stream a guided answer, coloured by alpha", formatter_class=_Formatter,
-                       description="Stream a guided answer to one prompt, then show it coloured by alpha.")
+    p = sub.add_parser(
+        "generate",
+        help="stream a guided answer, coloured by alpha",
+        formatter_class=_Formatter,
+        description="Stream a guided answer to one prompt, then show it coloured by alpha.",
+    )
     _model_args(p, max_new_tokens=256)
-    p.add_argument("--method", choices=("base", "genarm", "taro"), default=None, help=_METHOD_HELP)
     p.add_argument("--html", default=None, help="also write the alpha-coloured answer to this HTML file")
     p.add_argument("prompt", help="the question to answer")
     p.set_defaults(run=generate)
 
-    from .evaluation.tasks import TASKS
+    from .tasks import TASKS
 
-    p = sub.add_parser("eval", help="accuracy (bootstrap CI) and tokens/s on a task", formatter_class=_Formatter,
-                       description="Evaluate on a task; writes generations.jsonl and report.json. Under "
-                                   "`accelerate launch` the problems are sharded over processes.")
+    p = sub.add_parser(
+        "eval",
+        help="accuracy (bootstrap CI) and tokens/s on a task",
+        formatter_class=_Formatter,
+        description="Evaluate on a task; writes generations.jsonl and report.json. Under "
+        "`accelerate launch` the problems are sharded over processes.",
+    )
     _model_args(p, max_new_tokens=256)
     p.add_argument("--task", required=True, choices=sorted(TASKS), help="the benchmark")
-    p.add_argument("--method", choices=("base", "genarm", "taro"), default=None, help=_METHOD_HELP)
-    p.add_argument("--data", default=None, help="the task's file (None: under ../shared/data or $TARO_DATA_DIR)")
-    p.add_argument("--question-field", default="question", help="task jsonl: the field holding the question")
-    p.add_argument("--answer-field", default="answer", help="task jsonl: the field holding the numeric answer")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="the task's JSONL file, a dataset folder or a Hub dataset id "
+        "(None: under $TARO_DATA_DIR, else the task's Hub dataset)",
+    )
+    p.add_argument(
+        "--question_field", "--question-field", default="question", help="task jsonl: the field holding the question"
+    )
+    p.add_argument(
+        "--answer_field", "--answer-field", default="answer", help="task jsonl: the field holding the numeric answer"
+    )
     p.add_argument("--limit", type=int, default=None, help="evaluate at most N problems (None: all)")
     p.add_argument("--offset", type=int, default=0, help="skip the first N problems")
-    p.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
-    p.add_argument("--output-dir", required=True, help="where generations.jsonl and report.json go")
+    p.add_argument("--batch_size", "--batch-size", type=int, default=8, help="prompts generated together")
+    p.add_argument("--output_dir", "--output-dir", required=True, help="where generations.jsonl and report.json go")
     p.set_defaults(run=evaluate_cmd)
 
     # These parse their own arguments (HfArgumentParser, lm-eval): everything after the command goes to them.

@@ -5,8 +5,14 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-EXTRAS = {"trl": "train", "datasets": "train", "math_verify": "eval", "matplotlib": "eval", "scipy": "eval",
-          "lm_eval": "lm-eval"}
+EXTRAS = {
+    "trl": "train",
+    "datasets": "train",
+    "math_verify": "eval",
+    "matplotlib": "eval",
+    "scipy": "eval",
+    "lm_eval": "lm-eval",
+}
 
 
 def require(module: str) -> ModuleType:
@@ -15,5 +21,6 @@ def require(module: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as err:
         top = module.split(".")[0]
-        raise ImportError(f"{top} is not installed; it comes with: pip install 'transformers-taro[{EXTRAS[top]}]'"
-                          ) from err
+        raise ImportError(
+            f"{top} is not installed; it comes with: pip install 'transformers-taro[{EXTRAS[top]}]'"
+        ) from err

@@ -8,12 +8,8 @@ the reward model's vocabulary.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
-
-if TYPE_CHECKING:
-    from .router import TARoRouter
 
 # Log-probabilities are clamped before they enter features: a token one model rules out (-inf) must not turn a
 # divergence into inf/nan, and the router should not see magnitudes it could never have seen in training.
@@ -111,100 +107,3 @@ def router_features(
     if reward_hidden_states is not None:
         parts.append(reward_hidden_states.float())
     return torch.cat(parts, dim=-1)
-
-
-# A token the reward model rules out (-inf) gets this log-prob instead: still a prohibitive penalty for alpha > 0,
-# and alpha = 0 then leaves the base scores bit for bit unchanged instead of turning 0 * -inf into NaN.
-REWARD_LOGPROB_FLOOR = -1e4
-
-
-MIXTURES = ("product", "geometric")
-"""How a per-token weight mixes the two models; see [`mix`]."""
-
-
-def guided_scores(base_logprobs: torch.Tensor, reward_logprobs: torch.Tensor, alpha: torch.Tensor,
-                  mixture: str = "product") -> torch.Tensor:
-    r"""The guided (unnormalised) next-token scores.
-
-    `"product"`: :math:`\log p_b + \alpha \cdot \log p_r`; `"geometric"`: :math:`(1 - w) \log p_b + w \log p_r`
-    with `alpha` holding w. `base_logprobs` `[..., V_b]`, `reward_logprobs` `[..., V_r]`, `alpha` `[...]`. The
-    result has the base's vocabulary size. Where the vocabularies differ only by padding rows, the shared part is
-    mixed; base tokens beyond the reward model's vocabulary are ruled out (-inf) wherever the weight is non-zero.
-    """
-    common = min(base_logprobs.shape[-1], reward_logprobs.shape[-1])
-    a = alpha.unsqueeze(-1).to(base_logprobs.dtype)
-    base = base_logprobs if mixture == "product" else (1 - a) * base_logprobs
-    shared = base[..., :common] + a * reward_logprobs[..., :common].clamp(min=REWARD_LOGPROB_FLOOR)
-    if common == base_logprobs.shape[-1]:
-        return shared
-    extra = base[..., common:].masked_fill(a != 0, float("-inf"))
-    return torch.cat([shared, extra], dim=-1)
-
-
-def mix(
-    base_scores: torch.Tensor,
-    reward_logits: torch.Tensor,
-    *,
-    alpha: float | None = None,
-    router: TARoRouter | None = None,
-    reward_hidden_states: torch.Tensor | None = None,
-    check_finite: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""The guided distribution, the one place it is computed: decoding, router training and lm-eval all call it.
-
-    .. math::
-        \text{scores} = \log\mathrm{softmax}(s_b) + \alpha_t \cdot \log\mathrm{softmax}(s_r)
-
-    with :math:`\alpha_t` the fixed `alpha` (GenARM) or `router.compute_alpha(...)` (TARo) at each position. A
-    router trained with `mixture="geometric"` outputs :math:`w_t \in [0, 1]` instead, and
-
-    .. math::
-        \text{scores} = (1 - w_t) \log\mathrm{softmax}(s_b) + w_t \log\mathrm{softmax}(s_r).
-
-    Both give the same greedy token when :math:`\alpha = w / (1 - w)`: the geometric scores are the product ones
-    times :math:`1 - w`. What differs is the sharpness: a product weight above 0 sharpens the distribution (the
-    scores grow), the geometric one interpolates between two normalised models, so a likelihood objective trained
-    on it measures which way to mix rather than how sharp the result is. Sampling temperature divides the scores
-    as usual; for a geometric router, temperature 1 samples the interpolated distribution itself.
-
-    Args:
-        base_scores: `[..., V_b]` base logits (or log-probs: they are log-softmaxed again, which changes nothing).
-        reward_logits: `[..., V_r]` reward-model logits on the same prefixes.
-        alpha / router: Exactly one.
-        reward_hidden_states: `[..., H]`, for routers that read the reward model's hidden state.
-        check_finite: Raise on NaN/inf reward logits or router alphas, naming the usual cause.
-
-    Returns:
-        `(scores [..., V_b], alpha [...])`: unnormalised guided scores (`log_softmax` them for log-probs) and the
-        weight used at each position (w for a geometric router).
-
-    Example:
-    ```python
-    >>> import torch
-    >>> from transformers_taro.features import mix
-    >>> scores, alpha = mix(torch.randn(2, 10), torch.randn(2, 10), alpha=0.5)
-    >>> scores.shape, alpha.tolist()
-    (torch.Size([2, 10]), [0.5, 0.5])
-    ```
-    """
-    if (router is None) == (alpha is None):
-        raise ValueError("mix() takes exactly one of `alpha` (fixed weight) or `router` (weight per token).")
-    reward_logits = reward_logits.float()
-    lse = torch.logsumexp(reward_logits, dim=-1, keepdim=True)
-    if check_finite and not bool(torch.isfinite(lse).all()):
-        raise ValueError(
-            "The reward model produced NaN/inf logits. Check its weights and dtype (fp16 overflow is the usual "
-            "cause: load it in bfloat16 or float32)."
-        )
-    reward_logprobs = reward_logits - lse
-    base_logprobs = torch.log_softmax(base_scores.float(), dim=-1).to(reward_logprobs.device)
-    if router is not None:
-        weight = router.compute_alpha(base_logprobs, reward_logprobs, reward_hidden_states).float()
-        weight = weight.to(base_logprobs.device)
-        if check_finite and not bool(torch.isfinite(weight).all()):
-            raise ValueError("The router produced a NaN/inf alpha: its weights are corrupt (NaN or inf). Load the "
-                             "router again from an intact model.safetensors, or retrain it.")
-    else:
-        weight = torch.full(base_logprobs.shape[:-1], float(alpha), device=base_logprobs.device)
-    mixture = router.config.mixture if router is not None else "product"
-    return guided_scores(base_logprobs, reward_logprobs, weight, mixture), weight

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -55,7 +56,8 @@ class LoRAWeights:
         folder = Path(folder)
         config = json.loads((folder / "adapter_config.json").read_text())
         unsupported = [
-            what for what, present in (
+            what
+            for what, present in (
                 ("a non-LoRA adapter", config.get("peft_type", "LORA") != "LORA"),
                 ("DoRA", config.get("use_dora")),
                 ("modules_to_save", config.get("modules_to_save")),
@@ -63,19 +65,27 @@ class LoRAWeights:
                 ("fan_in_fan_out (GPT-2 Conv1D) layers", config.get("fan_in_fan_out")),
                 ("per-module ranks or scales", config.get("rank_pattern") or config.get("alpha_pattern")),
                 ("layer replication", config.get("layer_replication")),
-            ) if present
+            )
+            if present
         ]
         if unsupported:
-            raise FusedNotApplicable(f"the adapter in {folder} uses {', '.join(unsupported)}, which the fused path "
-                                     "does not implement.")
+            raise FusedNotApplicable(
+                f"the adapter in {folder} uses {', '.join(unsupported)}, which the fused path does not implement."
+            )
         r = config["r"]
         scale = config["lora_alpha"] / (math.sqrt(r) if config.get("use_rslora") else r)
+        if not (folder / "adapter_model.safetensors").is_file():
+            raise FusedNotApplicable(
+                f"the adapter in {folder} has no adapter_model.safetensors (the fused path reads "
+                "only safetensors; resave it with save_pretrained(safe_serialization=True))."
+            )
         weights = load_file(folder / "adapter_model.safetensors")
         modules: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for key, a in weights.items():
             if ".lora_embedding_" in key:
-                raise FusedNotApplicable(f"the adapter in {folder} adapts an embedding, which the fused path does "
-                                         "not implement.")
+                raise FusedNotApplicable(
+                    f"the adapter in {folder} adapts an embedding, which the fused path does not implement."
+                )
             if key.endswith(".lora_A.weight"):
                 name = key.removesuffix(".lora_A.weight").removeprefix(_PEFT_PREFIX)
                 modules[name] = (a, weights[key.replace(".lora_A.", ".lora_B.")])
@@ -88,15 +98,14 @@ def check_same_base(model: PreTrainedModel, lora: LoRAWeights) -> None:
     The adapter names its base (`base_model_name_or_path`); its weights are read memory-mapped from that model's
     safetensors and compared tensor by tensor with `model`'s, bitwise in the model's dtype. Never assumed.
     """
-    from .models import hub_snapshot, resolve
+    from .models import resolve
 
-    folder = Path(resolve(lora.base_model_name_or_path))
-    if not folder.is_dir():
-        snapshot = hub_snapshot(str(lora.base_model_name_or_path))
-        if snapshot is None:
-            raise FusedNotApplicable(f"the adapter's base {lora.base_model_name_or_path!r} is neither a local folder "
-                                     "nor in the HF cache, so its weights cannot be compared with the model's.")
-        folder = Path(snapshot)
+    try:
+        folder = Path(resolve(lora.base_model_name_or_path))
+    except FileNotFoundError as err:
+        raise FusedNotApplicable(
+            f"the adapter's base cannot be read to compare its weights with the model's: {err}"
+        ) from err
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise FusedNotApplicable(f"no safetensors weights in {folder} to compare with the model's.")
@@ -107,17 +116,103 @@ def check_same_base(model: PreTrainedModel, lora: LoRAWeights) -> None:
             for key in f.keys():
                 mine = state.get(key)
                 if mine is None:
-                    raise FusedNotApplicable(f"the model has no weight {key!r} of the adapter's base "
-                                             f"{lora.base_model_name_or_path!r}: another architecture.")
+                    raise FusedNotApplicable(
+                        f"the model has no weight {key!r} of the adapter's base "
+                        f"{lora.base_model_name_or_path!r}: another architecture."
+                    )
                 if not _same_tensor(mine, f.get_slice(key)):
-                    raise FusedNotApplicable(f"the model's weight {key!r} differs from the adapter's base "
-                                             f"{lora.base_model_name_or_path!r}.")
+                    raise FusedNotApplicable(
+                        f"the model's weight {key!r} differs from the adapter's base {lora.base_model_name_or_path!r}."
+                    )
                 compared += 1
     missing = [name for name in lora.modules if f"{name}.weight" not in state]
     if missing:
         raise FusedNotApplicable(f"the model has no module {missing[0]!r} that the adapter adapts.")
     if compared == 0:
         raise FusedNotApplicable("no weights were compared.")
+
+
+class FusedAdapter:
+    """A guide's LoRA adapter as the fused path sees it: its tensors (read once) and, per model, whether the model
+    holds exactly the adapter's base (checked once per model and state of its parameters)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self._lora: LoRAWeights | None = None
+        self._refused: str | None = None
+        # model -> (its parameters' storage and version, why not fused or None); weak keys: a freed model's
+        # verdict never outlives it, and a model whose weights were replaced since is checked again.
+        self._verdicts: weakref.WeakKeyDictionary[PreTrainedModel, tuple[tuple, str | None]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @property
+    def lora(self) -> LoRAWeights:
+        """The adapter's tensors; `FusedNotApplicable` if the fused path cannot represent the adapter."""
+        if self._lora is None:
+            if self._refused is None:
+                try:
+                    self._lora = LoRAWeights.from_folder(self.folder)
+                except FusedNotApplicable as err:
+                    self._refused = str(err)
+            if self._refused is not None:
+                raise FusedNotApplicable(self._refused)
+        return self._lora
+
+    def base_verdict(self, model: PreTrainedModel) -> str | None:
+        """Why `model` is not the adapter's base (None: it is), cached until its parameters change."""
+        state = tuple((p.data_ptr(), p._version) for p in model.parameters())
+        cached = self._verdicts.get(model)
+        if cached is None or cached[0] != state:
+            try:
+                check_same_base(model, self.lora)
+                cached = (state, None)
+            except FusedNotApplicable as err:
+                cached = (state, str(err))
+            self._verdicts[model] = cached
+        return cached[1]
+
+
+_UNSUPPORTED_KWARGS = (
+    ("inputs_embeds", "inputs_embeds"),
+    ("cache", "a cache of your own"),
+    ("past_key_values", "a cache of your own"),
+    ("assistant_model", "assisted decoding"),
+    ("prompt_lookup_num_tokens", "prompt-lookup decoding"),
+)
+
+
+def why_not_fused(model: PreTrainedModel, adapter: FusedAdapter | None, generate_kwargs: dict[str, Any]) -> str | None:
+    """Every reason the fused path cannot decode one `generate` call, decided here and nowhere else (None: it can).
+
+    The fused path needs: a LoRA adapter it can represent; `model` holding exactly the adapter's base weights;
+    plain `nn.Linear` layers where the adapter adapts; no accelerate hooks (offload, or a model spread over devices:
+    the patched forwards would bypass them); a dynamic cache; `input_ids`; no assisted decoding.
+    """
+    if adapter is None:
+        return "the guide's reward model is not a LoRA adapter."
+    for key, what in _UNSUPPORTED_KWARGS:
+        if generate_kwargs.get(key) is not None:
+            return f"{what} is not supported by the fused path."
+    config = generate_kwargs.get("generation_config") or model.generation_config
+    cache = generate_kwargs.get("cache_implementation", getattr(config, "cache_implementation", None))
+    if cache not in (None, "dynamic"):
+        return f"cache_implementation={cache!r}: the fused path needs a dynamic cache."
+    hooked = next((name for name, module in model.named_modules() if hasattr(module, "_hf_hook")), None)
+    if hooked is not None:
+        return (
+            f"the model has accelerate hooks (at {hooked or 'the top'}: offload, or a model spread over "
+            "devices with device_map), which the fused path's patched forwards would bypass."
+        )
+    try:
+        lora = adapter.lora
+    except FusedNotApplicable as err:
+        return str(err)
+    modules = dict(model.named_modules())
+    for name in lora.modules:
+        if type(modules.get(name)) is not torch.nn.Linear:
+            return f"the adapted module {name!r} is not a plain nn.Linear in this model."
+    return adapter.base_verdict(model)
 
 
 def _same_tensor(mine: torch.Tensor, theirs: Any, rows_per_read: int = 256) -> bool:
@@ -160,8 +255,14 @@ class FusedForward:
       `FusedProcessor` (last position's logits, and the last hidden state when the router reads it).
     """
 
-    def __init__(self, model: PreTrainedModel, lora: LoRAWeights, want_hidden: bool = False,
-                 reward_input_ids: torch.Tensor | None = None, reward_attention_mask: torch.Tensor | None = None):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        lora: LoRAWeights,
+        want_hidden: bool = False,
+        reward_input_ids: torch.Tensor | None = None,
+        reward_attention_mask: torch.Tensor | None = None,
+    ):
         self.model = model
         self.want_hidden = want_hidden
         self.reward_prompt = None
@@ -175,9 +276,7 @@ class FusedForward:
         # Sibling projections (q/k/v, gate/up) usually read the same input: one x @ [A_q A_k A_v]ᵀ serves them all.
         siblings: dict[tuple[str, int], list[str]] = {}
         for name in lora.modules:
-            layer = modules.get(name)
-            if type(layer) is not torch.nn.Linear:
-                raise FusedNotApplicable(f"the adapted module {name!r} is not a plain nn.Linear.")
+            layer = modules[name]  # a plain nn.Linear: `why_not_fused` checked
             siblings.setdefault((name.rpartition(".")[0], layer.in_features), []).append(name)
         self._groups: list[_SharedInput] = []
         self._members: dict[str, tuple[_SharedInput, torch.Tensor]] = {}
@@ -272,8 +371,10 @@ class FusedForward:
             width = max(ids.shape[1], r_ids.shape[1])
             self._base_pad = width - ids.shape[1]
             self._reward_mask = _left_pad(r_mask, width - r_ids.shape[1])
-            return (torch.cat([_left_pad(ids, self._base_pad), _left_pad(r_ids, width - r_ids.shape[1])]),
-                    torch.cat([_left_pad(mask, self._base_pad), self._reward_mask]))
+            return (
+                torch.cat([_left_pad(ids, self._base_pad), _left_pad(r_ids, width - r_ids.shape[1])]),
+                torch.cat([_left_pad(mask, self._base_pad), self._reward_mask]),
+            )
         generated = mask.shape[1] - (self._reward_mask.shape[1] - self._base_pad)
         reward_mask = torch.cat([self._reward_mask, self._reward_mask.new_ones(rows, generated)], dim=1)
         return torch.cat([ids, ids]), torch.cat([_left_pad(mask, self._base_pad), reward_mask])
@@ -281,8 +382,7 @@ class FusedForward:
     def _split(self, module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
         rows = output.logits.shape[0] // 2
         hidden = output.hidden_states[-1][rows:] if self.want_hidden else None
-        self._reward = SimpleNamespace(logits=output.logits[rows:],
-                                       hidden_states=None if hidden is None else (hidden,))
+        self._reward = SimpleNamespace(logits=output.logits[rows:], hidden_states=None if hidden is None else (hidden,))
         output.logits = output.logits[:rows]
         if output.get("hidden_states") is not None:
             output.hidden_states = tuple(h[:rows] for h in output.hidden_states)
@@ -335,9 +435,13 @@ def _lora_forward(layer: torch.nn.Linear, group: _SharedInput, b_t: torch.Tensor
 
 def onednn_applies(layer: Any) -> bool:
     """Whether `onednn_forward` can run `layer`: a plain float32 `nn.Linear` on the CPU, with oneDNN built in."""
-    return (type(layer) is torch.nn.Linear and layer.weight.device.type == "cpu"
-            and layer.weight.dtype == torch.float32 and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+    return (
+        type(layer) is torch.nn.Linear
+        and layer.weight.device.type == "cpu"
+        and layer.weight.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
 
 
 def onednn_forward(layer: torch.nn.Linear) -> Any:

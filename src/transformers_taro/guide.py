@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import shutil
-import tempfile
-import weakref
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +24,12 @@ import torch
 from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
 from .cards import push_folder_to_hub, render_card
-from .data import SYSTEM_PROMPT, format_prompt
+from .files import copy_final_files, write_folder_atomically, write_json
+from .fused import FusedAdapter, FusedCache, FusedForward, FusedNotApplicable, FusedProcessor, why_not_fused
+from .mixing import check_alpha
 from .models import is_peft_adapter, load_causal_lm, load_tokenizer, looks_like_a_path, quiet_progress
 from .processor import TARoProcessor, cache_keyword
+from .prompts import format_prompt
 from .router import MAX_PADDING_ROWS, TARoRouter, TARoRouterConfig
 
 GUIDE_CONFIG_NAME = "guide_config.json"
@@ -50,7 +50,8 @@ class TARoGuideConfig:
         base_model_name_or_path: The base model the guide was trained next to. Any base with the same vocabulary
             can be guided; this one is the reference.
         vocab_size: The vocabulary the reward model and router share with that base.
-        system_prompt: The system prompt of the prompt format used in training (`guide.format_prompt`).
+        system_prompt: The system prompt of the prompt format used in training (`guide.format_prompt`); None for
+            none. The shipped SmolLM2 guide and guides written by `train_router` record the math prompt they use.
         training_summary: Data, steps and losses of training, for the model card.
     """
 
@@ -59,7 +60,7 @@ class TARoGuideConfig:
     alpha_selection: dict[str, Any] | None = None
     base_model_name_or_path: str | None = None
     vocab_size: int | None = None
-    system_prompt: str | None = SYSTEM_PROMPT
+    system_prompt: str | None = None
     training_summary: str | None = None
     taro_version: str | None = None
 
@@ -75,20 +76,11 @@ class TARoGuideConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{path}: unknown guide settings {unknown}; known: {sorted(known)}. "
-                             "Was it written by a newer transformers-taro? Upgrade it.")
+            raise ValueError(
+                f"{path}: unknown guide settings {unknown}; known: {sorted(known)}. "
+                "Was it written by a newer transformers-taro? Upgrade it."
+            )
         return cls(**data)
-
-
-def _check_alpha(alpha: float | None) -> float | None:
-    if alpha is None:
-        return None
-    alpha = float(alpha)
-    if not math.isfinite(alpha):
-        raise ValueError(f"alpha must be a finite number, got {alpha}.")
-    if alpha < 0:
-        raise ValueError(f"alpha must be >= 0 (a negative weight inverts the guidance), got {alpha}.")
-    return alpha
 
 
 class TARoGuide:
@@ -142,33 +134,35 @@ class TARoGuide:
             raise ValueError("A guide needs a router (TARo) or a fixed alpha (GenARM); got neither.")
         if reward_model is None and adapter_folder is None:
             raise ValueError("A guide needs a reward model (or the LoRA adapter_folder to load it from).")
-        alpha = _check_alpha(alpha)
+        alpha = check_alpha(alpha)
         if config is None:
-            from . import __version__
+            from .version import __version__
 
             config = TARoGuideConfig(
-                method="taro" if router is not None else "genarm", alpha=alpha,
+                method="taro" if router is not None else "genarm",
+                alpha=alpha,
                 base_model_name_or_path=router.config.base_model_name_or_path if router is not None else None,
-                vocab_size=_vocab_size(reward_model), taro_version=__version__,
+                vocab_size=_vocab_size(reward_model),
+                taro_version=__version__,
             )
         elif (config.method == "taro") != (router is not None):
-            raise ValueError(f"The guide's config says method={config.method!r} but a router was "
-                             f"{'given' if router is not None else 'not given'}.")
+            raise ValueError(
+                f"The guide's config says method={config.method!r} but a router was "
+                f"{'given' if router is not None else 'not given'}."
+            )
         config.alpha = alpha if alpha is not None else config.alpha
-        self._slot = _ModelSlot(reward_model, adapter_folder)
+        self._reward = LazyRewardModel(reward_model, adapter_folder)
         self.router = router
         self.config = config
         self.tokenizer = tokenizer
-        self._last: TARoProcessor | None = None
-        self._beam_alphas: torch.Tensor | None = None  # the returned hypotheses' weights, after beam search
-        self.last_path: str | None = None  # "fused" or "processor": how the last `generate` call decoded
+        self._last_call = threading.local()  # each thread's last `generate`: its weights and decoding path
 
     # -- what it is ------------------------------------------------------------------------------------------
 
     @property
     def reward_model(self) -> PreTrainedModel:
         """The reward model as a causal LM (a LoRA adapter merged into a copy of its base, loaded on first use)."""
-        return self._slot.get()
+        return self._reward.get()
 
     @property
     def method(self) -> str:
@@ -182,25 +176,31 @@ class TARoGuide:
 
     @property
     def alphas(self) -> torch.Tensor:
-        """`[rows, steps]`: the weight used at each generated token of the last `generate` call, one row per
-        returned sequence (with beam search: the returned hypotheses, NaN after a shorter one's end)."""
-        if self._beam_alphas is not None:
-            return self._beam_alphas
-        return self._last.alphas if self._last is not None else torch.empty(0, 0)
+        """`[rows, steps]`: the weight used at each generated token of this thread's last `generate` call, one row
+        per returned sequence (with beam search: the returned hypotheses', NaN after a shorter one's end).
+
+        A convenience: `generate(..., return_dict_in_generate=True)` returns each call's own weights as
+        `out.alphas`, which is what code that shares a guide between threads or requests should read."""
+        return getattr(self._last_call, "alphas", torch.empty(0, 0))
+
+    @property
+    def last_path(self) -> str | None:
+        """How this thread's last `generate` call decoded: `"fused"` or `"processor"` (None before any call)."""
+        return getattr(self._last_call, "path", None)
 
     def fixed(self, alpha: float | None = None) -> TARoGuide:
         """The same reward model with one fixed weight (GenARM): `alpha`, else the one this guide recorded."""
         alpha = self.config.alpha if alpha is None else alpha
         if alpha is None:
             raise ValueError("This guide records no fixed alpha: pass one, e.g. guide.fixed(0.5) or --alpha 0.5.")
-        alpha = _check_alpha(alpha)
+        alpha = check_alpha(alpha)
         return self._replace(router=None, config=dataclasses.replace(self.config, method="genarm", alpha=alpha))
 
     def _replace(self, **changes: Any) -> TARoGuide:
         """A guide sharing this one's reward model (loaded or not), with other parts replaced."""
         guide = TARoGuide.__new__(TARoGuide)
         guide.__dict__.update(self.__dict__)
-        guide._last, guide._beam_alphas = None, None
+        guide._last_call = threading.local()
         guide.__dict__.update(changes)
         return guide
 
@@ -210,7 +210,7 @@ class TARoGuide:
 
     def to(self, device: str | torch.device) -> TARoGuide:
         """Move the reward model (now, or when it is loaded) and router (not for models spread with `device_map`)."""
-        self._slot.to(device)
+        self._reward.to(device)
         if self.router is not None:
             self.router.to(device)
         return self
@@ -229,63 +229,66 @@ class TARoGuide:
 
     @torch.inference_mode()
     def generate(self, model: PreTrainedModel, fused: bool | None = None, **generate_kwargs: Any) -> Any:
-        """`model.generate(**generate_kwargs)` guided by this guide; the weights used are then in `guide.alphas`.
+        """`model.generate(**generate_kwargs)` guided by this guide.
 
         Takes everything `generate` takes. Another `logits_processor` list runs after the guidance. A `tokenizer`
         (as `generate` takes for stop strings) is also checked against the guide's. Runs under
         `torch.inference_mode()` (the fused path's in-place updates cost autograd bookkeeping otherwise), so the
         returned tensors are inference tensors.
 
+        With `return_dict_in_generate=True` the output also holds `alphas`, `[rows, steps]`: the weight used at
+        each generated token of this call (with beam search, the returned hypotheses'), and `decoding`, the path
+        taken. `guide.alphas` holds the same for this thread's last call.
+
         Args:
             fused: `None` (default) decodes with the fused path (one batched forward for base and reward model,
-                see `transformers_taro.fused`) when it applies: the reward model is a LoRA adapter over exactly
-                `model`'s weights (checked against the adapter's named base, tensor by tensor, once per model).
-                `True` insists on it (an error says why it cannot apply), `False` uses the processor path.
+                see `transformers_taro.fused`) wherever it applies (`fused.why_not_fused`), else with the
+                processor path. `True` insists on the fused path (an error says why it cannot apply), `False`
+                uses the processor path.
         """
         self._check_vocabulary(model)
-        self._beam_alphas = None
         # What generate will use: its own kwargs, else the `generation_config` passed, else the model's.
         config = generate_kwargs.get("generation_config") or model.generation_config
+        wants_dict = generate_kwargs.get("return_dict_in_generate", getattr(config, "return_dict_in_generate", False))
         beams = (generate_kwargs.get("num_beams", getattr(config, "num_beams", 1)) or 1) > 1
         if beams:
             # Which beam row each returned token came from, to give the returned sequences their own weights.
-            wants_dict = generate_kwargs.get("return_dict_in_generate",
-                                             getattr(config, "return_dict_in_generate", False))
             generate_kwargs.update(output_scores=True, return_dict_in_generate=True)
-        out = self._generate(model, fused, generate_kwargs)
-        if not beams:
-            return out
-        self._beam_alphas = self._last.alphas_of(out.beam_indices)
-        return out if wants_dict else out.sequences
+        out, proc, path = self._generate(model, fused, generate_kwargs)
+        alphas = proc.alphas_of(out.beam_indices) if beams else proc.alphas
+        self._last_call.alphas, self._last_call.path = alphas, path
+        if not wants_dict:
+            return out.sequences if beams else out
+        out["alphas"], out["decoding"] = alphas, path
+        return out
 
-    def _generate(self, model: PreTrainedModel, fused: bool | None, generate_kwargs: dict[str, Any]) -> Any:
-        from .fused import FusedCache, FusedForward, FusedNotApplicable, FusedProcessor
-
-        reason = None if fused is False else self._why_not_fused(model, generate_kwargs)
+    def _generate(
+        self, model: PreTrainedModel, fused: bool | None, generate_kwargs: dict[str, Any]
+    ) -> tuple[Any, TARoProcessor, str]:
+        reason = None if fused is False else why_not_fused(model, self._reward.fused, generate_kwargs)
         if fused and reason:
             raise FusedNotApplicable(f"fused=True, but {reason} Use fused=False (the processor path).")
         pad = generate_kwargs.get("pad_token_id", getattr(model.generation_config, "pad_token_id", None))
         extra = generate_kwargs.pop("logits_processor", None) or []
+        reward_prompt = {key: generate_kwargs.pop(key, None) for key in ("reward_input_ids", "reward_attention_mask")}
         if reason is None and fused is not False:
             want_hidden = self.method == "taro" and self.router.config.use_reward_hidden_states
-            forward = FusedForward(model, self._slot.lora, want_hidden=want_hidden,
-                                   reward_input_ids=generate_kwargs.pop("reward_input_ids", None),
-                                   reward_attention_mask=generate_kwargs.pop("reward_attention_mask", None))
-            proc = FusedProcessor(model, forward, attention_mask=generate_kwargs.get("attention_mask"),
-                                  pad_token_id=pad, **self._weight())
-            self._last, self.last_path = proc, "fused"
+            forward = FusedForward(model, self._reward.fused.lora, want_hidden=want_hidden, **reward_prompt)
+            proc = FusedProcessor(
+                model, forward, attention_mask=generate_kwargs.get("attention_mask"), pad_token_id=pad, **self._weight()
+            )
             generate_kwargs[cache_keyword(model)] = FusedCache(config=model.config)
             with forward:
-                return model.generate(**generate_kwargs, logits_processor=LogitsProcessorList([proc, *extra]))
+                out = model.generate(**generate_kwargs, logits_processor=LogitsProcessorList([proc, *extra]))
+            return out, proc, "fused"
         proc = self.processor(
             attention_mask=generate_kwargs.get("attention_mask"),
             pad_token_id=pad,
             tokenizer=generate_kwargs.get("tokenizer"),
-            reward_input_ids=generate_kwargs.pop("reward_input_ids", None),
-            reward_attention_mask=generate_kwargs.pop("reward_attention_mask", None),
+            **reward_prompt,
         )
-        self._last, self.last_path = proc, "processor"
-        return model.generate(**generate_kwargs, logits_processor=LogitsProcessorList([proc, *extra]))
+        out = model.generate(**generate_kwargs, logits_processor=LogitsProcessorList([proc, *extra]))
+        return out, proc, "processor"
 
     def _check_vocabulary(self, model: PreTrainedModel) -> None:
         """Refuse a base whose vocabulary is not the guide's (padding rows aside): its token ids would index
@@ -296,69 +299,44 @@ class TARoGuide:
             raise ValueError(
                 f"This guide's reward model has a vocabulary of {trained} tokens, the model it is asked to guide "
                 f"{size}: guided decoding needs one vocabulary. Use a base with the guide's tokenizer (it was "
-                f"trained next to {self.config.base_model_name_or_path!r}), or train a guide for this base.")
+                f"trained next to {self.config.base_model_name_or_path!r}), or train a guide for this base."
+            )
 
     def _weight(self) -> dict[str, Any]:
         """What decodes: the router (TARo), or the fixed alpha (GenARM; a TARo guide's alpha is only its baseline)."""
         return {"router": self.router} if self.method == "taro" else {"alpha": self.config.alpha}
 
-    def _why_not_fused(self, model: PreTrainedModel, generate_kwargs: dict[str, Any]) -> str | None:
-        """Why the fused path cannot decode this call (None: it can)."""
-        from .fused import FusedNotApplicable
-
-        if self._slot.adapter is None:
-            return "the guide's reward model is not a LoRA adapter."
-        for key, what in (("inputs_embeds", "inputs_embeds"),
-                          ("cache", "a cache of your own"), ("past_key_values", "a cache of your own"),
-                          ("assistant_model", "assisted decoding")):
-            if generate_kwargs.get(key) is not None:
-                return f"{what} is not supported by the fused path."
-        try:
-            self._slot.check_fused(model)
-        except FusedNotApplicable as err:
-            return f"{err}"
-        return None
-
     # -- saving and loading ----------------------------------------------------------------------------------
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         """Write the guide folder atomically: a crash leaves the old folder (or none), never a mix of both."""
-        target = Path(save_directory).absolute()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.saving-"))
-        try:
+
+        def write(folder: Path) -> None:
             with quiet_progress():
-                self._write(scratch)
-            old = None
-            if target.exists():
-                old = target.parent / f".{target.name}.old-{os.getpid()}"
-                os.replace(target, old)
-            os.replace(scratch, target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+                self._write(folder)
+
+        write_folder_atomically(save_directory, write)
 
     def _write(self, folder: Path) -> None:
         rm_dir = folder / REWARD_MODEL_DIR
-        if self._slot.adapter is not None:
+        if self._reward.adapter is not None:
             # The adapter's own files only: a training folder also holds checkpoint-N/ and pickled arguments.
-            rm_dir.mkdir()
-            for item in self._slot.adapter.iterdir():
-                if item.is_file() and item.name != "training_args.bin":
-                    shutil.copy2(item, rm_dir / item.name)
+            copy_final_files(self._reward.adapter, rm_dir)
         else:
             self.reward_model.save_pretrained(rm_dir)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(rm_dir)
         if self.router is not None:
             self.router.save_pretrained(folder / ROUTER_DIR)
-        (folder / GUIDE_CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
+        write_json(folder / GUIDE_CONFIG_NAME, dataclasses.asdict(self.config))
         (folder / "README.md").write_text(render_card("guide.md", self._card_fields()), encoding="utf-8")
 
     def _card_fields(self) -> dict[str, Any]:
-        return card_fields(self.config, lora=self._slot.adapter is not None,
-                           router=self.router.config if self.router is not None else None)
+        return card_fields(
+            self.config,
+            lora=self._reward.adapter is not None,
+            router=self.router.config if self.router is not None else None,
+        )
 
     @classmethod
     def from_pretrained(
@@ -391,9 +369,15 @@ class TARoGuide:
                 raise FileNotFoundError(f"{folder}: a TARo guide needs {ROUTER_DIR}/config.json, which is missing.")
             with quiet_progress():
                 router = TARoRouter.from_pretrained(folder / ROUTER_DIR)
-        guide = cls(reward_model, router=router, alpha=config.alpha, config=config, tokenizer=_saved_tokenizer(rm_dir),
-                    adapter_folder=adapter)
-        guide._slot.load_kwargs = {"dtype": dtype, "device_map": device_map}
+        guide = cls(
+            reward_model,
+            router=router,
+            alpha=config.alpha,
+            config=config,
+            tokenizer=_saved_tokenizer(rm_dir),
+            adapter_folder=adapter,
+        )
+        guide._reward.load_kwargs = {"dtype": dtype, "device_map": device_map}
         if reward_model is not None:
             guide.to(reward_model.device)
         return guide
@@ -403,8 +387,9 @@ class TARoGuide:
 
         Takes `private`, `token`, `revision`, `create_pr` as `huggingface_hub.HfApi.upload_folder` does.
         """
-        return push_folder_to_hub(lambda folder: self._write(Path(folder)), repo_id,
-                                  commit_message=commit_message, **kwargs)
+        return push_folder_to_hub(
+            lambda folder: self._write(Path(folder)), repo_id, commit_message=commit_message, **kwargs
+        )
 
 
 def card_fields(config: TARoGuideConfig, lora: bool, router: TARoRouterConfig | None) -> dict[str, Any]:
@@ -422,22 +407,24 @@ def card_fields(config: TARoGuideConfig, lora: bool, router: TARoRouterConfig | 
     return fields
 
 
-class _ModelSlot:
-    """The reward model, or the LoRA adapter to merge it from on first use; shared by a guide and its `fixed()`."""
+class LazyRewardModel:
+    """The reward model, or the LoRA adapter it is merged from on first use; shared by a guide and its `fixed()`.
+
+    The fused path never needs the merged model: it reads the adapter's tensors (`fused`) instead.
+    """
 
     def __init__(self, model: PreTrainedModel | None, adapter: str | os.PathLike | None):
         if adapter is not None and not is_peft_adapter(adapter):
             raise ValueError(f"adapter_folder={str(adapter)!r} holds no adapter_config.json.")
         self.model = model
         self.adapter = Path(adapter) if adapter is not None else None
+        self.fused = FusedAdapter(adapter) if adapter is not None else None
         self.device: str | torch.device | None = None
         self.load_kwargs: dict[str, Any] = {}
-        self.lora: Any = None  # the adapter as tensors, read for the fused path
-        # model -> why not fused (None: it applies); weak keys, so a freed model's verdict never outlives it
-        self._fused_checked: weakref.WeakKeyDictionary[PreTrainedModel, str | None] = weakref.WeakKeyDictionary()
 
     @property
     def loaded(self) -> bool:
+        """Whether the merged reward model exists (the processor path built it, or it was given)."""
         return self.model is not None
 
     def get(self) -> PreTrainedModel:
@@ -449,20 +436,6 @@ class _ModelSlot:
             if self.device is not None:
                 self.to(self.device)
         return self.model
-
-    def check_fused(self, model: PreTrainedModel) -> None:
-        """Raise `FusedNotApplicable` unless the adapter sits on exactly `model`'s weights (checked once per model)."""
-        from .fused import FusedNotApplicable, LoRAWeights, check_same_base
-
-        if model not in self._fused_checked:
-            try:
-                self.lora = self.lora or LoRAWeights.from_folder(self.adapter)
-                check_same_base(model, self.lora)
-                self._fused_checked[model] = None
-            except FusedNotApplicable as err:
-                self._fused_checked[model] = str(err)
-        if self._fused_checked[model] is not None:
-            raise FusedNotApplicable(self._fused_checked[model])
 
     def to(self, device: str | torch.device) -> None:
         self.device = device
@@ -481,8 +454,13 @@ def _vocab_size(model: PreTrainedModel) -> int | None:
     return int(embeddings.weight.shape[0]) if embeddings is not None else None
 
 
-def _guide_folder(name: str | os.PathLike, revision: str | None, token: str | bool | None,
-                  cache_dir: str | os.PathLike | None, local_files_only: bool | None) -> Path:
+def _guide_folder(
+    name: str | os.PathLike,
+    revision: str | None,
+    token: str | bool | None,
+    cache_dir: str | os.PathLike | None,
+    local_files_only: bool | None,
+) -> Path:
     path = Path(name)
     if path.is_dir():
         if not (path / GUIDE_CONFIG_NAME).is_file():
@@ -498,8 +476,9 @@ def _guide_folder(name: str | os.PathLike, revision: str | None, token: str | bo
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        snapshot = snapshot_download(str(name), revision=revision, token=token, cache_dir=cache_dir,
-                                     local_files_only=bool(local_files_only))
+        snapshot = snapshot_download(
+            str(name), revision=revision, token=token, cache_dir=cache_dir, local_files_only=bool(local_files_only)
+        )
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
         raise FileNotFoundError(
             f"{name}: not a local folder, and the Hub repo could not be read ({type(err).__name__}). Offline, it "
@@ -532,21 +511,26 @@ def load_guide(
         raise ValueError(f"Unknown method {method!r}: choose base, genarm or taro.")
     if method == "base":
         return None
-    _check_alpha(alpha)  # before anything loads
+    check_alpha(alpha)  # before anything loads
     loaded_router = None
     if router is not None:
         with quiet_progress():
             loaded_router = TARoRouter.from_pretrained(router)
     if reward_model is not None:
         if guide is not None:
-            raise ValueError("Give a guide (--guide) or its parts (--reward-model, --router/--alpha), not both.")
+            raise ValueError("Give a guide (--guide) or its parts (--reward_model, --router/--alpha), not both.")
         if loaded_router is None and alpha is None:
-            raise ValueError("A guide assembled from --reward-model needs --router (TARo) or --alpha (GenARM).")
+            raise ValueError("A guide assembled from --reward_model needs --router (TARo) or --alpha (GenARM).")
         rm = load_causal_lm(reward_model, **load_kwargs)
         if loaded_router is not None:
             loaded_router.to(rm.device)
-        result = TARoGuide(rm, router=loaded_router, alpha=alpha, tokenizer=_saved_tokenizer(reward_model),
-                           adapter_folder=reward_model if is_peft_adapter(reward_model) else None)
+        result = TARoGuide(
+            rm,
+            router=loaded_router,
+            alpha=alpha,
+            tokenizer=_saved_tokenizer(reward_model),
+            adapter_folder=reward_model if is_peft_adapter(reward_model) else None,
+        )
     else:
         result = TARoGuide.from_pretrained(guide or DEFAULT_GUIDE, **load_kwargs)
         if loaded_router is not None:

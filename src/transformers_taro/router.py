@@ -15,7 +15,8 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.modeling_outputs import ModelOutput
 
 from .cards import push_folder_to_hub, render_card
-from .features import MIXTURES, mix, num_features, router_features
+from .features import num_features, router_features
+from .mixing import MIXTURES
 
 # Embedding matrices are often rounded up (to multiples of 64 or 128 rows, Qwen2's by ~300): more than this many rows
 # beyond the router's vocabulary is another vocabulary, not padding.
@@ -113,14 +114,11 @@ class TARoRouterOutput(ModelOutput):
     """Output of [`TARoRouter.forward`].
 
     Args:
-        loss: Mean next-token NLL of `labels` under the guided distribution, when labels are given.
-        alpha: The guidance weight per position, shape `[...]` (the leading shape of the inputs).
-        guided_logprobs: `log_softmax(base + alpha * reward)` per position, when labels are given.
+        alpha: The guidance weight per position, shape `[...]` (the leading shape of the inputs): alpha for a
+            product router, w for a geometric one.
     """
 
-    loss: torch.Tensor | None = None
     alpha: torch.Tensor | None = None
-    guided_logprobs: torch.Tensor | None = None
 
 
 class TARoRouter(PreTrainedModel):
@@ -189,8 +187,10 @@ class TARoRouter(PreTrainedModel):
                     f"{self.config.reward_model_name_or_path!r}), or train a router for this one."
                 )
         if trained is not None and min(base_vocab, reward_vocab) != trained:
-            raise ValueError(f"This router was trained on {trained} shared tokens; these models share "
-                             f"{min(base_vocab, reward_vocab)}.")
+            raise ValueError(
+                f"This router was trained on {trained} shared tokens; these models share "
+                f"{min(base_vocab, reward_vocab)}."
+            )
         if self.config.use_reward_hidden_states:
             if reward_hidden_states is None:
                 raise ValueError("This router reads the reward model's hidden states; pass reward_hidden_states.")
@@ -231,26 +231,22 @@ class TARoRouter(PreTrainedModel):
         base_logprobs: torch.Tensor,
         reward_logprobs: torch.Tensor,
         reward_hidden_states: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
         **kwargs: Any,
     ) -> TARoRouterOutput:
-        r"""Alpha per position, and with `labels` the guided next-token NLL.
+        r"""The weight per position; the router computes weights only, and `mixing.mix` applies them.
 
         Args:
-            base_logprobs, reward_logprobs: `[batch, seq, V]` log-probs (logits are accepted too: they are
-                log-softmaxed) of the frozen base and reward models, teacher-forced on the trace.
-            reward_hidden_states: `[batch, seq, H]`, only for routers with `use_reward_hidden_states`.
-            labels: `[batch, seq]`, the token that follows each position; -100 marks positions not scored
-                (prompt, padding). Already shifted: position t predicts `labels[:, t]`.
+            base_logprobs: `[..., V]` log-probs of the frozen base model (logits are accepted too: they are
+                log-softmaxed).
+            reward_logprobs: `[..., V]` log-probs (or logits) of the frozen reward model on the same prefixes.
+            reward_hidden_states: `[..., H]`, only for routers with `use_reward_hidden_states`.
         """
-        scores, alpha = mix(base_logprobs, reward_logprobs, router=self, reward_hidden_states=reward_hidden_states)
-        if labels is None:
-            return TARoRouterOutput(alpha=alpha)
-        mixed = torch.log_softmax(scores, -1)
-        mask = labels.ne(-100)
-        nll = -mixed.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        loss = (nll * mask).sum() / mask.sum().clamp(min=1)
-        return TARoRouterOutput(loss=loss, alpha=alpha, guided_logprobs=mixed)
+        alpha = self.compute_alpha(
+            torch.log_softmax(base_logprobs.float(), -1),
+            torch.log_softmax(reward_logprobs.float(), -1),
+            reward_hidden_states,
+        )
+        return TARoRouterOutput(alpha=alpha)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any) -> TARoRouter:
@@ -261,16 +257,20 @@ class TARoRouter(PreTrainedModel):
         """
         from safetensors import SafetensorError
 
-        from .models import resolve
+        from .models import looks_like_a_path
 
-        folder = Path(resolve(str(pretrained_model_name_or_path)))
+        folder = Path(pretrained_model_name_or_path)
         if folder.is_dir():
             _check_router_folder(folder)
+        elif looks_like_a_path(str(folder)):
+            raise FileNotFoundError(f"{folder}: no such folder (and not a Hub id, which has the form 'owner/name').")
         try:
             model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except SafetensorError as err:
-            raise ValueError(f"{pretrained_model_name_or_path}: model.safetensors is corrupt or truncated ({err}). "
-                             "Save or download the router again.") from err
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: model.safetensors is corrupt or truncated ({err}). "
+                "Save or download the router again."
+            ) from err
         # Weights come memory-mapped from safetensors at arbitrary alignment, which sends CPU BLAS down another
         # kernel and changes the last bit of alpha. The router is tiny: own aligned copies, outputs stay bitwise.
         with torch.no_grad():
@@ -296,12 +296,16 @@ class TARoRouter(PreTrainedModel):
 def _check_router_folder(folder: Path) -> None:
     config_file = folder / "config.json"
     if not config_file.is_file():
-        raise FileNotFoundError(f"{folder} has no config.json: it is not a saved TARo router (a router folder holds "
-                                "config.json and model.safetensors, as TARoRouter.save_pretrained writes them).")
+        raise FileNotFoundError(
+            f"{folder} has no config.json: it is not a saved TARo router (a router folder holds "
+            "config.json and model.safetensors, as TARoRouter.save_pretrained writes them)."
+        )
     model_type = json.loads(config_file.read_text()).get("model_type")
     if model_type != TARoRouterConfig.model_type:
-        raise ValueError(f"{folder} holds a {model_type!r} model, not a TARo router (model_type "
-                         f"{TARoRouterConfig.model_type!r}): was a reward or base model folder given as the router?")
+        raise ValueError(
+            f"{folder} holds a {model_type!r} model, not a TARo router (model_type "
+            f"{TARoRouterConfig.model_type!r}): was a reward or base model folder given as the router?"
+        )
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{folder} has a router config but no model.safetensors: the router is incomplete.")
@@ -315,13 +319,18 @@ def _check_router_folder(folder: Path) -> None:
     with torch.device("meta"):  # shapes only: nothing is allocated or initialised
         skeleton = TARoRouter(TARoRouterConfig.from_pretrained(folder))
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    wrong = [f"{k}: config.json implies {expected[k]}, the weights are {saved.get(k, 'missing')}"
-             for k in expected if saved.get(k) != expected[k]]
+    wrong = [
+        f"{k}: config.json implies {expected[k]}, the weights are {saved.get(k, 'missing')}"
+        for k in expected
+        if saved.get(k) != expected[k]
+    ]
     wrong += [f"{k}: in the weights, not in the model config.json describes" for k in saved if k not in expected]
     if wrong:
-        raise ValueError(f"{folder}: config.json does not match model.safetensors ({'; '.join(wrong[:3])}). The "
-                         "config was edited or belongs to another router: restore the config the router was saved "
-                         "with, or retrain it with the new settings.")
+        raise ValueError(
+            f"{folder}: config.json does not match model.safetensors ({'; '.join(wrong[:3])}). The "
+            "config was edited or belongs to another router: restore the config the router was saved "
+            "with, or retrain it with the new settings."
+        )
 
 
 AutoConfig.register(TARoRouterConfig.model_type, TARoRouterConfig)

@@ -147,8 +147,15 @@ def alpha_png(sections: Sequence[_Section], path: str, scale: AlphaScale, width_
                 fig.text(x, y, piece, fontsize=10, weight="bold", family="monospace", va="center")
                 continue
             color = tuple(c / 255 for c in scale.rgb(a))
-            fig.text(x, y, piece, fontsize=9, family="monospace", va="center",
-                     bbox=dict(facecolor=color, edgecolor="none", pad=0.6))
+            fig.text(
+                x,
+                y,
+                piece,
+                fontsize=9,
+                family="monospace",
+                va="center",
+                bbox=dict(facecolor=color, edgecolor="none", pad=0.6),
+            )
             x += char_w * len(piece)
     cmap = LinearSegmentedColormap.from_list("alpha", [tuple(c / 255 for c in rgb) for rgb in _PALETTE])
     low, high = (scale.low, scale.high) if scale.high > scale.low else (scale.low - 0.5, scale.low + 0.5)

@@ -27,8 +27,13 @@ def numbers_in(text: str) -> list[float]:
 
 
 _OPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.Pow: operator.pow, ast.Mod: operator.mod, ast.FloorDiv: operator.floordiv,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
+    ast.Mod: operator.mod,
+    ast.FloorDiv: operator.floordiv,
 }
 
 
@@ -83,8 +88,6 @@ def arithmetic_is_correct(step: str) -> bool:
         if value is None or not close(value, claimed):
             return False
     return True
-
-
 
 
 def format_number(x: float) -> str:

@@ -100,7 +100,7 @@ def corrupt_step(step: str, result: float | None, rng: random.Random) -> str | N
             wrong = float("".join(digits).replace(",", "")) * (-1 if result < 0 else 1)
     if close(wrong, result):
         wrong = result + 1
-    return step[:position] + format_number(wrong) + step[position + len(text):]
+    return step[:position] + format_number(wrong) + step[position + len(text) :]
 
 
 def label_step(step: str, solution: Solution, index: int) -> bool | None:
@@ -152,12 +152,20 @@ def step_pairs_from_solutions(
                 rejected = corrupt_step(chosen, parse_number(sol.answer), rng)
             if rejected is None or rejected == chosen:
                 continue
-            pairs.append({"prompt": prompt + "".join(sol.all_steps[:k]), "chosen": chosen, "rejected": rejected,
-                          "final": k == len(sol.all_steps) - 1, "sampled": bool(sampled)})
+            pairs.append(
+                {
+                    "prompt": prompt + "".join(sol.all_steps[:k]),
+                    "chosen": chosen,
+                    "rejected": rejected,
+                    "final": k == len(sol.all_steps) - 1,
+                    "sampled": bool(sampled),
+                }
+            )
     return pairs
 
 
-def traces_from_solutions(solutions: list[Solution],
-                          tokenizer: PreTrainedTokenizerBase | None = None) -> list[dict[str, str]]:
+def traces_from_solutions(
+    solutions: list[Solution], tokenizer: PreTrainedTokenizerBase | None = None
+) -> list[dict[str, str]]:
     """Correct reasoning traces (`prompt`, `completion`) for router training."""
     return [{"prompt": format_prompt(s.question, tokenizer), "completion": "".join(s.all_steps)} for s in solutions]

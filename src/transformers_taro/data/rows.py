@@ -57,5 +57,10 @@ class SkipReport:
             index, reason, row = self.first  # type: ignore[misc]
             logger.warning(
                 "%s: skipped %d malformed rows of %d (first: row %d, %s: %s)",
-                what, self.skipped, self.skipped + self.kept, index, reason, str(row)[:200],
+                what,
+                self.skipped,
+                self.skipped + self.kept,
+                index,
+                reason,
+                str(row)[:200],
             )

@@ -26,8 +26,9 @@ def load_rows(id_or_path: str, split: str = "train") -> list[dict[str, Any]]:
     if path.exists():
         raise FileNotFoundError(f"{id_or_path}: not a JSON/JSONL file")
     if looks_like_a_path(id_or_path) or path.suffix in (".json", ".jsonl", ".csv", ".parquet"):
-        raise FileNotFoundError(f"{id_or_path}: no such file (and not a Hub dataset id, which has the form "
-                                "'owner/name').")
+        raise FileNotFoundError(
+            f"{id_or_path}: no such file (and not a Hub dataset id, which has the form 'owner/name')."
+        )
     datasets = require("datasets")
 
     return list(datasets.load_dataset(id_or_path, split=split))
@@ -72,8 +73,10 @@ def build_step_pairs(
         for i, row in enumerate(rows):
             texts_ok = all(isinstance(row.get(k), str) and row[k] for k in keys[:3])
             if not texts_ok or not isinstance(row.get("final"), bool):
-                raise MalformedRow(f"{id_or_path}, row {i}: a step pair needs non-empty prompt, chosen and rejected "
-                                   f"texts and a boolean 'final': {str(row)[:200]}")
+                raise MalformedRow(
+                    f"{id_or_path}, row {i}: a step pair needs non-empty prompt, chosen and rejected "
+                    f"texts and a boolean 'final': {str(row)[:200]}"
+                )
         return [{k: row[k] for k in keys} for row in rows]
     if fmt == "step-dpo":
         return math_step_dpo_pairs(rows, tokenizer, strict=strict)
@@ -88,8 +91,10 @@ def build_traces(
     rows = load_rows(id_or_path)[:limit] if limit else load_rows(id_or_path)
     fmt = detect_format(rows)
     if fmt == "step-pairs":
-        raise ValueError(f"{id_or_path} holds step pairs, which have no whole solutions: train the router on GSM8K "
-                         "or Math-Step-DPO rows.")
+        raise ValueError(
+            f"{id_or_path} holds step pairs, which have no whole solutions: train the router on GSM8K "
+            "or Math-Step-DPO rows."
+        )
     if fmt == "step-dpo":
         pairs = math_step_dpo_pairs(rows, tokenizer, strict)
         return [{"prompt": p["prompt"], "completion": p["chosen"]} for p in pairs]

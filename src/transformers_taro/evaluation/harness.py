@@ -30,7 +30,7 @@ require("lm_eval")  # a missing [lm-eval] extra is named, not a bare ModuleNotFo
 from lm_eval.api.registry import register_model  # noqa: E402
 from lm_eval.models.huggingface import HFLM  # noqa: E402
 
-from ..features import mix  # noqa: E402
+from ..mixing import guided_scores  # noqa: E402
 from .session import Session, load_session  # noqa: E402
 
 
@@ -38,17 +38,34 @@ from .session import Session, load_session  # noqa: E402
 class TARoLM(HFLM):
     """`HFLM` whose next-token distribution is the reward-guided one (see the module docstring)."""
 
-    def __init__(self, pretrained: str | None = None, guide: str | None = None, reward_model: str | None = None,
-                 router: str | None = None, method: str | None = None, alpha: float | str | None = None,
-                 device_map: str | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        guide: str | None = None,
+        reward_model: str | None = None,
+        router: str | None = None,
+        method: str | None = None,
+        alpha: float | str | None = None,
+        device_map: str | None = None,
+        **kwargs: Any,
+    ):
         if kwargs.get("tokenizer") not in (None, "", "None"):
             # The processor and the reward model share the base model's vocabulary; another tokenizer would
             # silently misalign them, so it is refused rather than ignored.
-            raise ValueError(f"model 'taro' always uses the base model's tokenizer; remove tokenizer="
-                             f"{kwargs['tokenizer']!r} from --model_args (set pretrained= to the model you want).")
+            raise ValueError(
+                f"model 'taro' always uses the base model's tokenizer; remove tokenizer="
+                f"{kwargs['tokenizer']!r} from --model_args (set pretrained= to the model you want)."
+            )
         alpha = None if alpha in (None, "", "None") else float(alpha)
-        self.session: Session = load_session(pretrained, guide, reward_model=reward_model, router=router, alpha=alpha,
-                                             method=method, device_map=device_map)
+        self.session: Session = load_session(
+            pretrained,
+            guide,
+            reward_model=reward_model,
+            router=router,
+            alpha=alpha,
+            method=method,
+            device_map=device_map,
+        )
         kwargs.pop("tokenizer", None)
         super().__init__(pretrained=self.session.base, tokenizer=self.session.tokenizer, **kwargs)
 
@@ -65,8 +82,9 @@ class TARoLM(HFLM):
         finally:
             self._model = model
 
-    def _model_call(self, inps: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                    labels: torch.Tensor | None = None) -> torch.Tensor:
+    def _model_call(
+        self, inps: torch.Tensor, attn_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         base_logits = super()._model_call(inps, attn_mask, labels)
         guide = self.session.guide
         if guide is None:
@@ -78,8 +96,13 @@ class TARoLM(HFLM):
             out = rm(inps.to(rm.device), output_hidden_states=want_hidden)
             hidden = out.hidden_states[-1].to(base_logits.device) if want_hidden else None
             # HFLM log-softmaxes what this returns: the guided scores become the normalised mixed distribution.
-            scores, _ = mix(base_logits, out.logits.to(base_logits.device), router=router,
-                            alpha=None if router is not None else guide.alpha, reward_hidden_states=hidden)
+            scores, _ = guided_scores(
+                base_logits,
+                out.logits.to(base_logits.device),
+                router=router,
+                alpha=None if router is not None else guide.alpha,
+                reward_hidden_states=hidden,
+            )
             return scores
 
 

@@ -17,9 +17,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..extras import require
-from .graders import grading_timeouts
+from ..files import write_atomically, write_json
+from ..graders import grading_timeouts
+from ..tasks import Task
 from .session import Session
-from .tasks import Task
 
 
 def bootstrap_ci(correct: list[bool], samples: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -43,8 +44,12 @@ def mcnemar(correct_a: list[bool], correct_b: list[bool]) -> dict[str, Any]:
     binomtest = require("scipy.stats").binomtest
     only_a = sum(a and not b for a, b in zip(correct_a, correct_b))
     only_b = sum(b and not a for a, b in zip(correct_a, correct_b))
-    return {"n": len(correct_a), "only_a": only_a, "only_b": only_b,
-            "mcnemar_p": binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0}
+    return {
+        "n": len(correct_a),
+        "only_a": only_a,
+        "only_b": only_b,
+        "mcnemar_p": binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0,
+    }
 
 
 def paired_comparison(run_a: str, run_b: str) -> dict[str, Any]:
@@ -52,11 +57,15 @@ def paired_comparison(run_a: str, run_b: str) -> dict[str, Any]:
 
     Also: how many outputs are identical and how many extracted answers agree.
     """
-    a, b = ({r["index"]: r for r in map(json.loads, (Path(d) / "generations.jsonl").read_text().splitlines())}
-            for d in (run_a, run_b))
+    a, b = (
+        {r["index"]: r for r in map(json.loads, (Path(d) / "generations.jsonl").read_text().splitlines())}
+        for d in (run_a, run_b)
+    )
     if a.keys() != b.keys():
-        raise ValueError(f"{run_a} and {run_b} are not on the same problems ({len(a)} vs {len(b)}, "
-                         f"{len(a.keys() ^ b.keys())} differ): a paired test needs the same ones.")
+        raise ValueError(
+            f"{run_a} and {run_b} are not on the same problems ({len(a)} vs {len(b)}, "
+            f"{len(a.keys() ^ b.keys())} differ): a paired test needs the same ones."
+        )
     return {
         **mcnemar([a[i]["correct"] for i in a], [b[i]["correct"] for i in a]),
         "accuracy_a": sum(r["correct"] for r in a.values()) / len(a),
@@ -88,14 +97,17 @@ def record_alpha_choice(report_dirs: list[str], guide_folder: str) -> float:
     best = best_alpha(accuracy)
     path = Path(guide_folder) / GUIDE_CONFIG_NAME
     config = dataclasses.replace(
-        TARoGuideConfig.from_file(path), alpha=best,
-        alpha_selection={"task": reports[0]["task"], "n": reports[0]["n"], "offset": reports[0]["offset"],
-                         "accuracy_by_alpha": {f"{a:g}": accuracy[a] for a in sorted(accuracy)},
-                         "rule": "highest validation accuracy; ties go to the smaller alpha"},
+        TARoGuideConfig.from_file(path),
+        alpha=best,
+        alpha_selection={
+            "task": reports[0]["task"],
+            "n": reports[0]["n"],
+            "offset": reports[0]["offset"],
+            "accuracy_by_alpha": {f"{a:g}": accuracy[a] for a in sorted(accuracy)},
+            "rule": "highest validation accuracy; ties go to the smaller alpha",
+        },
     )
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, dataclasses.asdict(config))
     return best
 
 
@@ -104,11 +116,14 @@ def summarize(records: list[dict[str, Any]], task: str, method: str, seconds: fl
     tokens = sum(r["new_tokens"] for r in records)
     alphas = [r["mean_alpha"] for r in records if r["mean_alpha"] is not None]
     return {
-        "task": task, "method": method, "n": len(records),
+        "task": task,
+        "method": method,
+        "n": len(records),
         "accuracy": sum(correct) / len(correct) if correct else 0.0,
         "ci95": list(bootstrap_ci(correct)),
         "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
-        "generation_seconds": seconds, "new_tokens": tokens,
+        "generation_seconds": seconds,
+        "new_tokens": tokens,
         "mean_alpha": sum(alphas) / len(alphas) if alphas else None,
         **(extra or {}),
     }
@@ -117,8 +132,16 @@ def summarize(records: list[dict[str, Any]], task: str, method: str, seconds: fl
 RUN_FILE, GENERATIONS_FILE, REPORT_FILE = "run.json", "generations.jsonl", "report.json"
 
 
-def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = None, offset: int = 0,
-             batch_size: int = 8, max_new_tokens: int = 256) -> dict:
+def run_eval(
+    session: Session,
+    task: Task,
+    output_dir: str,
+    limit: int | None = None,
+    offset: int = 0,
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    progress: bool = True,
+) -> dict:
     """Evaluate `session` on `task`; write `generations.jsonl` and `report.json`; return the report.
 
     Problems are generated longest prompt first, in batches of like length (the written files are in index order).
@@ -128,7 +151,10 @@ def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = 
     and the output folder are checked before anything is generated. Under `accelerate launch` each process takes a
     contiguous share of the remaining problems; the new records are gathered to the main process (accelerate's
     `gather_object`), which writes `generations.jsonl` and then `report.json` atomically. Other processes return
-    an empty dict.
+    an empty dict. `progress=False` hides the progress bar.
+
+    Each record holds the answer's `token_ids` and the weight used at each (`alphas`, empty for the base), so the
+    pictures of a run can be drawn from its files.
     """
     from accelerate import PartialState
     from accelerate.utils import gather_object, parse_flag_from_env
@@ -139,26 +165,39 @@ def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = 
     task.check_rows(start, stop)
     timeouts_before = grading_timeouts()
     out = Path(output_dir)
-    settings = {"task": task.name, "data": task.source, "offset": offset, "limit": limit, "method": session.method,
-                "max_new_tokens": max_new_tokens, "dtype": str(session.base.dtype).removeprefix("torch."),
-                "alpha": session.guide.alpha if session.guide is not None and session.method == "genarm" else None,
-                **session.names, **session.generation_kwargs}
+    settings = {
+        "task": task.name,
+        "data": task.source,
+        "offset": offset,
+        "limit": limit,
+        "method": session.method,
+        "max_new_tokens": max_new_tokens,
+        "dtype": str(session.base.dtype).removeprefix("torch."),
+        "alpha": session.guide.alpha if session.guide is not None and session.method == "genarm" else None,
+        **session.names,
+        **session.generation_kwargs,
+    }
     if state.is_main_process:
         _claim_output_dir(out, settings)
     state.wait_for_everyone()
     done = {r["index"] for r in _written_records(out)}
     todo = [i for i in range(start, stop) if i not in done]
     new: list[dict[str, Any]] = []
-    with state.split_between_processes(todo) as mine, open(out / f"generations.part{state.process_index}.jsonl",
-                                                            "a", encoding="utf-8") as journal:
+    with (
+        state.split_between_processes(todo) as mine,
+        open(out / f"generations.part{state.process_index}.jsonl", "a", encoding="utf-8") as journal,
+    ):
         prompt_of = {i: session.prompt(task.question(task.rows[i]), task.system) for i in mine}
         # Longest prompts first, in batches of like length: a batch is left-padded to its longest prompt and decodes
         # until its longest answer ends, and longer questions tend to have longer answers (in the mini-world, 0.7x
         # the time of index order). Records are keyed by index, so nothing written depends on the order; the length
         # is counted in characters, a proxy for tokens that needs no tokenizer.
         by_length = sorted(mine, key=lambda i: -len(prompt_of[i]))
-        for first in tqdm(range(0, len(by_length), batch_size), desc=f"{task.name} {session.method}",
-                          disable=not state.is_local_main_process):
+        for first in tqdm(
+            range(0, len(by_length), batch_size),
+            desc=f"{task.name} {session.method}",
+            disable=not (progress and state.is_local_main_process),
+        ):
             batch = by_length[first : first + batch_size]
             prompts = [prompt_of[i] for i in batch]
             t0 = time.perf_counter()
@@ -167,9 +206,19 @@ def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = 
             for i, prompt, gen in zip(batch, prompts, gens):
                 gold = task.gold(task.rows[i])
                 pred = task.extract(gen.text)
-                record = {"index": i, "prompt": prompt, "output": gen.text, "extracted": pred, "gold": gold,
-                          "correct": bool(task.grade(pred, gold)), "mean_alpha": gen.mean_alpha,
-                          "new_tokens": len(gen.token_ids), "seconds": share}
+                record = {
+                    "index": i,
+                    "prompt": prompt,
+                    "output": gen.text,
+                    "extracted": pred,
+                    "gold": gold,
+                    "correct": bool(task.grade(pred, gold)),
+                    "mean_alpha": gen.mean_alpha,
+                    "new_tokens": len(gen.token_ids),
+                    "seconds": share,
+                    "token_ids": gen.token_ids,
+                    "alphas": [round(a, 4) for a in gen.alphas],
+                }
                 journal.write(json.dumps(record) + "\n")
                 new.append(record)
             journal.flush()
@@ -184,23 +233,31 @@ def run_eval(session: Session, task: Task, output_dir: str, limit: int | None = 
     if missing:
         raise RuntimeError(f"{len(missing)} problems have no record (first: {missing[0]}); run again to resume.")
     ordered = [records[i] for i in range(start, stop)]
-    _write_atomically(out / GENERATIONS_FILE, "".join(json.dumps(r) + "\n" for r in ordered))
+    write_atomically(out / GENERATIONS_FILE, "".join(json.dumps(r) + "\n" for r in ordered))
     for journal_file in out.glob("generations.part*.jsonl"):
         journal_file.unlink()
-    extra = {"offset": offset, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
-             "processes": state.num_processes, "resumed_from": len(done), "dtype": settings["dtype"],
-             "grading_timeouts": grading_timeouts() - timeouts_before,
-             "decoding": None if session.guide is None else session.guide.last_path, "alpha": settings["alpha"],
-             **session.names, **session.generation_kwargs}
+    extra = {
+        "offset": offset,
+        "batch_size": batch_size,
+        "max_new_tokens": max_new_tokens,
+        "processes": state.num_processes,
+        "resumed_from": len(done),
+        "dtype": settings["dtype"],
+        "grading_timeouts": grading_timeouts() - timeouts_before,
+        "decoding": None if session.guide is None else session.guide.last_path,
+        "alpha": settings["alpha"],
+        **session.names,
+        **session.generation_kwargs,
+    }
     report = summarize(ordered, task.name, session.method, sum(r.get("seconds", 0.0) for r in ordered), extra)
-    _write_atomically(out / REPORT_FILE, json.dumps(report, indent=2))
+    write_atomically(out / REPORT_FILE, json.dumps(report, indent=2))
     return report
 
 
 def _problem_range(rows: int, limit: int | None, offset: int, batch_size: int) -> tuple[int, int]:
     """`[start, stop)` of the problems to evaluate, or a clear error for arguments that select none or make no sense."""
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}.")
+        raise ValueError(f"--batch_size must be at least 1, got {batch_size}.")
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1 (leave it out for every problem), got {limit}.")
     if not 0 <= offset < rows:
@@ -211,28 +268,39 @@ def _problem_range(rows: int, limit: int | None, offset: int, batch_size: int) -
 def _claim_output_dir(out: Path, settings: dict[str, Any]) -> None:
     """Make sure results can be written to `out` before generating; refuse a run made with other settings."""
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--output-dir {out} is a file, not a folder: choose another path.")
+        raise FileExistsError(f"--output_dir {out} is a file, not a folder: choose another path.")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise PermissionError(f"--output-dir {out} cannot be written to ({err.strerror}): choose another path."
-                              ) from err
+        raise PermissionError(
+            f"--output_dir {out} cannot be written to ({err.strerror}): choose another path."
+        ) from err
     run_file = out / RUN_FILE
     if run_file.is_file():
         previous = json.loads(run_file.read_text())
         changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
         if changed:
             what = ", ".join(f"{k}: {previous.get(k)!r} there, {settings.get(k)!r} now" for k in changed)
-            raise ValueError(f"{out} holds a run with other settings ({what}). Its results cannot be mixed in: use "
-                             "another --output-dir, or delete that one to start over.")
+            raise ValueError(
+                f"{out} holds a run with other settings ({what}). Its results cannot be mixed in: use "
+                "another --output_dir, or delete that one to start over."
+            )
     elif (out / GENERATIONS_FILE).exists() or (out / REPORT_FILE).exists():
-        raise ValueError(f"{out} holds results without a {RUN_FILE} (another version's run?): use another "
-                         "--output-dir, or delete that one.")
+        raise ValueError(
+            f"{out} holds results without a {RUN_FILE} (another version's run?): use another "
+            "--output_dir, or delete that one."
+        )
     else:
-        _write_atomically(run_file, json.dumps(settings, indent=2))
+        write_atomically(run_file, json.dumps(settings, indent=2))
+
+
+def load_records(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a finished `run_eval` run (its `generations.jsonl`), in problem order."""
+    path = Path(output_dir) / GENERATIONS_FILE
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def _written_records(out: Path) -> list[dict[str, Any]]:
@@ -248,9 +316,3 @@ def _written_records(out: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
     return records
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -6,14 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..data import SYSTEM_PROMPT, format_prompt
-from ..defaults import is_default_model
-from ..generation import Generation, guided_generate
+from ..data import SYSTEM_PROMPT
+from ..defaults import describe_model, is_default_model
+from ..generation import Generation, stop_ids
 from ..guide import TARoGuide, load_guide
 from ..models import load_causal_lm, load_tokenizer
+from ..prompts import format_prompt
 from ..visualize import AlphaScale, alpha_html, alpha_legend, alpha_text, token_strings
 
 
@@ -33,16 +35,35 @@ class Session:
         return "base" if self.guide is None else self.guide.method
 
     def prompt(self, question: str, system: str | None = None) -> str:
-        """`question` in the guide's prompt format (a task's own system prompt wins)."""
-        if system is None and self.guide is not None:
-            return self.guide.format_prompt(question, self.tokenizer)
-        return format_prompt(question, self.tokenizer, system=system or SYSTEM_PROMPT)
+        """`question` in the prompt format: a task's own system prompt, else the guide's, else the math prompt (so
+        the base alone and a guide without a system prompt are asked alike)."""
+        guide_system = self.guide.config.system_prompt if self.guide is not None else None
+        return format_prompt(question, self.tokenizer, system=system or guide_system or SYSTEM_PROMPT)
 
-    def generate(self, prompts: list[str], **kwargs: Any) -> list[Generation]:
-        kwargs = {**self.generation_kwargs, **kwargs}
+    @torch.inference_mode()
+    def generate(self, prompts: list[str], max_new_tokens: int = 256, **kwargs: Any) -> list[Generation]:
+        """Answer already formatted prompts, as one left-padded batch, greedy unless told otherwise; each answer ends
+        at its first end-of-sequence token, and carries the weight used at each of its tokens."""
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(self.base.device)
+        kwargs = {
+            "do_sample": False,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "max_new_tokens": max_new_tokens,
+            **self.generation_kwargs,
+            **kwargs,
+            "return_dict_in_generate": True,
+        }
         if self.guide is not None:
-            kwargs.setdefault("fused", self.fused)
-        return guided_generate(self.base, self.tokenizer, prompts, self.guide, **kwargs)
+            out = self.guide.generate(self.base, fused=kwargs.pop("fused", self.fused), **enc, **kwargs)
+        else:
+            out = self.base.generate(**enc, **kwargs)
+        stops = stop_ids(self.base, self.tokenizer)
+        results = []
+        for row, ids in enumerate(out.sequences[:, enc["input_ids"].shape[1] :].tolist()):
+            ids = ids[: next((i + 1 for i, t in enumerate(ids) if t in stops), len(ids))]
+            alphas = out.alphas[row, : len(ids)].tolist() if self.guide is not None else []
+            results.append(Generation(self.tokenizer.decode(ids, skip_special_tokens=True), ids, alphas))
+        return results
 
     def stream(self, question: str, max_new_tokens: int = 256, html: str | None = None) -> Generation:
         """Stream the answer token by token, then show it again coloured by alpha."""
@@ -63,10 +84,19 @@ class Session:
         return result
 
 
-def load_session(base_model: str | None = None, guide: str | None = None, *, reward_model: str | None = None,
-                 router: str | None = None, alpha: float | None = None, method: str | None = None,
-                 device_map: str | None = None, dtype: str | None = None, fused: bool | None = None,
-                 no_repeat_ngram_size: int | None = None) -> Session:
+def load_session(
+    base_model: str | None = None,
+    guide: str | None = None,
+    *,
+    reward_model: str | None = None,
+    router: str | None = None,
+    alpha: float | None = None,
+    method: str | None = None,
+    device_map: str | None = None,
+    dtype: str | None = None,
+    fused: bool | None = None,
+    no_repeat_ngram_size: int | None = None,
+) -> Session:
     """Load a base model and the guide the flags ask for (see `load_guide`); the shipped guide is the default.
 
     `no_repeat_ngram_size=N` is a repetition guard: no N tokens are generated twice in the same order
@@ -74,20 +104,27 @@ def load_session(base_model: str | None = None, guide: str | None = None, *, rew
     mixes anything in, so the guard holds for the guided distribution too.
     """
     if no_repeat_ngram_size is not None and no_repeat_ngram_size < 1:
-        raise ValueError(f"--no-repeat-ngram-size must be at least 1 (leave it out for no guard), got "
-                         f"{no_repeat_ngram_size}.")
+        raise ValueError(
+            f"--no_repeat_ngram_size must be at least 1 (leave it out for no guard), got {no_repeat_ngram_size}."
+        )
     if method != "base" and guide is None and reward_model is None and not is_default_model(base_model):
         raise ValueError(
             f"The shipped guide is made for the embedded SmolLM2-135M-Instruct, not {base_model!r}: name a guide "
-            "(--guide) or a reward model (--reward-model with --router or --alpha) made for your base's vocabulary."
+            "(--guide) or a reward model (--reward_model with --router or --alpha) made for your base's vocabulary."
         )
-    loaded = load_guide(guide, reward_model=reward_model, router=router, alpha=alpha, method=method,
-                        device_map=device_map, dtype=dtype)
+    loaded = load_guide(
+        guide, reward_model=reward_model, router=router, alpha=alpha, method=method, device_map=device_map, dtype=dtype
+    )
     tokenizer = load_tokenizer(base_model)
     base = load_causal_lm(base_model, device_map=device_map, dtype=dtype)
     if loaded is not None and device_map is None:
         loaded.to(base.device)
-    names = {"base_model": base_model, "guide": None if reward_model else guide, "reward_model": reward_model,
-             "router": router, "alpha": loaded.alpha if loaded is not None and loaded.method == "genarm" else None}
+    names = {
+        "base_model": describe_model(base_model),
+        "guide": None if reward_model else guide,
+        "reward_model": reward_model,
+        "router": router,
+        "alpha": loaded.alpha if loaded is not None and loaded.method == "genarm" else None,
+    }
     guard = {"no_repeat_ngram_size": no_repeat_ngram_size} if no_repeat_ngram_size else {}
     return Session(base, tokenizer, loaded, names, fused=fused, generation_kwargs=guard)

@@ -4,6 +4,7 @@ from ..extras import require
 
 require("trl")  # before the trainers import it, so a missing [train] extra is named
 
+from .collate import TraceCollator  # noqa: E402
 from .reward_model import (  # noqa: E402
     RewardModelConfig,
     RewardModelTrainer,
@@ -11,7 +12,7 @@ from .reward_model import (  # noqa: E402
     push_reward_model,
     train_reward_model,
 )
-from .router import RouterTrainer, RouterTrainingConfig, TraceCollator, train_router  # noqa: E402
+from .router import RouterTrainer, RouterTrainingConfig, train_router  # noqa: E402
 
 __all__ = [
     "RewardModelConfig",

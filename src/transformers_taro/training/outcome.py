@@ -49,8 +49,12 @@ class ExploringRouter(nn.Module):
     def config(self) -> Any:
         return self.router.config
 
-    def compute_alpha(self, base_logprobs: torch.Tensor, reward_logprobs: torch.Tensor,
-                      reward_hidden_states: torch.Tensor | None = None) -> torch.Tensor:
+    def compute_alpha(
+        self,
+        base_logprobs: torch.Tensor,
+        reward_logprobs: torch.Tensor,
+        reward_hidden_states: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         self.router.check_inputs(base_logprobs.shape[-1], reward_logprobs.shape[-1], reward_hidden_states)
         features = router_features(base_logprobs, reward_logprobs, self.config.num_top_logprobs)
         hidden = reward_hidden_states if self.config.use_reward_hidden_states else None
@@ -74,25 +78,43 @@ class Rollouts:
     texts: list[str]
 
 
-def rollouts(base: PreTrainedModel, reward_model: PreTrainedModel, router: TARoRouter,
-             tokenizer: PreTrainedTokenizerBase, prompts: list[str], sigma: float, max_new_tokens: int,
-             generator: torch.Generator | None = None) -> Rollouts:
+def rollouts(
+    base: PreTrainedModel,
+    reward_model: PreTrainedModel,
+    router: TARoRouter,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    sigma: float,
+    max_new_tokens: int,
+    generator: torch.Generator | None = None,
+) -> Rollouts:
     """Greedy guided decoding of `prompts` (one left-padded batch) with the weight drawn per token by the policy."""
     policy = ExploringRouter(router, sigma, generator)
     enc = tokenizer(prompts, return_tensors="pt", padding=True).to(base.device)
     processor = TARoProcessor(reward_model, router=policy, attention_mask=enc["attention_mask"])
     with torch.no_grad():
-        out = base.generate(**enc, logits_processor=[processor], do_sample=False, max_new_tokens=max_new_tokens,
-                            pad_token_id=tokenizer.pad_token_id)
-    new = out[:, enc["input_ids"].shape[1]:]
+        out = base.generate(
+            **enc,
+            logits_processor=[processor],
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    new = out[:, enc["input_ids"].shape[1] :]
     is_stop = torch.isin(new, torch.tensor(sorted(stop_ids(base, tokenizer)), device=new.device)).long()
     # A token counts up to and including the row's first end-of-sequence: no stop before it.
     mask = (is_stop.cumsum(1) - is_stop) == 0
     recorded = policy.steps[: new.shape[1]]
     hidden = torch.stack([h for _, h, _ in recorded], 1).clone() if recorded[0][1] is not None else None
     texts = [tokenizer.decode(row[m], skip_special_tokens=True) for row, m in zip(new, mask)]
-    return Rollouts(torch.stack([f for f, _, _ in recorded], 1).clone(), hidden,
-                    torch.stack([z for _, _, z in recorded], 1).clone(), mask, new, texts)
+    return Rollouts(
+        torch.stack([f for f, _, _ in recorded], 1).clone(),
+        hidden,
+        torch.stack([z for _, _, z in recorded], 1).clone(),
+        mask,
+        new,
+        texts,
+    )
 
 
 def leave_one_out_advantages(rewards: torch.Tensor, group: int) -> torch.Tensor:
@@ -106,8 +128,9 @@ def leave_one_out_advantages(rewards: torch.Tensor, group: int) -> torch.Tensor:
 def reinforce_loss(router: TARoRouter, episodes: Rollouts, advantages: torch.Tensor, sigma: float) -> torch.Tensor:
     """`-sum_i A_i sum_t log N(z_it; m_it, sigma^2) / (number of tokens)`, with m recomputed with gradients."""
     device = router.head.weight.device
-    mean = router.weight_logit(episodes.features.to(device),
-                               None if episodes.hidden is None else episodes.hidden.to(device))
+    mean = router.weight_logit(
+        episodes.features.to(device), None if episodes.hidden is None else episodes.hidden.to(device)
+    )
     mask = episodes.mask.to(device)
     log_prob = -((episodes.z.to(device) - mean) ** 2) / (2 * sigma**2)  # constants drop out of the gradient
     weighted = advantages.to(device).unsqueeze(1) * log_prob * mask

@@ -27,8 +27,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..cards import push_folder_to_hub, render_card
 from ..extras import require
-from .common import atomic_save, check_max_steps, resume_point
-from .router import TraceCollator
+from ..files import atomic_save, copy_final_files
+from .collate import TraceCollator
+from .common import check_max_steps, resume_point
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 from trl.experimental.cpo import CPOConfig, CPOTrainer  # noqa: E402
@@ -102,24 +103,34 @@ class RewardModelTrainer(CPOTrainer):
         return batch
 
 
-def _fitting(pairs: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase,
-             max_length: int | None) -> list[dict[str, Any]]:
+def _fitting(
+    pairs: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, max_length: int | None
+) -> list[dict[str, Any]]:
     """The pairs whose context and longer step fit in `max_length` tokens. TRL would cut the others from the end,
     which scores a truncated step (or none: a context alone can fill `max_length`), so they are left out and
     counted instead."""
     if not max_length:
         return pairs
-    prompt, chosen, rejected = ([len(ids) for ids in tokenizer([p[k] for p in pairs], add_special_tokens=False)
-                                 ["input_ids"]] for k in ("prompt", "chosen", "rejected"))
+    prompt, chosen, rejected = (
+        [len(ids) for ids in tokenizer([p[k] for p in pairs], add_special_tokens=False)["input_ids"]]
+        for k in ("prompt", "chosen", "rejected")
+    )
     lengths = [n + max(c, r) + 2 for n, c, r in zip(prompt, chosen, rejected)]  # + BOS and EOS, where they exist
     kept = [p for p, n in zip(pairs, lengths) if n <= max_length]
     if not kept:
-        raise ValueError(f"No step pair fits in max_length={max_length} tokens (the shortest needs "
-                         f"{min(lengths)}): raise max_length.")
+        raise ValueError(
+            f"No step pair fits in max_length={max_length} tokens (the shortest needs "
+            f"{min(lengths)}): raise max_length."
+        )
     if len(kept) < len(pairs):
-        logger.warning("%d of %d step pairs are longer than max_length=%d tokens and are left out (the longest "
-                       "needs %d): raise max_length to keep them.", len(pairs) - len(kept), len(pairs), max_length,
-                       max(lengths))
+        logger.warning(
+            "%d of %d step pairs are longer than max_length=%d tokens and are left out (the longest "
+            "needs %d): raise max_length to keep them.",
+            len(pairs) - len(kept),
+            len(pairs),
+            max_length,
+            max(lengths),
+        )
     return kept
 
 
@@ -131,17 +142,24 @@ def _trim(batch: dict[str, Any], side: str, keep: slice) -> None:
 
 
 @torch.no_grad()
-def continuation_logprobs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
-                          continuations: list[str], batch_size: int = 8) -> torch.Tensor:
+def continuation_logprobs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    continuations: list[str],
+    batch_size: int = 8,
+) -> torch.Tensor:
     """Sum of token log-probs of each continuation after its prompt: the GenARM reward of that step.
 
-    Tokenized by the router's `TraceCollator` (without a closing EOS), so both trainers see the same tokens.
+    Tokenized by `TraceCollator` (without a closing EOS), so both trainers see the same tokens.
     """
     collate = TraceCollator(tokenizer, max_length=1 << 30, add_eos=False)
     totals = []
     for i in range(0, len(prompts), batch_size):
-        rows = [{"prompt": p, "completion": c} for p, c in zip(prompts[i : i + batch_size],
-                                                                 continuations[i : i + batch_size])]
+        rows = [
+            {"prompt": p, "completion": c}
+            for p, c in zip(prompts[i : i + batch_size], continuations[i : i + batch_size])
+        ]
         batch = {k: v.to(model.device) for k, v in collate(rows).items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
         labels = batch["labels"]
@@ -150,8 +168,9 @@ def continuation_logprobs(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
     return torch.cat(totals)
 
 
-def evaluate_reward_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: list[dict[str, str]],
-                          beta: float = 0.1) -> dict:
+def evaluate_reward_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: list[dict[str, str]], beta: float = 0.1
+) -> dict:
     """GenARM loss and pairwise accuracy (chosen step scored above rejected) of a reward model on step pairs."""
     prompts = [p["prompt"] for p in pairs]
     margin = continuation_logprobs(model, tokenizer, prompts, [p["chosen"] for p in pairs]) - continuation_logprobs(
@@ -215,8 +234,9 @@ def train_reward_model(
         if detect_format(rows) != "gsm8k":
             raise ValueError("sample_rejected works on GSM8K-format data (question, answer).")
         solutions, _ = gsm8k_solutions(rows)
-        rejected, counts = sample_incorrect_steps(policy, tokenizer, solutions, samples_per_step=samples_per_step,
-                                                  batch_size=sampling_batch_size)
+        rejected, counts = sample_incorrect_steps(
+            policy, tokenizer, solutions, samples_per_step=samples_per_step, batch_size=sampling_batch_size
+        )
         logger.warning("Sampled step labels: %s", counts)
     pairs = build_step_pairs(data, tokenizer, limit=limit, rejected_steps=rejected)
     if not pairs:
@@ -254,11 +274,18 @@ def train_reward_model(
             cfg = json.loads(adapter.read_text())
             cfg["base_model_name_or_path"] = name
             adapter.write_text(json.dumps(cfg, indent=2))
-        _write_card(folder, {
-            "library_name": "peft" if peft_config else "transformers", "base_model_name_or_path": name,
-            "beta": config.beta, "data": data, "lora": f"r={peft_config.r}" if peft_config else "no",
-            "max_steps": trainer.state.global_step, "training_summary": summary,
-        })
+        _write_card(
+            folder,
+            {
+                "library_name": "peft" if peft_config else "transformers",
+                "base_model_name_or_path": name,
+                "beta": config.beta,
+                "data": data,
+                "lora": f"r={peft_config.r}" if peft_config else "no",
+                "max_steps": trainer.state.global_step,
+                "training_summary": summary,
+            },
+        )
 
     atomic_save(save, output_dir, trainer.accelerator)
     return output_dir
@@ -266,12 +293,6 @@ def train_reward_model(
 
 def push_reward_model(folder: str, repo_id: str, **kwargs: Any) -> Any:
     """Upload a trained reward-model folder (weights or adapter, tokenizer, model card) to the Hub."""
-    import shutil
-
-    def copy(target: str) -> None:
-        for name in os.listdir(folder):
-            src = os.path.join(folder, name)
-            if os.path.isfile(src):
-                shutil.copy2(src, target)
-
-    return push_folder_to_hub(copy, repo_id, commit_message="Upload TARo reward model", **kwargs)
+    return push_folder_to_hub(
+        lambda target: copy_final_files(folder, target), repo_id, commit_message="Upload TARo reward model", **kwargs
+    )

@@ -26,16 +26,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments, set_seed
 
 from ..data import SYSTEM_PROMPT, format_prompt
-from ..evaluation.tasks import Task
 from ..extras import require
+from ..files import atomic_save
+from ..mixing import mix
 from ..router import TARoRouter, TARoRouterConfig
-from .common import atomic_save, check_max_steps, resume_point
+from ..tasks import Task
+from .collate import TraceCollator
+from .common import check_max_steps, resume_point
 
 logger = logging.getLogger(__name__)
 
@@ -56,32 +59,52 @@ class RouterTrainingConfig(TrainingArguments):
     use_reward_hidden_states: bool = field(default=False, metadata={"help": "Also read the RM's hidden state."})
     router_hidden_size: int = field(default=64, metadata={"help": "Width of the router MLP."})
     router_layers: int = field(default=2, metadata={"help": "Hidden layers of the router MLP."})
-    mixture: str = field(default="product", metadata={
-        "help": "How the weight mixes the models: 'product' (log p_b + alpha log p_r, alpha in [0, alpha_max]) or "
-                "'geometric' ((1 - w) log p_b + w log p_r, w in [0, 1]). Recorded in the router's config."})
+    mixture: str = field(
+        default="product",
+        metadata={
+            "help": "How the weight mixes the models: 'product' (log p_b + alpha log p_r, alpha in [0, alpha_max]) or "
+            "'geometric' ((1 - w) log p_b + w log p_r, w in [0, 1]). Recorded in the router's config."
+        },
+    )
     alpha_max: float = field(default=4.0, metadata={"help": "Alpha lies in [0, alpha_max] (product mixture)."})
     alpha_init: float = field(default=1.0, metadata={"help": "Alpha of the untrained router."})
     nll_weight: float = field(default=1.0, metadata={"help": "Weight of the guided NLL on correct traces."})
-    margin_weight: float = field(default=0.0, metadata={
-        "help": "Weight of the step margin on step pairs (needs pairs_data)."})
+    margin_weight: float = field(
+        default=0.0, metadata={"help": "Weight of the step margin on step pairs (needs pairs_data)."}
+    )
     margin_beta: float = field(default=1.0, metadata={"help": "beta of the step margin's logistic loss."})
-    pairs_data: str | None = field(default=None, metadata={
-        "help": "Step pairs for the margin term: GSM8K rows (incorrect steps made by corrupting gold ones), "
-                "Math-Step-DPO rows, a local file or a Hub id."})
-    outcome_weight: float = field(default=0.0, metadata={
-        "help": "Weight of the outcome term: REINFORCE on graded guided rollouts of the training problems (rows "
-                "with a question and a numeric answer)."})
+    pairs_data: str | None = field(
+        default=None,
+        metadata={
+            "help": "Step pairs for the margin term: GSM8K rows (incorrect steps made by corrupting gold ones), "
+            "Math-Step-DPO rows, a local file or a Hub id."
+        },
+    )
+    outcome_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the outcome term: REINFORCE on graded guided rollouts of the training problems (rows "
+            "with a question and a numeric answer)."
+        },
+    )
     outcome_problems: int = field(default=8, metadata={"help": "Problems rolled out per step (outcome term)."})
-    outcome_rollouts: int = field(default=4, metadata={"help": "Rollouts per problem (>= 2: the baseline is the "
-                                                                "mean of the others)."})
+    outcome_rollouts: int = field(
+        default=4, metadata={"help": "Rollouts per problem (>= 2: the baseline is the mean of the others)."}
+    )
     outcome_sigma: float = field(default=0.5, metadata={"help": "Spread of the policy's weight logit."})
     outcome_max_new_tokens: int = field(default=256, metadata={"help": "Length limit of a rollout."})
-    cache_frozen_outputs: bool = field(default=False, metadata={
-        "help": "Keep the frozen models' outputs on each trace and step pair in memory, computed on first use and "
-                "reused in later epochs (they never change). Pays off over several epochs at a small vocabulary: "
-                "it holds two full distributions per scored token."})
-    cache_max_gb: float = field(default=4.0, metadata={
-        "help": "Refuse cache_frozen_outputs, before training, when the cache would exceed this many GB."})
+    cache_frozen_outputs: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the frozen models' outputs on each trace and step pair in memory, computed on first use and "
+            "reused in later epochs (they never change). Pays off over several epochs at a small vocabulary: "
+            "it holds two full distributions per scored token."
+        },
+    )
+    cache_max_gb: float = field(
+        default=4.0,
+        metadata={"help": "Refuse cache_frozen_outputs, before training, when the cache would exceed this many GB."},
+    )
     alpha_reg: float = field(default=0.01, metadata={"help": "Weight of (alpha - alpha_prior)^2."})
     alpha_prior: float | None = field(default=None, metadata={"help": "Prior alpha (default: alpha_init)."})
     max_length: int = field(default=512, metadata={"help": "Maximum trace length in tokens."})
@@ -93,15 +116,20 @@ class RouterTrainingConfig(TrainingArguments):
         if self.margin_weight > 0 and not self.pairs_data:
             raise ValueError("margin_weight > 0 needs pairs_data: step pairs (a GSM8K or Math-Step-DPO file or id).")
         if self.nll_weight <= 0 and self.margin_weight <= 0 and self.outcome_weight <= 0:
-            raise ValueError("nll_weight, margin_weight and outcome_weight are all 0: the router would learn "
-                             "nothing. Set one > 0.")
+            raise ValueError(
+                "nll_weight, margin_weight and outcome_weight are all 0: the router would learn nothing. Set one > 0."
+            )
         if self.outcome_weight > 0:
             if self.outcome_rollouts < 2:
-                raise ValueError(f"outcome_rollouts={self.outcome_rollouts}: the outcome term's baseline is the "
-                                 "mean of a problem's other rollouts, so it needs >= 2.")
+                raise ValueError(
+                    f"outcome_rollouts={self.outcome_rollouts}: the outcome term's baseline is the "
+                    "mean of a problem's other rollouts, so it needs >= 2."
+                )
             if self.outcome_problems < 1 or self.outcome_sigma <= 0 or self.outcome_max_new_tokens < 1:
-                raise ValueError("outcome_problems and outcome_max_new_tokens must be >= 1 and outcome_sigma > 0; "
-                                 f"got {self.outcome_problems}, {self.outcome_max_new_tokens}, {self.outcome_sigma}.")
+                raise ValueError(
+                    "outcome_problems and outcome_max_new_tokens must be >= 1 and outcome_sigma > 0; "
+                    f"got {self.outcome_problems}, {self.outcome_max_new_tokens}, {self.outcome_sigma}."
+                )
         super().__post_init__()
 
     def router_config(self, vocab_size: int, reward_hidden_size: int, **names: Any) -> TARoRouterConfig:
@@ -119,51 +147,27 @@ class RouterTrainingConfig(TrainingArguments):
         )
 
 
-class TraceCollator:
-    """Tokenizes `prompt` + `completion` rows: right-padded ids, mask, and shifted labels on completion tokens.
+class FrozenOutputs(NamedTuple):
+    """What the frozen base and reward model give for a teacher-forced batch, at its scored positions."""
 
-    `labels[:, t]` is the token that follows position t, or -100 where it belongs to the prompt or padding. The
-    prompt is tokenized exactly as generation tokenizes it, so training contexts equal decoding contexts. A whole
-    trace ends with EOS (`add_eos`); a single step scored on its own does not.
-    """
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int = 512, add_eos: bool = True):
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.add_eos = add_eos
-
-    def __call__(self, rows: list[dict[str, str]]) -> dict[str, torch.Tensor]:
-        seqs, starts = [], []
-        for row in rows:
-            prompt = self.tokenizer(row["prompt"])["input_ids"]
-            completion = self.tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
-            if self.add_eos and self.tokenizer.eos_token_id is not None:
-                completion = completion + [self.tokenizer.eos_token_id]
-            if len(prompt) >= self.max_length:
-                raise ValueError(
-                    f"A prompt has {len(prompt)} tokens, at least max_length={self.max_length}: raise max_length."
-                )
-            seqs.append((prompt + completion)[: self.max_length])
-            starts.append(len(prompt))
-        width = max(len(s) for s in seqs)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        labels = torch.full((len(seqs), width), -100, dtype=torch.long)
-        for i, (seq, start) in enumerate(zip(seqs, starts)):
-            ids[i, : len(seq)] = torch.tensor(seq)
-            mask[i, : len(seq)] = 1
-            # Position t predicts token t+1: score the positions whose next token is a completion token.
-            labels[i, start - 1 : len(seq) - 1] = torch.tensor(seq[start:])
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    base_logits: torch.Tensor
+    reward_logits: torch.Tensor
+    reward_hidden_states: torch.Tensor | None
+    labels: torch.Tensor
 
 
 class RouterTrainer(Trainer):
     """`Trainer` whose model is the router; the frozen base and reward models supply its inputs."""
 
-    def __init__(self, base_model: PreTrainedModel, reward_model: PreTrainedModel,
-                 step_pairs: list[dict[str, str]] | None = None, outcome_task: Task | None = None,
-                 outcome_tokenizer: PreTrainedTokenizerBase | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        base_model: PreTrainedModel,
+        reward_model: PreTrainedModel,
+        step_pairs: list[dict[str, str]] | None = None,
+        outcome_task: Task | None = None,
+        outcome_tokenizer: PreTrainedTokenizerBase | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.step_pairs = step_pairs or []
         if self.args.margin_weight > 0 and not self.step_pairs:
@@ -171,14 +175,19 @@ class RouterTrainer(Trainer):
         self.outcome_task, self.outcome_tokenizer = outcome_task, outcome_tokenizer
         if self.args.outcome_weight > 0:
             if outcome_task is None or not outcome_task.rows or outcome_tokenizer is None:
-                raise ValueError("outcome_weight > 0 needs outcome_task (problems with gradable answers) and "
-                                 "outcome_tokenizer (left-padded, for generation).")
+                raise ValueError(
+                    "outcome_weight > 0 needs outcome_task (problems with gradable answers) and "
+                    "outcome_tokenizer (left-padded, for generation)."
+                )
             if self.args.world_size > 1:
-                raise ValueError("The outcome term is implemented and tested on one process only: run it without "
-                                 "`accelerate launch`, or set outcome_weight=0.")
+                raise ValueError(
+                    "The outcome term is implemented and tested on one process only: run it without "
+                    "`accelerate launch`, or set outcome_weight=0."
+                )
         if self.step_pairs:  # steps are scored on their own: no EOS after them, the prompt and earlier steps masked
-            self.pair_collator = TraceCollator(self.data_collator.tokenizer, self.data_collator.max_length,
-                                               add_eos=False)
+            self.pair_collator = TraceCollator(
+                self.data_collator.tokenizer, self.data_collator.max_length, add_eos=False
+            )
         if self.args.cache_frozen_outputs:
             self._check_cache_size()
         self.base_model = base_model.eval().requires_grad_(False)
@@ -196,7 +205,8 @@ class RouterTrainer(Trainer):
         distributions (and the reward model's hidden state) per scored token of every trace and step pair."""
         tok = self.data_collator.tokenizer
         texts = [row["completion"] for row in self.train_dataset] + [
-            p[side] for p in self.step_pairs for side in ("chosen", "rejected")]
+            p[side] for p in self.step_pairs for side in ("chosen", "rejected")
+        ]
         tokens = sum(len(ids) + 1 for ids in tok(texts, add_special_tokens=False)["input_ids"])
         per_token = 2 * len(tok) + (self.model.config.reward_hidden_size or 0)
         gb = tokens * per_token * 4 / 1e9
@@ -204,34 +214,41 @@ class RouterTrainer(Trainer):
             raise ValueError(
                 f"cache_frozen_outputs would keep {gb:.1f} GB ({tokens} scored tokens x 2 distributions over "
                 f"{len(tok)} tokens), over cache_max_gb={self.args.cache_max_gb}: set cache_frozen_outputs=False "
-                "(nothing is lost but speed), train on fewer rows, or raise cache_max_gb if the memory is there.")
+                "(nothing is lost but speed), train on fewer rows, or raise cache_max_gb if the memory is there."
+            )
 
-    def _frozen_logits(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor], keep: torch.Tensor,
-                       hidden: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _frozen_logits(
+        self, model: PreTrainedModel, inputs: dict[str, torch.Tensor], keep: torch.Tensor, hidden: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         device = model.device
         out = model(
-            input_ids=inputs["input_ids"].to(device), attention_mask=inputs["attention_mask"].to(device),
-            logits_to_keep=keep.to(device), output_hidden_states=hidden,
+            input_ids=inputs["input_ids"].to(device),
+            attention_mask=inputs["attention_mask"].to(device),
+            logits_to_keep=keep.to(device),
+            output_hidden_states=hidden,
         )
         states = out.hidden_states[-1][:, keep.to(device)] if hidden else None
         return out.logits, states
 
-    def _frozen(self, router: TARoRouter, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor | None]:
+    def _frozen(self, router: TARoRouter, inputs: dict[str, torch.Tensor]) -> FrozenOutputs:
         """The frozen models' outputs on a teacher-forced batch, cut to the positions that predict a completion
-        token (the prompt's `[seq, vocab]` block is never computed): base logits, reward logits, reward hidden
-        states (or None), labels."""
+        token (the prompt's `[seq, vocab]` block is never computed)."""
         labels = inputs["labels"]
         scored = labels.ne(-100).any(dim=0).nonzero().squeeze(-1)
         keep = torch.arange(int(scored.min()), int(scored.max()) + 1, device=labels.device)
         hidden = router.config.use_reward_hidden_states
-        outputs = self._cached(inputs, keep, hidden) if self.args.cache_frozen_outputs else \
-            self._forward_frozen(inputs, keep, hidden)
+        outputs = (
+            self._cached(inputs, keep, hidden)
+            if self.args.cache_frozen_outputs
+            else self._forward_frozen(inputs, keep, hidden)
+        )
         device = router.head.weight.device
-        return [None if t is None else t.to(device) for t in outputs] + [labels[:, keep].to(device)]
+        return FrozenOutputs(*(None if t is None else t.to(device) for t in outputs), labels[:, keep].to(device))
 
     @torch.no_grad()
-    def _forward_frozen(self, inputs: dict[str, torch.Tensor], keep: torch.Tensor,
-                        hidden: bool) -> list[torch.Tensor | None]:
+    def _forward_frozen(
+        self, inputs: dict[str, torch.Tensor], keep: torch.Tensor, hidden: bool
+    ) -> list[torch.Tensor | None]:
         base_logits, _ = self._frozen_logits(self.base_model, inputs, keep, hidden=False)
         reward_logits, states = self._frozen_logits(self.reward_model, inputs, keep, hidden=hidden)
         return [base_logits, reward_logits, states]
@@ -257,8 +274,9 @@ class RouterTrainer(Trainer):
                 key, positions = rows[i]
                 cache[key] = [None if t is None else t[j, positions] for t in computed]
         template = cache[rows[0][0]]
-        window = [None if t is None else torch.zeros(len(rows), len(keep), t.shape[-1], dtype=t.dtype)
-                  for t in template]
+        window = [
+            None if t is None else torch.zeros(len(rows), len(keep), t.shape[-1], dtype=t.dtype) for t in template
+        ]
         for i, (key, positions) in enumerate(rows):
             for out, stored in zip(window, cache[key]):
                 if out is not None:
@@ -268,12 +286,14 @@ class RouterTrainer(Trainer):
     def _step_generator(self, salt: int = 0) -> torch.Generator:
         """Seeded by (seed, step, process): a resumed run draws what the uninterrupted one would have."""
         return torch.Generator().manual_seed(
-            self.args.seed * 1_000_003 + self.state.global_step * 101 + self.args.process_index + salt)
+            self.args.seed * 1_000_003 + self.state.global_step * 101 + self.args.process_index + salt
+        )
 
     def _pair_batch(self) -> list[dict[str, str]]:
         """Step pairs for this step."""
-        idx = torch.randint(len(self.step_pairs), (self.args.per_device_train_batch_size,),
-                            generator=self._step_generator())
+        idx = torch.randint(
+            len(self.step_pairs), (self.args.per_device_train_batch_size,), generator=self._step_generator()
+        )
         return [self.step_pairs[i] for i in idx.tolist()]
 
     def _outcome(self, router: TARoRouter) -> torch.Tensor:
@@ -285,20 +305,36 @@ class RouterTrainer(Trainer):
         k = args.outcome_rollouts
         drawn = torch.randint(len(task.rows), (args.outcome_problems,), generator=gen).tolist()
         rows = [task.rows[i] for i in drawn for _ in range(k)]  # k consecutive rollouts per problem
-        prompts = [format_prompt(task.question(row), self.outcome_tokenizer, system=task.system or SYSTEM_PROMPT)
-                   for row in rows]
+        prompts = [
+            format_prompt(task.question(row), self.outcome_tokenizer, system=task.system or SYSTEM_PROMPT)
+            for row in rows
+        ]
         was_training = router.training
         router.eval()
-        episodes = rollouts(self.base_model, self.reward_model, router, self.outcome_tokenizer, prompts,
-                            args.outcome_sigma, args.outcome_max_new_tokens, generator=gen)
+        episodes = rollouts(
+            self.base_model,
+            self.reward_model,
+            router,
+            self.outcome_tokenizer,
+            prompts,
+            args.outcome_sigma,
+            args.outcome_max_new_tokens,
+            generator=gen,
+        )
         router.train(was_training)
-        rewards = torch.tensor([float(task.grade(task.extract(text), task.gold(row)))
-                                for text, row in zip(episodes.texts, rows)])
+        rewards = torch.tensor(
+            [float(task.grade(task.extract(text), task.gold(row))) for text, row in zip(episodes.texts, rows)]
+        )
         self._outcome_log.append(float(rewards.mean()))
         return reinforce_loss(router, episodes, leave_one_out_advantages(rewards, k), args.outcome_sigma)
 
-    def compute_loss(self, model: TARoRouter | torch.nn.Module, inputs: dict[str, torch.Tensor],
-                     return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+    def compute_loss(
+        self,
+        model: TARoRouter | torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
         # Under DDP `model` is the wrapper: settings come from the router inside, the forward goes through the
         # wrapper (which synchronises the gradients), once per step: traces and step pairs share one forward.
         router = self.accelerator.unwrap_model(model)
@@ -307,30 +343,39 @@ class RouterTrainer(Trainer):
         if pairs:
             rows = [{"prompt": p["prompt"], "completion": p[side]} for side in ("chosen", "rejected") for p in pairs]
             parts.append(self._frozen(router, self.pair_collator(rows)))
-        width = max(part[0].shape[1] for part in parts)
+        width = max(part.labels.shape[1] for part in parts)
 
-        def padded(i: int, fill: float) -> torch.Tensor | None:
-            if parts[0][i] is None:
+        def padded(field: str, fill: float) -> torch.Tensor | None:
+            """One field of every part, right-padded to the widest part and stacked: traces, then step pairs."""
+            if getattr(parts[0], field) is None:
                 return None
-            return torch.cat([torch.nn.functional.pad(p[i], (0, 0) * (p[i].dim() - 2) + (0, width - p[i].shape[1]),
-                                                      value=fill) for p in parts])
+            return torch.cat(
+                [
+                    torch.nn.functional.pad(t, (0, 0) * (t.dim() - 2) + (0, width - t.shape[1]), value=fill)
+                    for t in (getattr(part, field) for part in parts)
+                ]
+            )
 
-        labels = padded(3, -100)
+        labels = padded("labels", -100)
         mask = labels.ne(-100)
-        out = model(padded(0, 0.0), padded(1, 0.0), reward_hidden_states=padded(2, 0.0), labels=labels)
-        token_logprobs = out.guided_logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
+        base_logprobs = torch.log_softmax(padded("base_logits", 0.0).float(), -1)
+        reward_logprobs = torch.log_softmax(padded("reward_logits", 0.0).float(), -1)
+        out = model(base_logprobs, reward_logprobs, reward_hidden_states=padded("reward_hidden_states", 0.0))
+        guided = torch.log_softmax(mix(base_logprobs, reward_logprobs, out.alpha, router.config.mixture), -1)
+        token_logprobs = guided.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
         n = len(inputs["labels"])  # the first n rows are the traces, then the chosen steps, then the rejected ones
         nll = -token_logprobs[:n].sum() / mask[:n].sum().clamp(min=1)
         # The prior is given as an alpha: a geometric router is pulled to its greedy-equivalent w.
-        prior = router.config.weight_of(self.args.alpha_prior if self.args.alpha_prior is not None
-                                        else self.args.alpha_init)
+        prior = router.config.weight_of(
+            self.args.alpha_prior if self.args.alpha_prior is not None else self.args.alpha_init
+        )
         reg = ((out.alpha[:n] - prior) ** 2 * mask[:n]).sum() / mask[:n].sum().clamp(min=1)
         loss = self.args.nll_weight * nll + self.args.alpha_reg * reg
         if self.args.outcome_weight > 0:
             loss = loss + self.args.outcome_weight * self._outcome(router)
         if pairs:
             sums = token_logprobs[n:].sum(-1)
-            chosen, rejected = sums[: len(pairs)], sums[len(pairs):]
+            chosen, rejected = sums[: len(pairs)], sums[len(pairs) :]
             margin = -torch.nn.functional.logsigmoid(self.args.margin_beta * (chosen - rejected)).mean()
             loss = loss + self.args.margin_weight * margin
             self._margin_log.append(float(margin.detach()))
@@ -356,12 +401,14 @@ def _outcome_task(data: str) -> Task:
     """The training problems as a task for the outcome term: rows with a question and a numeric answer, all
     checked before any training (a bad row found at step 500 would lose the run)."""
     from ..data import load_rows
-    from ..evaluation.tasks import TASKS
+    from ..tasks import TASKS
 
     rows = load_rows(data)
     if not rows or "question" not in rows[0] or "answer" not in rows[0]:
-        raise ValueError(f"The outcome term grades rollouts of the training problems, but the rows of {data} have no "
-                         "'question' and 'answer' fields (GSM8K format). Use GSM8K-format data, or outcome_weight=0.")
+        raise ValueError(
+            f"The outcome term grades rollouts of the training problems, but the rows of {data} have no "
+            "'question' and 'answer' fields (GSM8K format). Use GSM8K-format data, or outcome_weight=0."
+        )
     task = TASKS["jsonl"](rows)
     task.source = data
     task.check_rows(0, len(rows))
@@ -419,9 +466,15 @@ def train_router(
         raise ValueError(f"No step pairs could be built from pairs_data={config.pairs_data}.")
     outcome_task = _outcome_task(data) if config.outcome_weight > 0 else None
     trainer = RouterTrainer(
-        base_model=base, reward_model=rm, model=router, args=config, step_pairs=pairs, outcome_task=outcome_task,
+        base_model=base,
+        reward_model=rm,
+        model=router,
+        args=config,
+        step_pairs=pairs,
+        outcome_task=outcome_task,
         outcome_tokenizer=load_tokenizer(base_model) if outcome_task else None,
-        train_dataset=datasets.Dataset.from_list(traces), data_collator=TraceCollator(tokenizer, config.max_length),
+        train_dataset=datasets.Dataset.from_list(traces),
+        data_collator=TraceCollator(tokenizer, config.max_length),
     )
     trainer.train(resume_from_checkpoint=resume_point(output_dir, resume))
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
@@ -430,14 +483,22 @@ def train_router(
         + (f"; loss {losses[0]:.4f} → {losses[-1]:.4f}" if losses else "")
         + f"; mixture={config.mixture}, nll_weight={config.nll_weight}, margin_weight={config.margin_weight}"
         + (f" on {len(pairs)} step pairs from `{config.pairs_data}` (beta {config.margin_beta})" if pairs else "")
-        + (f", outcome_weight={config.outcome_weight} ({config.outcome_problems} problems x "
-           f"{config.outcome_rollouts} rollouts a step, sigma {config.outcome_sigma})" if outcome_task else "")
+        + (
+            f", outcome_weight={config.outcome_weight} ({config.outcome_problems} problems x "
+            f"{config.outcome_rollouts} rollouts a step, sigma {config.outcome_sigma})"
+            if outcome_task
+            else ""
+        )
         + f", alpha_reg={config.alpha_reg}, lr={config.learning_rate}."
     )
     atomic_save(trainer.save_model, output_dir, trainer.accelerator)
     if trainer.is_world_process_zero():  # the router's weights are in memory on every process: one writes the guide
-        guide = TARoGuide(rm, router=router, tokenizer=load_tokenizer(reward_model),
-                          adapter_folder=reward_model if is_peft_adapter(reward_model) else None)
+        guide = TARoGuide(
+            rm,
+            router=router,
+            tokenizer=load_tokenizer(reward_model),
+            adapter_folder=reward_model if is_peft_adapter(reward_model) else None,
+        )
         guide.config.system_prompt = SYSTEM_PROMPT
         guide.config.training_summary = router.config.training_summary
         guide.save_pretrained(Path(output_dir) / "guide")

@@ -26,8 +26,10 @@ def sample_incorrect_steps(
     (`correct`, `incorrect`, `unknown`), the Math-Shepherd idea of process labels without annotators.
     """
     if batch_size < 1 or samples_per_step < 1:
-        raise ValueError(f"batch_size and samples_per_step must be at least 1 (--sampling_batch_size, "
-                         f"--samples_per_step), got {batch_size} and {samples_per_step}.")
+        raise ValueError(
+            f"batch_size and samples_per_step must be at least 1 (--sampling_batch_size, "
+            f"--samples_per_step), got {batch_size} and {samples_per_step}."
+        )
     jobs = [(si, k) for si, sol in enumerate(solutions) for k in range(len(sol.steps))]
     contexts = [
         format_prompt(solutions[si].question, tokenizer) + "".join(solutions[si].all_steps[:k]) for si, k in jobs
@@ -42,9 +44,15 @@ def sample_incorrect_steps(
         enc = tokenizer(contexts[start : start + batch_size], return_tensors="pt", padding=True).to(model.device)
         with torch.no_grad():
             out = model.generate(
-                **enc, do_sample=True, temperature=temperature, top_k=0, max_new_tokens=max_step_tokens,
-                num_return_sequences=samples_per_step, pad_token_id=tokenizer.pad_token_id,
-                stop_strings=["\n"], tokenizer=tokenizer,
+                **enc,
+                do_sample=True,
+                temperature=temperature,
+                top_k=0,
+                max_new_tokens=max_step_tokens,
+                num_return_sequences=samples_per_step,
+                pad_token_id=tokenizer.pad_token_id,
+                stop_strings=["\n"],
+                tokenizer=tokenizer,
             )
         texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         for j, text in enumerate(texts):

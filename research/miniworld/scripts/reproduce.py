@@ -1,0 +1,119 @@
+"""Reproduce the paper's claims in a world small enough to train here (2 CPU cores), in-domain and out.
+
+    python research/miniworld/scripts/reproduce.py                            # train seed 3 (the shipped one), evaluate
+    python research/miniworld/scripts/reproduce.py --seed 0                    # the whole pipeline again, another seed
+    python research/miniworld/scripts/reproduce.py --eval-only                 # evaluate the shipped checkpoints
+    python research/miniworld/scripts/reproduce.py --eval-only --test-seed 7   # on freshly drawn test problems
+    python research/miniworld/scripts/reproduce.py --ship                      # train seed 3, ship its checkpoints
+
+Seed K trains into runs/miniworld-seedK/checkpoints (never into the installed package: --ship copies them there
+after training). The shipped seed (3) writes results/miniworld.{json,md,png}, seed K
+results/miniworld-pipeline-seedK.*, --test-seed N results/miniworld-seedN.*. Every run refreshes the across-seeds
+summary in results/miniworld.json.
+"""
+
+import argparse
+import dataclasses
+import logging
+
+from taro_miniworld import MiniworldConfig, reproduce
+from taro_miniworld.pipeline import BLOCKS, SHIPPED_SEED, ship_checkpoints, world_config
+from taro_miniworld.problems import DOMAINS
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--eval-only", action="store_true", help="skip training; evaluate existing checkpoints")
+    ap.add_argument(
+        "--seed", type=int, default=SHIPPED_SEED, help="pipeline seed: problems, initialisations, training order"
+    )
+    ap.add_argument("--test-seed", type=int, default=None, help="draw fresh held-out test sets with this seed")
+    ap.add_argument("--resume", action="store_true", help="skip training stages a killed run completed")
+    default = MiniworldConfig()
+    ap.add_argument(
+        "--domain-b",
+        default=default.domain_b,
+        choices=[d for d in DOMAINS if d != "a"],
+        help="domain B: comparisons (the default), or transfers in one of their solution formats "
+        "(problems.B_VARIANTS, with the transfers world's settings, pipeline.TRANSFERS); another than "
+        "the default is another world, with its own checkpoints, work folder and result files",
+    )
+    ap.add_argument(
+        "--one-token-names",
+        action=argparse.BooleanOptionalAction,
+        default=default.one_token_names,
+        help="tokenize each name as one token wherever it is written (make_tokenizer); "
+        "--no-one-token-names is another world",
+    )
+    ap.add_argument(
+        "--n-train-b", type=int, default=None, help="B problems in the bases' training mix (default: the world's)"
+    )
+    ap.add_argument(
+        "--small-steps",
+        type=int,
+        default=None,
+        help="training steps of each small-base draw (default: the world's; see base_draws.py)",
+    )
+    ap.add_argument(
+        "--small-check-step",
+        type=int,
+        default=None,
+        help="step at which a small-base draw that has not learned B's lookups by name is given up "
+        "(transfers only; 0: never; below --small-steps; default: the world's)",
+    )
+    ap.add_argument(
+        "--small-snapshots",
+        type=int,
+        nargs="*",
+        default=None,
+        help="steps at which a small-base draw's weights are also kept, to be taken there if it ends "
+        "above its range (between --small-check-step and --small-steps; none given: no "
+        "snapshots; default: the world's)",
+    )
+    ap.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="worker processes sharing the CPU: with 2 or more, the small base's training track and the "
+        "larger base's run at once, and evaluations this many at a time (1: all in this one)",
+    )
+    ap.add_argument("--results-dir", default="results")
+    ap.add_argument(
+        "--checkpoints",
+        default=None,
+        help="where training writes (default: runs/miniworld-seedK/checkpoints) and --eval-only reads "
+        "(default: the package's shipped ones for the shipped seed)",
+    )
+    ap.add_argument(
+        "--ship",
+        action="store_true",
+        help="after training, copy the checkpoints into the installed taro_miniworld package",
+    )
+    a = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    world = world_config(a.domain_b, seed=a.seed, one_token_names=a.one_token_names)
+    small = {}  # only the flags given change the world's small-base recipe
+    if a.small_steps is not None:
+        small["steps"] = a.small_steps
+    if a.small_snapshots is not None:
+        small["snapshots"] = tuple(a.small_snapshots)
+    if a.small_check_step is not None:
+        small["check_step"] = a.small_check_step or None  # 0: no check
+    cfg = dataclasses.replace(
+        world, n_train_b=a.n_train_b or world.n_train_b, small=dataclasses.replace(world.small, **small)
+    )
+    if a.ship and a.eval_only:
+        ap.error("--ship copies what training wrote: leave out --eval-only")
+    results = reproduce(
+        a.results_dir, a.checkpoints, a.eval_only, a.test_seed, cfg, resume=a.resume, processes=a.processes
+    )
+    if a.ship:
+        print(f"Shipped into {ship_checkpoints(a.checkpoints or f'runs/miniworld-seed{a.seed}/checkpoints')}")
+    for block in BLOCKS:
+        print(f"-- {block}")
+        for name, r in results[block].items():
+            p = results["paired"].get(f"{block}: taro vs {name}")
+            print(
+                f"{name:20s} {r['accuracy']:.3f}  CI {r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}  "
+                f"equations right {r['step_accuracy']:.3f}  {r['tokens_per_s']:.0f} tok/s"
+                + ("" if p is None else f"  McNemar p (taro vs it) {p:.3g}")
+            )

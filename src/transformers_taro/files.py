@@ -1,0 +1,117 @@
+"""Writing files and folders so that a crash never leaves something that looks complete but is not.
+
+One place decides how the library writes: a file is written beside its target and renamed over it; a folder is
+built in a scratch folder on the same filesystem and moved into place; a trained folder is copied without the
+pickled training arguments that only `Trainer` can read back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+LOADABLE_LAST = ("config.json", "adapter_config.json")
+"""Files that make a folder loadable by `from_pretrained`: written after everything they describe."""
+NOT_COPIED = frozenset({"training_args.bin"})
+"""Pickled `TrainingArguments`: meaningful only to the run that wrote them, and unsafe to unpickle elsewhere."""
+
+
+def write_atomically(path: str | os.PathLike, content: str | bytes) -> None:
+    """Write `content` to `path` through a temporary file renamed over it: readers see the old file or the new."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if isinstance(content, bytes):
+        tmp.write_bytes(content)
+    else:
+        tmp.write_text(content, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """`write_atomically` for a JSON document, indented, with a final newline."""
+    write_atomically(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_folder_atomically(target: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Call `write(scratch)` on an empty scratch folder beside `target`, then move it to `target` in one rename.
+
+    `target` must not exist or be a folder this library may replace: the caller decides that. A crash leaves the
+    old folder (or none), never a mix of both.
+    """
+    target = Path(target).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.saving-"))
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    try:
+        write(scratch)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(scratch, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def copy_final_files(folder: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copy the files directly in `folder` (not its `checkpoint-N/` subfolders nor `NOT_COPIED`) into `target`,
+    the files of `LOADABLE_LAST` last."""
+    folder, target = Path(folder), Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    files = [f for f in folder.iterdir() if f.is_file() and f.name not in NOT_COPIED]
+    for f in sorted(files, key=lambda f: f.name in LOADABLE_LAST):
+        shutil.copy2(f, target / f.name)
+
+
+def copy_folder(folder: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Replace `target` with a copy of `folder` (every file and subfolder, `NOT_COPIED` aside), in one rename."""
+    ignore = shutil.ignore_patterns(*NOT_COPIED)
+
+    def write(scratch: Path) -> None:
+        shutil.copytree(folder, scratch, dirs_exist_ok=True, ignore=ignore)
+
+    write_folder_atomically(target, write)
+
+
+def atomic_save(save: Callable[[str], None], output_dir: str | os.PathLike, accelerator: Any = None) -> None:
+    """Run `save(folder)` into a scratch folder, then move its files into `output_dir`, config files last.
+
+    Unlike `write_folder_atomically`, this keeps what else `output_dir` holds (a trainer's `checkpoint-N/`). A crash
+    while saving never leaves a half-written model that loads: an older model's config is removed first, the new
+    weights are in place before the config that makes the folder loadable, and each move is an atomic rename.
+
+    Under several processes (`accelerator` given), every process calls `save` on the same scratch folder, since
+    saving can need all of them (DeepSpeed ZeRO-3 gathers the weights; `Trainer.save_model` writes on the main
+    process only), and the main process alone moves the files.
+    """
+    out = Path(output_dir)
+    scratch = out / ".saving-final"
+    main = accelerator is None or accelerator.is_main_process
+    if main:
+        shutil.rmtree(scratch, ignore_errors=True)  # left by a run killed while saving
+        scratch.mkdir(parents=True)
+    _barrier(accelerator)
+    try:
+        save(str(scratch))
+        _barrier(accelerator)
+        if main:
+            for name in LOADABLE_LAST:
+                (out / name).unlink(missing_ok=True)
+            for name in sorted(os.listdir(scratch), key=lambda n: n in LOADABLE_LAST):
+                target = out / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                os.replace(scratch / name, target)
+    finally:
+        if main:
+            shutil.rmtree(scratch, ignore_errors=True)
+    _barrier(accelerator)
+
+
+def _barrier(accelerator: Any) -> None:
+    if accelerator is not None:
+        accelerator.wait_for_everyone()

@@ -1,0 +1,149 @@
+"""The guided distribution: `mix` combines the two models' log-probabilities with a weight per position.
+
+`mix` is the one place the mixture is computed; `guided_scores` adds the steps every caller shares (log-softmax
+both models, take the weight from a router or a fixed alpha). Decoding (`TARoProcessor`), router training and the
+lm-eval model all call them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .router import TARoRouter
+
+# A token the reward model rules out (-inf) gets this log-prob instead: still a prohibitive penalty for alpha > 0,
+# and alpha = 0 then leaves the base scores bit for bit unchanged instead of turning 0 * -inf into NaN.
+REWARD_LOGPROB_FLOOR = -1e4
+
+MIXTURES = ("product", "geometric")
+"""How a per-token weight mixes the two models; see [`mix`]."""
+
+
+def check_alpha(alpha: float | None) -> float | None:
+    """A fixed guidance weight as a float, or a `ValueError` that says what to pass instead (None passes through).
+
+    The one rule for every fixed alpha (the guide, the processor, the command line): finite, at least 0 (a
+    negative weight inverts the guidance), and within float32, the dtype the scores are mixed in.
+    """
+    if alpha is None:
+        return None
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha must be a number, got {alpha!r}.") from None
+    if not math.isfinite(value):
+        raise ValueError(f"alpha must be a finite number, got {alpha}.")
+    if value < 0:
+        raise ValueError(f"alpha must be >= 0 (a negative weight inverts the guidance), got {alpha}.")
+    if value > torch.finfo(torch.float32).max:
+        raise ValueError(f"alpha={alpha} does not fit a float32 (the scores' dtype): use alpha <= 1e38.")
+    return value
+
+
+def mix(
+    base_logprobs: torch.Tensor, reward_logprobs: torch.Tensor, weight: torch.Tensor, mixture: str = "product"
+) -> torch.Tensor:
+    r"""The guided (unnormalised) next-token scores from the two models' log-probabilities and a weight.
+
+    `"product"` (TARo, GenARM): :math:`\log p_b + \alpha \cdot \log p_r`. `"geometric"`:
+    :math:`(1 - w) \log p_b + w \log p_r`, with `weight` holding w.
+
+    Both give the same greedy token when :math:`\alpha = w / (1 - w)`: the geometric scores are the product ones
+    times :math:`1 - w`. What differs is the sharpness: a product weight above 0 sharpens the distribution, the
+    geometric one interpolates between two normalised models, so a likelihood objective trained on it measures
+    which way to mix rather than how sharp the result is.
+
+    Args:
+        base_logprobs: `[..., V_b]` log-probabilities of the base model.
+        reward_logprobs: `[..., V_r]` log-probabilities of the reward model on the same prefixes.
+        weight: `[...]` the weight at each position (alpha, or w for `"geometric"`).
+        mixture: `"product"` or `"geometric"`.
+
+    Returns:
+        `[..., V_b]` scores (`log_softmax` them for log-probabilities). Where the vocabularies differ only by
+        padding rows, the shared part is mixed; base tokens beyond the reward model's vocabulary are ruled out
+        (-inf) wherever the weight is non-zero.
+
+    Example:
+    ```python
+    >>> import torch
+    >>> from transformers_taro import mix
+    >>> lb, lr = torch.randn(2, 10).log_softmax(-1), torch.randn(2, 10).log_softmax(-1)
+    >>> scores = mix(lb, lr, torch.tensor([0.0, 0.5]))
+    >>> torch.equal(scores[0], lb[0]), scores.shape
+    (True, torch.Size([2, 10]))
+    ```
+    """
+    if mixture not in MIXTURES:
+        raise ValueError(f"mixture={mixture!r}: choose one of {MIXTURES}.")
+    common = min(base_logprobs.shape[-1], reward_logprobs.shape[-1])
+    a = weight.unsqueeze(-1).to(base_logprobs.dtype)
+    base = base_logprobs if mixture == "product" else (1 - a) * base_logprobs
+    shared = base[..., :common] + a * reward_logprobs[..., :common].clamp(min=REWARD_LOGPROB_FLOOR)
+    if common == base_logprobs.shape[-1]:
+        return shared
+    extra = base[..., common:].masked_fill(a != 0, float("-inf"))
+    return torch.cat([shared, extra], dim=-1)
+
+
+def guided_scores(
+    base_scores: torch.Tensor,
+    reward_logits: torch.Tensor,
+    *,
+    alpha: float | None = None,
+    router: TARoRouter | None = None,
+    reward_hidden_states: torch.Tensor | None = None,
+    check_finite: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Log-softmax both models, take the weight from `router` (TARo) or the fixed `alpha` (GenARM), then `mix`.
+
+    .. math::
+        \text{scores} = \log\mathrm{softmax}(s_b) + \alpha_t \cdot \log\mathrm{softmax}(s_r)
+
+    (or the geometric mixture, for a router trained with it: `router.config.mixture`).
+
+    Args:
+        base_scores: `[..., V_b]` base logits (or log-probs: log-softmaxing them again changes nothing).
+        reward_logits: `[..., V_r]` reward-model logits on the same prefixes.
+        alpha / router: Exactly one.
+        reward_hidden_states: `[..., H]`, for routers that read the reward model's hidden state.
+        check_finite: Raise on NaN/inf reward logits or router weights, naming the usual cause.
+
+    Returns:
+        `(scores [..., V_b], weight [...])`: unnormalised guided scores and the weight used at each position.
+
+    Example:
+    ```python
+    >>> import torch
+    >>> from transformers_taro.mixing import guided_scores
+    >>> scores, alpha = guided_scores(torch.randn(2, 10), torch.randn(2, 10), alpha=0.5)
+    >>> scores.shape, alpha.tolist()
+    (torch.Size([2, 10]), [0.5, 0.5])
+    ```
+    """
+    if (router is None) == (alpha is None):
+        raise ValueError("guided_scores() takes exactly one of `alpha` (fixed weight) or `router` (weight per token).")
+    reward_logits = reward_logits.float()
+    lse = torch.logsumexp(reward_logits, dim=-1, keepdim=True)
+    if check_finite and not bool(torch.isfinite(lse).all()):
+        raise ValueError(
+            "The reward model produced NaN/inf logits. Check its weights and dtype (fp16 overflow is the usual "
+            "cause: load it in bfloat16 or float32)."
+        )
+    reward_logprobs = reward_logits - lse
+    base_logprobs = torch.log_softmax(base_scores.float(), dim=-1).to(reward_logprobs.device)
+    if router is None:
+        weight = torch.full(base_logprobs.shape[:-1], float(alpha), device=base_logprobs.device)
+        return mix(base_logprobs, reward_logprobs, weight), weight
+    weight = router.compute_alpha(base_logprobs, reward_logprobs, reward_hidden_states).float()
+    weight = weight.to(base_logprobs.device)
+    if check_finite and not bool(torch.isfinite(weight).all()):
+        raise ValueError(
+            "The router produced a NaN/inf alpha: its weights are corrupt (NaN or inf). Load the "
+            "router again from an intact model.safetensors, or retrain it."
+        )
+    return mix(base_logprobs, reward_logprobs, weight, router.config.mixture), weight
