@@ -185,3 +185,26 @@ def test_unmasked_batches_are_refused_unless_padding_can_be_ruled_out():
     with pytest.raises(ValueError, match="left-padded"):
         base.generate(ids, logits_processor=[TARoProcessor(rm, alpha=1.0, pad_token_id=0)], **kw)
     base.generate(ids[:1, 3:], logits_processor=[TARoProcessor(rm, alpha=1.0)], **kw)  # one row: nothing to pad
+
+
+def test_a_hub_id_offline_fails_naming_the_offline_default(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    from transformers_taro.defaults import DEFAULT_MODEL_DESCRIPTION, describe_model
+    from transformers_taro.models import resolve
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(FileNotFoundError, match="'default' is the embedded SmolLM2-135M-Instruct \\(Q4_1 GGUF"):
+        resolve("HuggingFaceTB/SmolLM2-135M-Instruct")  # the Hub's weights, never silently the GGUF
+    assert describe_model(None) == describe_model("default") == DEFAULT_MODEL_DESCRIPTION
+    assert describe_model("org/model") == "org/model"
+
+
+def test_an_out_of_range_alpha_is_refused_before_anything_loads(tmp_path):
+    from transformers_taro.cli import main
+
+    missing = str(tmp_path / "no-such-guide")  # would fail later, when loading: the alpha is checked first
+    for alpha in ("1e39", "-1", "nan"):
+        with pytest.raises(ValueError, match="alpha"):
+            main(["eval", "--task", "gsm8k", "--guide", missing, "--alpha", alpha, "--output_dir", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()

@@ -275,3 +275,92 @@ def test_the_output_layer_kernel_falls_back_when_onednn_refuses(monkeypatch):
     x = torch.randn(2, 8)
     with torch.no_grad():
         assert torch.equal(forward(x), layer(x))
+
+
+def test_a_device_map_auto_model_decodes_and_fused_none_never_raises(tmp_path):
+    """`device_map="auto"` on a CPU-only machine places the whole model on the CPU (no accelerate hooks): the fused
+    path applies, and its tokens are the processor path's."""
+    from transformers import AutoModelForCausalLM
+
+    _, guide = lora_guide(tmp_path)
+    base = AutoModelForCausalLM.from_pretrained(tmp_path / "base", device_map="auto").eval()
+    ids, mask = left_padded(PROMPTS)
+    out = guide.generate(base, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+    proc = guide.generate(base, fused=False, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+    assert out.decoding in ("fused", "processor") and torch.equal(out.sequences, proc.sequences)
+
+
+def test_accelerate_hooks_make_fused_none_fall_back_and_fused_true_refuse(tmp_path):
+    from accelerate import cpu_offload
+
+    from transformers_taro import FusedNotApplicable
+
+    base, guide = lora_guide(tmp_path)
+    ids, mask = left_padded(PROMPTS)
+    want = guide.generate(base, fused=False, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+    cpu_offload(base, execution_device=torch.device("cpu"))  # weights offloaded, put back by hooks at each forward
+    out = guide.generate(base, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+    assert out.decoding == "processor" and torch.equal(out.sequences, want.sequences)
+    with pytest.raises(FusedNotApplicable, match="accelerate hooks"):
+        guide.generate(base, fused=True, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+
+
+def test_the_verdict_is_checked_again_when_the_weights_change(tmp_path):
+    base, guide = lora_guide(tmp_path)
+    ids, mask = left_padded(PROMPTS)
+    assert guide.generate(base, input_ids=ids, attention_mask=mask, do_sample=False, **GEN).decoding == "fused"
+    other = tiny_lm(seed=99).state_dict()
+    base.load_state_dict(other)  # in place: the same model object, other weights
+    out = guide.generate(base, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+    assert out.decoding == "processor"  # not the adapter's base any more
+
+
+def test_an_adapter_saved_as_bin_falls_back(tmp_path):
+    base, guide = lora_guide(tmp_path)
+    from safetensors.torch import load_file
+
+    weights = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    torch.save(weights, tmp_path / "adapter" / "adapter_model.bin")
+    (tmp_path / "adapter" / "adapter_model.safetensors").unlink()
+    ids, mask = left_padded(PROMPTS)
+    from transformers_taro import FusedNotApplicable
+
+    with pytest.raises(FusedNotApplicable, match="adapter_model.safetensors"):
+        guide.generate(base, fused=True, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+
+
+@pytest.mark.parametrize("fused", [None, False])
+def test_two_threads_sharing_a_guide_get_their_own_weights(tmp_path, fused):
+    """Each call's weights come back with its output (`out.alphas`), and `guide.alphas` is per thread, on both
+    paths (the fused one decodes one call at a time per model)."""
+    import threading
+
+    base, guide = lora_guide(tmp_path)
+    prompts = {"short": [[1, 22, 8]], "long": [[1, 5, 9, 14, 3, 7]]}
+    alone = {}
+    for name, rows in prompts.items():
+        ids = torch.tensor(rows)
+        alone[name] = guide.generate(base, fused=fused, input_ids=ids, do_sample=False, **{**GEN, "max_new_tokens": 6})
+        alone[name] = alone[name].alphas
+    assert not torch.equal(alone["short"], alone["long"])
+    got, errors = {}, []
+
+    def worker(name: str) -> None:
+        try:
+            for _ in range(3):
+                ids = torch.tensor(prompts[name])
+                out = guide.generate(base, fused=fused, input_ids=ids, do_sample=False, **{**GEN, "max_new_tokens": 6})
+                got.setdefault(name, []).append((out.alphas.clone(), guide.alphas.clone()))
+        except Exception as err:  # noqa: BLE001 - reported by the main thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in prompts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for name, results in got.items():
+        for returned, last in results:
+            torch.testing.assert_close(returned, alone[name], atol=1e-5, rtol=0)
+            torch.testing.assert_close(last, alone[name], atol=1e-5, rtol=0)

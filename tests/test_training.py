@@ -190,7 +190,7 @@ def test_trace_collator_labels_only_the_completion(tiny_model_dir):
         assert torch.equal(batch["input_ids"][i, : len(p) + len(c)], torch.tensor(p + c))
 
 
-def test_cli_train_commands(tiny_model_dir, gsm8k_file, tmp_path, capsys):
+def test_cli_train_commands(tiny_model_dir, gsm8k_file, tmp_path, capsys, fake_hub):
     from transformers_taro.cli import main
 
     rm_dir, router_dir = str(tmp_path / "rm"), str(tmp_path / "router")
@@ -213,9 +213,15 @@ def test_cli_train_commands(tiny_model_dir, gsm8k_file, tmp_path, capsys):
             "--max-length",
             "768",
             "--use-cpu",
+            "--push_to_hub",
+            "--hub_model_id",
+            "me/my-rm",
         ]
     )
     assert json.load(open(os.path.join(rm_dir, "adapter_config.json")))["r"] == 4
+    # Trainer's own flags push the finished folder once, with its card, and no checkpoint on the way.
+    assert fake_hub["repo"] == "me/my-rm" and "adapter_config.json" in fake_hub["files"]
+    assert "README.md" in fake_hub["files"] and not any(f.startswith("checkpoint-") for f in fake_hub["files"])
     main(
         [
             "train-router",
@@ -232,8 +238,11 @@ def test_cli_train_commands(tiny_model_dir, gsm8k_file, tmp_path, capsys):
             "--per-device-train-batch-size",
             "2",
             "--use-cpu",
+            "--push_to_hub",
         ]
     )
+    assert fake_hub["repo"] == "router"  # no --hub_model_id: Trainer's rule, the output folder's name
+    assert "guide_config.json" in fake_hub["files"] and "router" in fake_hub["files"]
     out = capsys.readouterr().out
     assert f"Reward model saved to {rm_dir}" in out and f"Router saved to {router_dir}" in out
     assert TARoRouter.from_pretrained(router_dir).config.vocab_size == load_causal_lm(tiny_model_dir).config.vocab_size

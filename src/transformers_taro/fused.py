@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +174,15 @@ class FusedAdapter:
         return cached[1]
 
 
+_MODEL_LOCKS: weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_MODEL_LOCKS_LOCK = threading.Lock()
+
+
+def _model_lock(model: torch.nn.Module) -> threading.RLock:
+    with _MODEL_LOCKS_LOCK:
+        return _MODEL_LOCKS.setdefault(model, threading.RLock())
+
+
 _UNSUPPORTED_KWARGS = (
     ("inputs_embeds", "inputs_embeds"),
     ("cache", "a cache of your own"),
@@ -299,6 +309,10 @@ class FusedForward:
         self._reward: SimpleNamespace | None = None
 
     def __enter__(self) -> FusedForward:
+        # The hooks and patched forwards change the model object itself: one fused decode per model at a time, so
+        # threads sharing a model (a server, lm-eval) wait for each other instead of decoding through each other's.
+        self._lock = _model_lock(self.model)
+        self._lock.acquire()
         modules = dict(self.model.named_modules())
         self._handles.append(self.model.register_forward_pre_hook(self._double, with_kwargs=True))
         self._handles.append(self.model.register_forward_hook(self._split, with_kwargs=True))
@@ -319,10 +333,11 @@ class FusedForward:
         for module in self._patched:
             del module.forward  # back to nn.Linear.forward
         self._patched = []
+        self._lock.release()
         for group in self._groups:
             group.x = group.xa = None
 
-    def take(self) -> SimpleNamespace:
+    def pop_reward_output(self) -> SimpleNamespace:
         """The reward half of the last forward (what a reward-model forward would have returned)."""
         if self._reward is None:
             raise RuntimeError("The fused forward has not run for this step.")
@@ -481,10 +496,10 @@ class FusedProcessor(TARoProcessor):
 
     def _prefill(self, input_ids: torch.Tensor) -> Any:
         self._state = RewardState(cache=None, mask=None, seen_ids=input_ids.clone())
-        return self._fused.take()
+        return self._fused.pop_reward_output()
 
     def _reorder_reward_state(self, order: torch.Tensor) -> None:
         pass  # the reward half lives in generate's FusedCache, which generate reorders itself
 
     def _next_reward_output(self, input_ids: torch.Tensor) -> Any:
-        return self._fused.take()
+        return self._fused.pop_reward_output()

@@ -221,7 +221,7 @@ class TARoGuide:
         """The `TARoProcessor` for one batch (its prompt's `attention_mask`); `kwargs` go to `TARoProcessor`."""
         return TARoProcessor(
             self.reward_model,
-            **self._weight(),
+            **self._decoding_weight(),
             attention_mask=attention_mask,
             reward_tokenizer=self.tokenizer if kwargs.get("tokenizer") is not None else None,
             **kwargs,
@@ -275,7 +275,11 @@ class TARoGuide:
             want_hidden = self.method == "taro" and self.router.config.use_reward_hidden_states
             forward = FusedForward(model, self._reward.fused.lora, want_hidden=want_hidden, **reward_prompt)
             proc = FusedProcessor(
-                model, forward, attention_mask=generate_kwargs.get("attention_mask"), pad_token_id=pad, **self._weight()
+                model,
+                forward,
+                attention_mask=generate_kwargs.get("attention_mask"),
+                pad_token_id=pad,
+                **self._decoding_weight(),
             )
             generate_kwargs[cache_keyword(model)] = FusedCache(config=model.config)
             with forward:
@@ -302,7 +306,7 @@ class TARoGuide:
                 f"trained next to {self.config.base_model_name_or_path!r}), or train a guide for this base."
             )
 
-    def _weight(self) -> dict[str, Any]:
+    def _decoding_weight(self) -> dict[str, Any]:
         """What decodes: the router (TARo), or the fixed alpha (GenARM; a TARo guide's alpha is only its baseline)."""
         return {"router": self.router} if self.method == "taro" else {"alpha": self.config.alpha}
 
@@ -421,6 +425,7 @@ class LazyRewardModel:
         self.fused = FusedAdapter(adapter) if adapter is not None else None
         self.device: str | torch.device | None = None
         self.load_kwargs: dict[str, Any] = {}
+        self._loading = threading.Lock()  # two threads' first processor-path calls merge the adapter once
 
     @property
     def loaded(self) -> bool:
@@ -428,6 +433,10 @@ class LazyRewardModel:
         return self.model is not None
 
     def get(self) -> PreTrainedModel:
+        with self._loading:
+            return self._get()
+
+    def _get(self) -> PreTrainedModel:
         if self.model is None:
             # Building a model draws random initial weights: a lazy load inside a seeded `generate` call must not
             # move the caller's random stream, or seeded sampling would depend on whether it was loaded before.
