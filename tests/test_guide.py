@@ -118,6 +118,63 @@ def test_save_replaces_an_old_guide_as_a_whole(tmp_path):
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []  # no scratch folders left behind
 
 
+def test_save_never_deletes_what_the_user_had_in_the_folder(tmp_path):
+    rm = tiny_lm(seed=2)
+    out = tmp_path / "out"
+    (out / "checkpoint-100").mkdir(parents=True)
+    (out / "checkpoint-100" / "state.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")
+    guide = TARoGuide(rm, router=router())
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        guide.save_pretrained(out)
+    assert sorted(os.listdir(out)) == ["checkpoint-100", "notes.txt"]  # refused before writing anything
+    guide.save_pretrained(out, overwrite=True)  # the guide's entries beside the user's files
+    assert (out / "notes.txt").read_text() == "mine" and (out / "checkpoint-100" / "state.json").is_file()
+    TARoGuide(rm, alpha=0.5).save_pretrained(out)  # a guide folder now: its own entries are replaced
+    assert (out / "notes.txt").read_text() == "mine" and not (out / "router").exists()
+    assert TARoGuide.from_pretrained(out).method == "genarm"
+
+
+def test_save_refuses_a_file_and_the_working_directory(tmp_path, monkeypatch):
+    guide = TARoGuide(tiny_lm(seed=2), alpha=0.5)
+    (tmp_path / "a-file").write_text("keep")
+    with pytest.raises(FileExistsError, match="is a file"):
+        guide.save_pretrained(tmp_path / "a-file")
+    assert (tmp_path / "a-file").read_text() == "keep"
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for target in (".", str(tmp_path)):
+        with pytest.raises(ValueError, match="working directory"):
+            guide.save_pretrained(target, overwrite=True)
+    assert os.getcwd() == str(work) and os.listdir(work) == []
+
+
+def test_a_guide_saved_beside_or_onto_its_own_adapter_keeps_it(tmp_path):
+    """The adapter a guide reads from is never deleted by saving: beside it (`out/rm`) or onto it (`out`)."""
+    from peft import LoraConfig, get_peft_model
+
+    base = tiny_lm(seed=7)
+    base.save_pretrained(tmp_path / "base")
+    adapter = tmp_path / "out" / "rm"
+    peft_model = get_peft_model(tiny_lm(seed=7), LoraConfig(r=2, target_modules="all-linear", init_lora_weights=False))
+    peft_model.save_pretrained(adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({**config, "base_model_name_or_path": str(tmp_path / "base")})
+    )
+    guide = TARoGuide(None, alpha=0.5, adapter_folder=adapter)
+    ids = torch.tensor([[1, 5, 9]])
+    want = guide.generate(base, input_ids=ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
+    guide.save_pretrained(tmp_path / "out", overwrite=True)
+    assert (adapter / "adapter_model.safetensors").is_file()
+    assert torch.equal(guide.generate(base, input_ids=ids, max_new_tokens=4, do_sample=False, pad_token_id=0), want)
+    loaded = TARoGuide.from_pretrained(tmp_path / "out")
+    loaded.save_pretrained(tmp_path / "out")  # onto the folder it reads its adapter from
+    again = TARoGuide.from_pretrained(tmp_path / "out")
+    assert torch.equal(again.generate(base, input_ids=ids, max_new_tokens=4, do_sample=False, pad_token_id=0), want)
+
+
 def test_hub_id_loads_from_the_offline_cache(tmp_path, monkeypatch):
     from huggingface_hub import constants
 

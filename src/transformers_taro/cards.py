@@ -10,6 +10,8 @@ from typing import Any
 
 from huggingface_hub import HfApi
 
+from .defaults import SMOLLM2_HUB_ID, describe_model, is_default_model
+
 # Installed wheels carry the templates inside the package; an editable checkout reads them from the repo root.
 _CANDIDATES = (Path(__file__).parent / "hub_cards", Path(__file__).resolve().parents[2] / "hub_cards")
 
@@ -24,12 +26,22 @@ def card_template(name: str) -> str:
 
 
 def render_card(name: str, fields: dict[str, Any]) -> str:
-    """Fill `$field` placeholders of a template; fields nobody recorded read as `unknown`."""
+    """Fill `$field` placeholders of a template; fields nobody recorded read as `unknown`.
+
+    A base model is shown by what it is (`$base_model_name_or_path`: the embedded default as the dequantised GGUF
+    it is), and named for the Hub's metadata and loading code by `$base_model` (the default's Hub original, whose
+    vocabulary it shares).
+    """
 
     class _Fields(dict):
         def __missing__(self, key: str) -> str:
             return "unknown"
 
+    fields = dict(fields)
+    if fields.get("base_model_name_or_path") is not None:
+        name = fields["base_model_name_or_path"]
+        fields["base_model"] = SMOLLM2_HUB_ID if is_default_model(name) else name
+        fields["base_model_name_or_path"] = describe_model(name)
     values = _Fields({k: ("unknown" if v is None else v) for k, v in fields.items()})
     return string.Template(card_template(name)).substitute(values)
 

@@ -57,6 +57,54 @@ def write_folder_atomically(target: str | os.PathLike, write: Callable[[Path], N
         shutil.rmtree(old, ignore_errors=True)
 
 
+def write_entries_atomically(
+    target: str | os.PathLike,
+    write: Callable[[Path], None],
+    entries: tuple[str, ...],
+    *,
+    marker: str,
+    overwrite: bool = False,
+) -> None:
+    """Write a folder's own `entries` (files or subfolders) into `target`, leaving everything else in it alone.
+
+    `write(scratch)` builds the entries in a scratch folder beside `target`; each then replaces its old version in
+    one rename, `marker` (the file that makes the folder loadable) removed first and written last, so a crash never
+    leaves a folder that loads a mix of old and new. An entry the new folder lacks is removed.
+
+    Refused, before anything is written: `target` an existing file; the working directory or a folder holding it;
+    a folder with other contents that is not already such a folder (no `marker`), unless `overwrite`, which writes
+    the entries beside what is there. A user's files are never deleted.
+    """
+    target = Path(target).absolute()
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target} is a file: save into a folder (a new one, or one this library wrote).")
+    here = Path.cwd().resolve()
+    if target.resolve() == here or target.resolve() in here.parents:
+        raise ValueError(f"{target} is the working directory or holds it: save into a subfolder of its own.")
+    if target.is_dir() and not (target / marker).is_file() and any(target.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{target} holds other files and is not a folder this library wrote (no {marker}): choose a new or "
+            f"empty folder, or pass overwrite=True to write {', '.join(entries)} beside what is there (nothing "
+            "else is touched)."
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.saving-"))
+    trash = scratch / ".replaced"
+    try:
+        write(scratch / "new")
+        trash.mkdir()
+        if (target / marker).exists():
+            os.replace(target / marker, trash / marker)
+        for name in sorted(entries, key=lambda n: n == marker):
+            old, new = target / name, scratch / "new" / name
+            if old.exists() or old.is_symlink():
+                os.replace(old, trash / name)
+            if new.exists():
+                os.replace(new, old)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def copy_final_files(folder: str | os.PathLike, target: str | os.PathLike) -> None:
     """Copy the files directly in `folder` (not its `checkpoint-N/` subfolders nor `NOT_COPIED`) into `target`,
     the files of `LOADABLE_LAST` last."""

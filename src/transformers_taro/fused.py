@@ -66,6 +66,8 @@ class LoRAWeights:
                 ("fan_in_fan_out (GPT-2 Conv1D) layers", config.get("fan_in_fan_out")),
                 ("per-module ranks or scales", config.get("rank_pattern") or config.get("alpha_pattern")),
                 ("layer replication", config.get("layer_replication")),
+                ("lora_bias", config.get("lora_bias")),
+                ("trainable_token_indices", config.get("trainable_token_indices")),
             )
             if present
         ]
@@ -86,6 +88,13 @@ class LoRAWeights:
             if ".lora_embedding_" in key:
                 raise FusedNotApplicable(
                     f"the adapter in {folder} adapts an embedding, which the fused path does not implement."
+                )
+            if not key.endswith((".lora_A.weight", ".lora_B.weight")):
+                # Anything else (lora_bias's lora_B.bias, trainable_token_indices' token deltas, ...) changes the
+                # reward model in a way `scale · B A x` does not describe: decoding fused would ignore it.
+                raise FusedNotApplicable(
+                    f"the adapter in {folder} holds {key!r}, which is not a LoRA A or B matrix (lora_bias, "
+                    "trainable_token_indices?): the fused path implements only the delta scale · B A x."
                 )
             if key.endswith(".lora_A.weight"):
                 name = key.removesuffix(".lora_A.weight").removeprefix(_PEFT_PREFIX)

@@ -24,7 +24,7 @@ import torch
 from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
 from .cards import push_folder_to_hub, render_card
-from .files import copy_final_files, write_folder_atomically, write_json
+from .files import copy_final_files, write_entries_atomically, write_json
 from .fused import FusedAdapter, FusedCache, FusedForward, FusedNotApplicable, FusedProcessor, why_not_fused
 from .mixing import check_alpha
 from .models import is_peft_adapter, load_causal_lm, load_tokenizer, looks_like_a_path, quiet_progress
@@ -35,6 +35,8 @@ from .router import MAX_PADDING_ROWS, TARoRouter, TARoRouterConfig
 GUIDE_CONFIG_NAME = "guide_config.json"
 REWARD_MODEL_DIR = "reward_model"
 ROUTER_DIR = "router"
+GUIDE_ENTRIES = (GUIDE_CONFIG_NAME, REWARD_MODEL_DIR, ROUTER_DIR, "README.md")
+"""What a guide folder holds: `save_pretrained` writes and replaces these, and nothing else."""
 METHODS = ("taro", "genarm")
 
 
@@ -312,14 +314,22 @@ class TARoGuide:
 
     # -- saving and loading ----------------------------------------------------------------------------------
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        """Write the guide folder atomically: a crash leaves the old folder (or none), never a mix of both."""
+    def save_pretrained(self, save_directory: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the guide folder: `guide_config.json`, `reward_model/`, `router/` (TARo), `README.md`.
+
+        Only those entries are written or replaced; whatever else the folder holds stays. A folder with other files
+        that is not a guide folder is refused unless `overwrite=True`; a file, or the working directory, always.
+        Each entry is replaced in one rename and `guide_config.json` goes last, so a crash never leaves a folder
+        that loads a mix of two guides. The guide's own adapter is copied before anything is replaced, so saving a
+        guide onto the folder it was loaded from works.
+        """
 
         def write(folder: Path) -> None:
+            folder.mkdir()
             with quiet_progress():
                 self._write(folder)
 
-        write_folder_atomically(save_directory, write)
+        write_entries_atomically(save_directory, write, GUIDE_ENTRIES, marker=GUIDE_CONFIG_NAME, overwrite=overwrite)
 
     def _write(self, folder: Path) -> None:
         rm_dir = folder / REWARD_MODEL_DIR

@@ -11,6 +11,12 @@ from taro_miniworld.problems import GIVE, NAMES, make_problems, make_tokenizer
 from transformers_taro.data import arithmetic_is_correct, gsm8k_solutions, label_step
 
 
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """The mini-world builds its own problems and models: nothing reaches for the Hub."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 def test_problems_are_seeded_and_their_steps_check_out():
     a, b = make_problems(50, seed=3), make_problems(50, seed=3)
     assert a == b and make_problems(50, seed=4) != a
