@@ -218,3 +218,74 @@ def _gsm8k():
     from conftest import GSM8K_TEST
 
     return GSM8K_TEST
+
+
+@dataclass
+class GuideFolder:
+    """What `run_eval` reads of a loaded guide: the folder it came from."""
+
+    name_or_path: str
+    alpha: float = 0.5
+    last_path: str = "processor"
+
+
+def test_a_guide_retrained_in_place_is_never_mixed_in_nor_reused(tmp_path, capsys):
+    task = load_task("gsm8k", task_file(tmp_path))
+    folder = tmp_path / "guide"
+    folder.mkdir()
+    (folder / "guide_config.json").write_text('{"method": "genarm", "alpha": 0.5}')
+    out = str(tmp_path / "run")
+    session = FakeSession(guide=GuideFolder(str(folder)))
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(FakeSession(guide=session.guide, crash_on_call=2), task, out, batch_size=2)
+    (folder / "guide_config.json").write_text('{"method": "genarm", "alpha": 0.7}')  # retrained in place
+    with pytest.raises(ValueError, match="other files: guide changed since"):
+        run_eval(session, task, out, batch_size=2)
+    assert session.calls == 0
+
+
+def test_a_finished_run_rerun_after_its_data_changed_is_refused(tmp_path):
+    path = task_file(tmp_path)
+    out = str(tmp_path / "run")
+    run_eval(FakeSession(), load_task("gsm8k", path), out)
+    task_file(tmp_path, rows=list(reversed(ROWS)))  # the same file, edited
+    with pytest.raises(ValueError, match="data changed since"):
+        run_eval(FakeSession(), load_task("gsm8k", path), out)
+
+
+def test_other_fields_of_a_jsonl_task_are_other_settings(tmp_path):
+    rows = [{"q": r["question"], "a": 2 * k, "b": k} for k, r in enumerate(ROWS, 1)]
+    path = task_file(tmp_path, rows)
+    out = str(tmp_path / "run")
+    run_eval(FakeSession(), load_task("jsonl", path, question_field="q", answer_field="a"), out)
+    with pytest.raises(ValueError, match="answer_field: 'a' there, 'b' now"):
+        run_eval(FakeSession(), load_task("jsonl", path, question_field="q", answer_field="b"), out)
+
+
+def test_reused_records_are_said_and_a_rerun_keeps_the_report_of_the_run_that_generated(tmp_path, capsys):
+    task = load_task("gsm8k", task_file(tmp_path))
+    out = tmp_path / "run"
+    session = FakeSession(guide=GuideFolder(str(task.source)))  # any local path: its fingerprint is recorded
+    session.guide.last_path = "fused"
+    first = run_eval(session, task, str(out), batch_size=4)
+    assert first["decoding"] == "fused"
+    capsys.readouterr()
+    again = FakeSession(guide=GuideFolder(str(task.source), last_path="processor"))
+    second = run_eval(again, task, str(out), batch_size=2)
+    assert again.calls == 0 and second == first  # not rewritten with this call's decoding path or batch size
+    assert "reused 11 of 11 records" in capsys.readouterr().out
+    assert json.loads((out / "report.json").read_text()) == first
+
+
+def test_a_second_run_writing_into_the_same_folder_is_refused(tmp_path):
+    import os
+
+    task = load_task("gsm8k", task_file(tmp_path))
+    out = tmp_path / "run"
+    run_eval(FakeSession(), task, str(out), limit=2)
+    (out / ".writing.lock").write_text(str(os.getppid()))  # a live process holds it
+    with pytest.raises(RuntimeError, match="another run .* is writing here"):
+        run_eval(FakeSession(), task, str(out), limit=4 - 2)
+    (out / ".writing.lock").write_text("999999999")  # a killed run's lock: taken over
+    run_eval(FakeSession(), task, str(out), limit=2)
+    assert not (out / ".writing.lock").exists()

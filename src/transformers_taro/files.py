@@ -7,6 +7,7 @@ pickled training arguments that only `Trainer` can read back.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +20,29 @@ LOADABLE_LAST = ("config.json", "adapter_config.json")
 """Files that make a folder loadable by `from_pretrained`: written after everything they describe."""
 NOT_COPIED = frozenset({"training_args.bin"})
 """Pickled `TrainingArguments`: meaningful only to the run that wrote them, and unsafe to unpickle elsewhere."""
+
+
+FULL_HASH_LIMIT = 64 << 20
+"""Files up to this size are fingerprinted by content; larger ones (model weights) by size and modification time."""
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """A short fingerprint of a file or folder's contents: it changes when any file in it changes.
+
+    Files up to `FULL_HASH_LIMIT` are hashed whole; larger ones contribute their size and modification time, so
+    fingerprinting a folder of large weights costs no full read.
+    """
+    root = Path(path)
+    digest = hashlib.sha256()
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(root) if file != root else file.name}\0{stat.st_size}\0".encode())
+        if stat.st_size <= FULL_HASH_LIMIT:
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+        else:
+            digest.update(str(stat.st_mtime_ns).encode())
+    return digest.hexdigest()[:16]
 
 
 def write_atomically(path: str | os.PathLike, content: str | bytes) -> None:

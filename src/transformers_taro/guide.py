@@ -158,6 +158,7 @@ class TARoGuide:
         self.config = config
         self.tokenizer = tokenizer
         self._last_call = threading.local()  # each thread's last `generate`: its weights and decoding path
+        self.name_or_path: str | None = None  # the folder it was loaded from (`from_pretrained`)
 
     # -- what it is ------------------------------------------------------------------------------------------
 
@@ -392,6 +393,7 @@ class TARoGuide:
             adapter_folder=adapter,
         )
         guide._reward.load_kwargs = {"dtype": dtype, "device_map": device_map}
+        guide.name_or_path = str(folder)
         if reward_model is not None:
             guide.to(reward_model.device)
         return guide

@@ -62,6 +62,7 @@ class Task:
     grade: Callable[[Any, Any], bool]
     system: str | None = None
     source: str | None = None  # the file the rows came from
+    fields: dict[str, str] | None = None  # the question and answer fields asked for (the `jsonl` task reads them)
     lines: list[int] | None = None  # each row's line in it
 
     def where(self, index: int) -> str:
@@ -160,6 +161,7 @@ def load_task(
             )
     task = TASKS[name](rows, question_field=question_field, answer_field=answer_field)
     task.source, task.lines = where, lines
+    task.fields = {"question_field": question_field, "answer_field": answer_field}
     return task
 
 

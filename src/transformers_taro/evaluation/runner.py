@@ -6,10 +6,12 @@ main process, which writes one `generations.jsonl` and one `report.json`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..extras import require
-from ..files import write_atomically, write_json
+from ..files import fingerprint, write_atomically, write_json
 from ..graders import grading_timeouts
 from ..tasks import Task
 from .session import Session
@@ -157,13 +159,12 @@ def run_eval(
     pictures of a run can be drawn from its files.
     """
     from accelerate import PartialState
-    from accelerate.utils import gather_object, parse_flag_from_env
+    from accelerate.utils import parse_flag_from_env
 
     # CPU processes (gloo) need cpu=True, which PartialState, unlike the Accelerator, does not read from the env.
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     start, stop = _problem_range(len(task.rows), limit, offset, batch_size)
     task.check_rows(start, stop)
-    timeouts_before = grading_timeouts()
     out = Path(output_dir)
     settings = {
         "task": task.name,
@@ -174,14 +175,43 @@ def run_eval(
         "max_new_tokens": max_new_tokens,
         "dtype": str(session.base.dtype).removeprefix("torch."),
         "alpha": session.guide.alpha if session.guide is not None and session.method == "genarm" else None,
+        **(task.fields or {}),
         **session.names,
         **session.generation_kwargs,
+        "fingerprints": _fingerprints(session, task),
     }
     if state.is_main_process:
         _claim_output_dir(out, settings)
     state.wait_for_everyone()
-    done = {r["index"] for r in _written_records(out)}
+    with _writer_lock(out) if state.is_main_process else contextlib.nullcontext():
+        return _run(session, task, out, settings, state, start, stop, batch_size, max_new_tokens, progress)
+
+
+def _run(
+    session: Session,
+    task: Task,
+    out: Path,
+    settings: dict[str, Any],
+    state: Any,
+    start: int,
+    stop: int,
+    batch_size: int,
+    max_new_tokens: int,
+    progress: bool,
+) -> dict:
+    from accelerate.utils import gather_object
+
+    timeouts_before = grading_timeouts()
+    done = {r["index"] for r in _written_records(out) if start <= r["index"] < stop}
     todo = [i for i in range(start, stop) if i not in done]
+    if done and state.is_main_process:
+        print(
+            f"{out}: reused {len(done)} of {stop - start} records written earlier with the same settings and "
+            f"files; generating {len(todo)}."
+        )
+    if not todo and (out / REPORT_FILE).is_file():
+        # Nothing generated now: the report of the run that generated stands (its decoding path, batch size, ...).
+        return json.loads((out / REPORT_FILE).read_text(encoding="utf-8")) if state.is_main_process else {}
     new: list[dict[str, Any]] = []
     with (
         state.split_between_processes(todo) as mine,
@@ -237,7 +267,7 @@ def run_eval(
     for journal_file in out.glob("generations.part*.jsonl"):
         journal_file.unlink()
     extra = {
-        "offset": offset,
+        "offset": start,
         "batch_size": batch_size,
         "max_new_tokens": max_new_tokens,
         "processes": state.num_processes,
@@ -248,6 +278,7 @@ def run_eval(
         "alpha": settings["alpha"],
         **session.names,
         **session.generation_kwargs,
+        "fingerprints": settings["fingerprints"],
     }
     report = summarize(ordered, task.name, session.method, sum(r.get("seconds", 0.0) for r in ordered), extra)
     write_atomically(out / REPORT_FILE, json.dumps(report, indent=2))
@@ -263,6 +294,58 @@ def _problem_range(rows: int, limit: int | None, offset: int, batch_size: int) -
     if not 0 <= offset < rows:
         raise ValueError(f"--offset must be in [0, {rows}) for this task's {rows} problems, got {offset}.")
     return offset, rows if limit is None else min(rows, offset + limit)
+
+
+def _fingerprints(session: Session, task: Task) -> dict[str, str]:
+    """Content fingerprints of the local files a run depends on: the data, the base, the guide or its parts. A
+    resumed run whose files changed (a guide retrained in place, an edited data file) is then refused, not mixed."""
+    guide = session.guide
+    paths = {
+        "data": task.source,
+        "base_model": getattr(session.base, "name_or_path", None),
+        "guide": getattr(guide, "name_or_path", None),
+        "reward_model": session.names.get("reward_model"),
+        "router": session.names.get("router"),
+    }
+    return {name: fingerprint(path) for name, path in paths.items() if path and Path(path).exists()}
+
+
+@contextlib.contextmanager
+def _writer_lock(out: Path) -> Iterator[None]:
+    """One run writes into a folder at a time: a second is refused while the first's process is alive."""
+    lock = out / ".writing.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise RuntimeError(
+                    f"{out}: another run (process {pid}) is writing here. Wait for it, or use another --output_dir."
+                ) from None
+            lock.unlink(missing_ok=True)  # left by a run that was killed
+    else:
+        raise RuntimeError(f"{out}: could not take {lock.name}; another run may be starting here.")
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _claim_output_dir(out: Path, settings: dict[str, Any]) -> None:
@@ -281,7 +364,17 @@ def _claim_output_dir(out: Path, settings: dict[str, Any]) -> None:
     run_file = out / RUN_FILE
     if run_file.is_file():
         previous = json.loads(run_file.read_text())
-        changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+        changed = sorted(
+            k for k in set(previous) | set(settings) - {"fingerprints"} if previous.get(k) != settings.get(k)
+        )
+        was, now = previous.get("fingerprints") or {}, settings["fingerprints"]
+        files = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+        if files:
+            raise ValueError(
+                f"{out} holds a run made with other files: {', '.join(files)} changed since (content "
+                "fingerprints in its run.json). Its results cannot be mixed in or reused: use another "
+                "--output_dir, or delete that one to start over."
+            )
         if changed:
             what = ", ".join(f"{k}: {previous.get(k)!r} there, {settings.get(k)!r} now" for k in changed)
             raise ValueError(
