@@ -127,3 +127,13 @@ def test_written_step_pairs_are_read_back_as_they_are(tmp_path):
     path.write_text("".join(json.dumps(p) + "\n" for p in pairs[:2] + [{**pairs[2], "rejected": ""}]))
     with pytest.raises(MalformedRow, match="row 2"):
         build_step_pairs(str(path))
+
+
+@pytest.mark.parametrize("line", ['["a list"]', '"a string"', "42"])
+def test_training_rows_that_are_not_objects_are_named(tmp_path, line):
+    from transformers_taro.data import load_rows
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"question": "q", "answer": "#### 1"}\n' + line + "\n")
+    with pytest.raises(ValueError, match=r"rows.jsonl:2 is not an object"):
+        list(load_rows(str(path)))

@@ -356,3 +356,21 @@ def test_grading_off_the_main_thread_survives_an_answer_that_never_finishes():
     grade_in_thread("after", "\\boxed{\\frac{1}{2}}", "0.5", 10.0)  # not stuck behind it, nor graded False
     assert results == {"warm": True, "huge": False, "after": True}
     assert _GRADER._proc is not None and _GRADER._proc.is_alive()
+
+
+def test_math_verifys_own_timeout_counts_as_a_grading_timeout(monkeypatch):
+    """On the main thread math-verify's own timeout cuts grading short: the answer is wrong, and counted."""
+    pytest.importorskip("math_verify")
+    import math_verify
+    from math_verify.errors import TimeoutException
+
+    from transformers_taro.graders import grading_timeouts
+
+    def too_slow(*args, **kwargs):
+        raise TimeoutException("Timeout during comparison")  # what math-verify raises when its alarm fires
+
+    before = grading_timeouts()
+    assert grade_math("\\boxed{2}", "2") and grading_timeouts() == before
+    monkeypatch.setattr(math_verify, "verify", too_slow)
+    assert grade_math("\\boxed{9^{9^{9}}}", "3") is False
+    assert grading_timeouts() == before + 1

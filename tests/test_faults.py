@@ -208,3 +208,133 @@ def test_an_out_of_range_alpha_is_refused_before_anything_loads(tmp_path):
         with pytest.raises(ValueError, match="alpha"):
             main(["eval", "--task", "gsm8k", "--guide", missing, "--alpha", alpha, "--output_dir", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
+
+
+def test_masks_that_expose_padding_or_do_not_cover_the_prompt_are_refused():
+    from conftest import left_padded
+
+    rm = tiny_lm(seed=2)
+    ids, mask = left_padded([[1, 5, 9, 14, 3, 7], [1, 22, 8]])
+    exposing = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1]])  # marks a leading pad id as a token
+    with pytest.raises(ValueError, match="marks padding of row 1"):
+        TARoProcessor(rm, alpha=1.0, attention_mask=exposing, pad_token_id=0)(ids, torch.randn(2, VOCAB))
+    with pytest.raises(ValueError, match="covers 4 tokens but the prompt has 6"):  # shorter: padding read as tokens
+        TARoProcessor(rm, alpha=1.0, attention_mask=mask[:, 2:], pad_token_id=0)(ids, torch.randn(2, VOCAB))
+    longer = torch.cat([torch.zeros(2, 2, dtype=torch.long), mask], dim=1)
+    for pad in (0, None):  # with the pad id known too (the path that checks masked tokens)
+        with pytest.raises(ValueError, match="covers 8 tokens but the prompt has 6"):
+            TARoProcessor(rm, alpha=1.0, attention_mask=longer, pad_token_id=pad)(ids, torch.randn(2, VOCAB))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_the_fused_path_refuses_what_the_processor_path_refuses(tmp_path, fused):
+    from test_fused import lora_guide
+
+    base, guide = lora_guide(tmp_path)
+    ids = torch.tensor([[0, 0, 1, 5, 9], [1, 22, 8, 4, 6]])
+    kw = dict(max_new_tokens=2, do_sample=False, pad_token_id=0)
+    with pytest.raises(ValueError, match="left-padded but TARoProcessor got no attention_mask"):
+        guide.generate(base, fused=fused, input_ids=ids, **kw)
+    with pytest.raises(ValueError, match="empty prompt"):
+        mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 0, 0, 0]])
+        guide.generate(base, fused=fused, input_ids=ids, attention_mask=mask, **kw)
+    with pytest.raises(ValueError, match="prompt is empty"):
+        guide.generate(base, fused=fused, input_ids=torch.zeros(1, 0, dtype=torch.long), **kw)
+
+
+def test_reward_vocabularies_beyond_embedding_padding_are_refused():
+    from transformers_taro.vocabulary import check_vocabulary_sizes
+
+    base = tiny_lm(seed=1)
+    ids = torch.tensor([[1, 5, 9]])
+    for rm_vocab in (2000, 500):  # 1904 or 404 rows more than a 96-token base: another vocabulary
+        proc = TARoProcessor(tiny_lm(vocab=rm_vocab, seed=2), alpha=1.0)
+        with pytest.raises(ValueError, match="do not share one vocabulary"):
+            base.generate(ids, logits_processor=[proc], max_new_tokens=2, do_sample=False, pad_token_id=0)
+        guide = TARoGuide(tiny_lm(vocab=rm_vocab, seed=2), alpha=1.0)
+        with pytest.raises(ValueError, match="guided decoding needs one vocabulary"):
+            guide.generate(base, input_ids=ids, max_new_tokens=2, do_sample=False, pad_token_id=0)
+    check_vocabulary_sizes(151936, 151665)  # Qwen2's padding, tokenizers unknown: fine
+    check_vocabulary_sizes(VOCAB + 32, VOCAB)
+
+    class Tok:  # what the rule reads of a tokenizer: its real vocabulary
+        def __init__(self, n):
+            self.n = n
+
+        def __len__(self):
+            return self.n
+
+    check_vocabulary_sizes(128, 100, Tok(100), Tok(100))  # the extra rows lie beyond both tokenizers
+    with pytest.raises(ValueError, match="120 real tokens"):
+        check_vocabulary_sizes(128, 100, Tok(120), Tok(120))
+
+
+def test_a_reward_tokenizer_of_the_same_size_in_another_order_is_refused(tmp_path):
+    """Same vocabulary size, another token order: only the tokenizers tell, and the evaluation session passes its
+    base's tokenizer to the guide, which compares it with the guide's own."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from transformers_taro.evaluation.session import Session
+
+    words = ["<pad>", "<s>", "</s>"] + [f"w{i}" for i in range(VOCAB - 3)]
+
+    def tokenizer(order):
+        tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(order)}, unk_token="<pad>"))
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", padding_side="left")
+
+    base_tok = tokenizer(words)
+    rm_tok = tokenizer(words[:3] + list(reversed(words[3:])))
+    guide = TARoGuide(tiny_lm(seed=2), alpha=1.0, tokenizer=rm_tok)
+    session = Session(tiny_lm(seed=1), base_tok, guide)
+    with pytest.raises(ValueError, match="tokenizers differ"):
+        session.generate(["w1 w2 w3"], max_new_tokens=2)
+    same = Session(tiny_lm(seed=1), base_tok, TARoGuide(tiny_lm(seed=2), alpha=1.0, tokenizer=tokenizer(words)))
+    assert len(same.generate(["w1 w2 w3"], max_new_tokens=2)) == 1
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("", "is empty"),
+        ('{"method": "taro", "alp', "is not valid JSON"),
+        ("[1, 2]", "holds a JSON list"),
+        ('"taro"', "holds a JSON str"),
+        ('{"method": "genarm", "alpha": "abc"}', "alpha must be a number, got 'abc'"),
+    ],
+)
+def test_a_broken_guide_config_is_named_with_what_is_wrong(tmp_path, text, message):
+    TARoGuide(tiny_lm(seed=2), alpha=0.5).save_pretrained(tmp_path / "g")
+    (tmp_path / "g" / "guide_config.json").write_text(text)
+    with pytest.raises(ValueError, match="guide_config.json") as err:
+        TARoGuide.from_pretrained(tmp_path / "g")
+    assert message in str(err.value)
+
+
+def test_an_empty_reward_model_folder_and_a_missing_adapter_base_are_named(tmp_path):
+    import json
+    import shutil
+
+    from test_fused import lora_guide
+
+    TARoGuide(tiny_lm(seed=2), alpha=0.5).save_pretrained(tmp_path / "g")
+    shutil.rmtree(tmp_path / "g" / "reward_model")
+    (tmp_path / "g" / "reward_model").mkdir()
+    with pytest.raises(FileNotFoundError, match="reward_model/ is empty or incomplete"):
+        TARoGuide.from_pretrained(tmp_path / "g")
+
+    _, guide = lora_guide(tmp_path / "lora")
+    guide.save_pretrained(tmp_path / "lg")
+    config_file = tmp_path / "lg" / "reward_model" / "adapter_config.json"
+    for base in (str(tmp_path / "gone"), "some-org/not-cached", "relative/from/elsewhere/base"):
+        config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "base_model_name_or_path": base}))
+        with pytest.raises(FileNotFoundError, match="base_model_name_or_path="):
+            TARoGuide.from_pretrained(tmp_path / "lg")
+
+
+def test_a_truncated_router_config_is_named(tmp_path):
+    folder = saved_router(tmp_path / "router")
+    (folder / "config.json").write_text('{"model_type": "taro_rou')
+    with pytest.raises(ValueError, match="config.json is not valid JSON"):
+        TARoRouter.from_pretrained(folder)

@@ -364,3 +364,40 @@ def test_two_threads_sharing_a_guide_get_their_own_weights(tmp_path, fused):
         for returned, last in results:
             torch.testing.assert_close(returned, alone[name], atol=1e-5, rtol=0)
             torch.testing.assert_close(last, alone[name], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("extra", [{"lora_bias": True}, {"trainable_token_indices": [3, 5, 7]}])
+def test_adapter_parts_the_delta_does_not_describe_fall_back(tmp_path, extra):
+    """lora_bias adds B's bias, trainable_token_indices changes embedding rows: the fused path, which implements
+    only scale · B A x, refuses them, and the default decodes with the processor path (the merged adapter)."""
+    from peft import LoraConfig, get_peft_model
+
+    from transformers_taro import FusedNotApplicable
+
+    base = tiny_lm(seed=7)
+    base.save_pretrained(tmp_path / "base")
+    peft_model = get_peft_model(
+        tiny_lm(seed=7), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False, **extra)
+    )
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name or "trainable_tokens_delta" in name:
+                param.normal_(0, 0.5)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    config_file = tmp_path / "adapter" / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "base_model_name_or_path": str(tmp_path / "base")}))
+    guide = TARoGuide(None, alpha=1.0, adapter_folder=tmp_path / "adapter")
+    ids, mask = left_padded(PROMPTS)
+    with pytest.raises(FusedNotApplicable, match=next(iter(extra))):
+        guide.generate(base, fused=True, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+    out = guide.generate(base, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+    assert out.decoding == "processor"
+    from peft import PeftModel
+
+    reloaded = PeftModel.from_pretrained(tiny_lm(seed=7), tmp_path / "adapter").eval()  # as peft runs the folder
+    if "trainable_token_indices" in extra:
+        reloaded = reloaded.merge_and_unload()  # peft's wrapper of the embedding lacks what generate reads
+    reference = TARoGuide(reloaded, alpha=1.0)
+    want = reference.generate(base, fused=False, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+    assert torch.equal(out.sequences, want.sequences)

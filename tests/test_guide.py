@@ -285,3 +285,12 @@ def test_beam_search_alphas_belong_to_the_returned_sequences():
     via_config = guide.generate(base, input_ids=ids, attention_mask=mask, generation_config=GenerationConfig(**kw))
     assert torch.equal(via_config, out)
     torch.testing.assert_close(guide.alphas, expected, atol=1e-5, rtol=0)
+
+
+def test_a_card_names_the_default_base_by_what_it_is(tmp_path):
+    guide = TARoGuide(tiny_lm(seed=2), alpha=0.5)
+    guide.config.base_model_name_or_path = "default"
+    guide.save_pretrained(tmp_path / "g")
+    card = (tmp_path / "g" / "README.md").read_text()
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card  # the Hub's metadata: its original
+    assert "| base model it was trained next to | `SmolLM2-135M-Instruct (Q4_1 GGUF" in card  # what it is

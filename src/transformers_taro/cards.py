@@ -39,9 +39,9 @@ def render_card(name: str, fields: dict[str, Any]) -> str:
 
     fields = dict(fields)
     if fields.get("base_model_name_or_path") is not None:
-        name = fields["base_model_name_or_path"]
-        fields["base_model"] = SMOLLM2_HUB_ID if is_default_model(name) else name
-        fields["base_model_name_or_path"] = describe_model(name)
+        base = fields["base_model_name_or_path"]
+        fields["base_model"] = SMOLLM2_HUB_ID if is_default_model(base) else base
+        fields["base_model_name_or_path"] = describe_model(base)
     values = _Fields({k: ("unknown" if v is None else v) for k, v in fields.items()})
     return string.Template(card_template(name)).substitute(values)
 

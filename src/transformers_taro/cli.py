@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,20 @@ def train_router_cmd(argv: list[str]) -> None:
         print(f"Pushed the guide to {_hub_model_id(config)}")
 
 
+def _check_writable(path: Path, flag: str) -> None:
+    """`path` can be written (a new or existing file in an existing, writable folder), or exit saying why."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if (
+        path.is_dir()
+        or not folder.is_dir()
+        or not os.access(folder, os.W_OK)
+        or (path.exists() and not os.access(path, os.W_OK))
+    ):
+        raise SystemExit(
+            f"{flag} {path} cannot be written (a folder, a missing folder, or no permission): choose another path."
+        )
+
+
 def _hub_model_id(config) -> str:
     """Trainer's rule: `--hub_model_id`, else the output folder's name."""
     return config.hub_model_id or Path(config.output_dir).name
@@ -165,6 +180,16 @@ def _model_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
 
 def generate(a: argparse.Namespace) -> None:
     from .evaluation.session import load_session
+
+    # Checked before any model loads: a bad prompt or output path found after loading would waste the wait.
+    try:
+        a.prompt.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SystemExit(
+            "The prompt is not valid UTF-8 text (its bytes could not be decoded): pass it as UTF-8."
+        ) from None
+    if a.html is not None:
+        _check_writable(Path(a.html), "--html")
 
     session = load_session(
         a.base_model,

@@ -45,6 +45,25 @@ def fingerprint(path: str | os.PathLike) -> str:
     return digest.hexdigest()[:16]
 
 
+def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in `path`, or a `ValueError` naming the file and what is wrong with it (empty, cut short,
+    not JSON, or JSON that is not an object)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise ValueError(f"{path} is empty: it was cut short while being written. Save or download it again.")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}): it was cut "
+            "short or edited by hand. Save or download it again."
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a JSON {type(data).__name__}, not an object of settings.")
+    return data
+
+
 def write_atomically(path: str | os.PathLike, content: str | bytes) -> None:
     """Write `content` to `path` through a temporary file renamed over it: readers see the old file or the new."""
     path = Path(path)

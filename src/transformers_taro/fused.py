@@ -504,6 +504,7 @@ class FusedProcessor(TARoProcessor):
         self._fused = fused
 
     def _prefill(self, input_ids: torch.Tensor) -> Any:
+        self._prompt_mask(input_ids)  # the processor path's checks of the prompt and its mask, refused alike
         self._state = RewardState(cache=None, mask=None, seen_ids=input_ids.clone())
         return self._fused.pop_reward_output()
 

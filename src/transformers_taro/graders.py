@@ -43,16 +43,23 @@ def extract_choice(text: str) -> str | None:
     return None
 
 
-def _math_verify(prediction: str, gold: str) -> bool:
+def _math_verify(prediction: str, gold: str) -> tuple[bool, bool]:
+    """`(correct, timed out)`: math-verify's verdict, and whether its own timeout cut it short (then wrong)."""
     require("math_verify")
     from math_verify import parse, verify
+    from math_verify.errors import TimeoutException
 
     # Signal-based timeouts only work in a main thread; elsewhere `_GradingProcess` grades in a child's main thread.
     in_main = threading.current_thread() is threading.main_thread()
     timeout = 5 if in_main else None
-    gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=timeout)
-    pred_parsed = parse(prediction, parsing_timeout=timeout)
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout))
+    try:
+        gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=timeout, raise_on_error=True)
+        pred_parsed = parse(prediction, parsing_timeout=timeout, raise_on_error=True)
+        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout, raise_on_error=True)), False
+    except TimeoutException:
+        return False, True
+    except Exception:  # noqa: BLE001 - an answer math-verify cannot read is a wrong answer, as it grades it itself
+        return False, False
 
 
 class _GradingProcess:
@@ -83,7 +90,9 @@ class _GradingProcess:
                 timeout += _STARTUP_SECONDS  # a fresh child imports math-verify (and sympy) first
             self._conn.send((prediction, gold))
             if self._conn.poll(timeout):
-                return bool(self._conn.recv())
+                correct, timed_out = self._conn.recv()
+                self.timeouts += timed_out
+                return correct
             self._proc.kill()
             self._proc.join()
             self._proc = None
@@ -101,15 +110,20 @@ def _serve(conn: Any) -> None:
 
 
 _GRADER = _GradingProcess()
+_MAIN_THREAD_TIMEOUTS = 0
 
 
 def grading_timeouts() -> int:
-    """How many answers were graded wrong because grading ran past its time (off the main thread)."""
-    return _GRADER.timeouts
+    """How many answers were graded wrong because grading ran past its time: math-verify's own timeout, or (off the
+    main thread) a grading process that had to be killed."""
+    return _GRADER.timeouts + _MAIN_THREAD_TIMEOUTS
 
 
 def grade_math(prediction: str, gold: str, timeout: float = 10.0) -> bool:
     """MATH-500 grading with math-verify, symbolic, with a timeout that also holds outside the main thread."""
+    global _MAIN_THREAD_TIMEOUTS
     if threading.current_thread() is threading.main_thread():
-        return _math_verify(prediction, gold)
+        correct, timed_out = _math_verify(prediction, gold)
+        _MAIN_THREAD_TIMEOUTS += timed_out
+        return correct
     return _GRADER.grade(prediction, gold, timeout)

@@ -13,7 +13,6 @@ A guide is to a base model what a PEFT adapter is: one folder, `save_pretrained`
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import threading
 from dataclasses import dataclass
@@ -24,13 +23,14 @@ import torch
 from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
 from .cards import push_folder_to_hub, render_card
-from .files import copy_final_files, write_entries_atomically, write_json
+from .files import copy_final_files, read_json_object, write_entries_atomically, write_json
 from .fused import FusedAdapter, FusedCache, FusedForward, FusedNotApplicable, FusedProcessor, why_not_fused
 from .mixing import check_alpha
-from .models import is_peft_adapter, load_causal_lm, load_tokenizer, looks_like_a_path, quiet_progress
+from .models import is_peft_adapter, load_causal_lm, load_tokenizer, looks_like_a_path, quiet_progress, resolve
 from .processor import TARoProcessor, cache_keyword
 from .prompts import format_prompt
-from .router import MAX_PADDING_ROWS, TARoRouter, TARoRouterConfig
+from .router import TARoRouter, TARoRouterConfig
+from .vocabulary import check_same_vocabulary, check_vocabulary_sizes
 
 GUIDE_CONFIG_NAME = "guide_config.json"
 REWARD_MODEL_DIR = "reward_model"
@@ -67,6 +67,9 @@ class TARoGuideConfig:
     taro_version: str | None = None
 
     def __post_init__(self) -> None:
+        self.alpha = check_alpha(self.alpha)
+        if self.vocab_size is not None and (not isinstance(self.vocab_size, int) or self.vocab_size < 1):
+            raise ValueError(f"vocab_size must be a positive whole number, got {self.vocab_size!r}.")
         if self.method not in METHODS:
             raise ValueError(f"A guide's method is one of {METHODS}, got {self.method!r}.")
         if self.method == "genarm" and self.alpha is None:
@@ -74,7 +77,8 @@ class TARoGuideConfig:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> TARoGuideConfig:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        """Read `guide_config.json`; an error names the file and what is wrong in it."""
+        data = read_json_object(path)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -82,7 +86,10 @@ class TARoGuideConfig:
                 f"{path}: unknown guide settings {unknown}; known: {sorted(known)}. "
                 "Was it written by a newer transformers-taro? Upgrade it."
             )
-        return cls(**data)
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: {err}") from None
 
 
 class TARoGuide:
@@ -159,6 +166,7 @@ class TARoGuide:
         self.tokenizer = tokenizer
         self._last_call = threading.local()  # each thread's last `generate`: its weights and decoding path
         self.name_or_path: str | None = None  # the folder it was loaded from (`from_pretrained`)
+        self._same_tokenizers: set[int] = set()  # base tokenizers already compared with the guide's
 
     # -- what it is ------------------------------------------------------------------------------------------
 
@@ -249,7 +257,10 @@ class TARoGuide:
                 processor path. `True` insists on the fused path (an error says why it cannot apply), `False`
                 uses the processor path.
         """
-        self._check_vocabulary(model)
+        ids = generate_kwargs.get("input_ids")
+        if ids is not None and ids.shape[-1] == 0:
+            raise ValueError("The prompt is empty (input_ids has no tokens): give every row at least one token.")
+        self._check_vocabulary(model, generate_kwargs.get("tokenizer"))
         # What generate will use: its own kwargs, else the `generation_config` passed, else the model's.
         config = generate_kwargs.get("generation_config") or model.generation_config
         wants_dict = generate_kwargs.get("return_dict_in_generate", getattr(config, "return_dict_in_generate", False))
@@ -297,17 +308,23 @@ class TARoGuide:
         out = model.generate(**generate_kwargs, logits_processor=LogitsProcessorList([proc, *extra]))
         return out, proc, "processor"
 
-    def _check_vocabulary(self, model: PreTrainedModel) -> None:
-        """Refuse a base whose vocabulary is not the guide's (padding rows aside): its token ids would index
-        other tokens of the reward model, a silent wrong answer. Same-sized vocabularies of two tokenizers can
-        only be told apart by the tokenizers (`generate(tokenizer=...)`)."""
+    def _check_vocabulary(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None) -> None:
+        """Refuse a base whose vocabulary is not the guide's (`vocabulary.check_vocabulary_sizes`; with the base's
+        tokenizer given to `generate`, compared with the guide's token by token): its token ids would index other
+        tokens of the reward model, a silent wrong answer."""
         trained, size = self.config.vocab_size, _vocab_size(model)
-        if trained and size and abs(size - trained) > MAX_PADDING_ROWS:
-            raise ValueError(
-                f"This guide's reward model has a vocabulary of {trained} tokens, the model it is asked to guide "
-                f"{size}: guided decoding needs one vocabulary. Use a base with the guide's tokenizer (it was "
-                f"trained next to {self.config.base_model_name_or_path!r}), or train a guide for this base."
-            )
+        if tokenizer is not None and self.tokenizer is not None and id(tokenizer) not in self._same_tokenizers:
+            check_same_vocabulary(tokenizer, self.tokenizer)
+            self._same_tokenizers.add(id(tokenizer))
+        if trained and size:
+            try:
+                check_vocabulary_sizes(size, trained, tokenizer, self.tokenizer)
+            except ValueError as err:
+                raise ValueError(
+                    f"This guide's reward model has a vocabulary of {trained} tokens, the model it is asked to guide "
+                    f"{size}: guided decoding needs one vocabulary ({err}). Use a base with the guide's tokenizer (it "
+                    f"was trained next to {self.config.base_model_name_or_path!r}), or train a guide for this base."
+                ) from None
 
     def _decoding_weight(self) -> dict[str, Any]:
         """What decodes: the router (TARo), or the fixed alpha (GenARM; a TARo guide's alpha is only its baseline)."""
@@ -376,6 +393,13 @@ class TARoGuide:
         if not rm_dir.is_dir():
             raise FileNotFoundError(f"{folder} is a guide folder without {REWARD_MODEL_DIR}/: it is incomplete.")
         adapter = rm_dir if is_peft_adapter(rm_dir) else None
+        if adapter is None and not (rm_dir / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{rm_dir}/ is empty or incomplete: it holds neither a model (config.json) nor a LoRA adapter "
+                "(adapter_config.json). Save or download the guide again."
+            )
+        if adapter is not None:
+            _check_adapter_base(adapter)
         # A LoRA reward model is merged on first use: the fused path never needs the merged copy.
         reward_model = None if adapter else load_causal_lm(str(rm_dir), dtype=dtype, device_map=device_map)
         router = None
@@ -464,6 +488,20 @@ class LazyRewardModel:
             self.model.to(device)
 
 
+def _check_adapter_base(adapter: Path) -> None:
+    """The base a LoRA adapter names must be loadable now, not at the first `generate`: a clear error names the
+    adapter's `base_model_name_or_path` (a folder that is gone, a relative path from elsewhere, an uncached Hub id)."""
+    config_file = adapter / "adapter_config.json"
+    base = read_json_object(config_file).get("base_model_name_or_path")
+    try:
+        resolve(base)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"{config_file} names its base model base_model_name_or_path={base!r}, which cannot be loaded here: {err} "
+            "Point it at the base's folder or Hub id (the model the adapter was trained on)."
+        ) from None
+
+
 def _saved_tokenizer(folder: str | os.PathLike) -> PreTrainedTokenizerBase | None:
     """The tokenizer saved beside a reward model, if any: it only lets `generate(tokenizer=...)` compare vocabularies
     token by token, so a folder (or Hub id) without one is fine."""
@@ -536,7 +574,8 @@ def load_guide(
     loaded_router = None
     if router is not None:
         with quiet_progress():
-            loaded_router = TARoRouter.from_pretrained(router)
+            # resolve: a folder, the HF cache, or the Hub, else an error that says which of them failed
+            loaded_router = TARoRouter.from_pretrained(resolve(router))
     if reward_model is not None:
         if guide is not None:
             raise ValueError("Give a guide (--guide) or its parts (--reward_model, --router/--alpha), not both.")

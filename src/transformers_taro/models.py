@@ -185,13 +185,23 @@ def load_causal_lm(
         if is_peft_adapter(path):
             from peft import PeftConfig, PeftModel
 
-            base = PeftConfig.from_pretrained(path).base_model_name_or_path
-            model = AutoModelForCausalLM.from_pretrained(resolve(base), dtype=dtype, device_map=device_map, **kwargs)
+            base = resolve(PeftConfig.from_pretrained(path).base_model_name_or_path)
+
+            def adapted() -> Any:
+                model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, device_map=device_map, **kwargs)
+                return PeftModel.from_pretrained(model, path)
+
             with warnings.catch_warnings():
                 # peft asks a deprecated transformers property (`is_gradient_checkpointing`); not ours to fix.
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-                # Merging makes the reward model a plain causal LM: no adapter overhead per decoding step.
-                model = PeftModel.from_pretrained(model, path).merge_and_unload()
+                try:
+                    # Merged, the reward model is a plain causal LM: no adapter overhead per decoding step.
+                    model = adapted().merge_and_unload()
+                except (RuntimeError, ValueError) as err:
+                    # Some adapters cannot be merged (lora_bias on a layer without a bias). A failed merge may have
+                    # changed some layers already: peft runs a fresh copy as it is.
+                    logger.warning("%s: the adapter is used unmerged (%s).", name_or_path, err)
+                    model = adapted()
             model.config._name_or_path = str(name_or_path)
         else:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=device_map, **kwargs)

@@ -10,6 +10,7 @@ from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerBa
 
 from .mixing import check_alpha, guided_scores
 from .router import TARoRouter
+from .vocabulary import check_same_vocabulary, check_vocabulary_sizes
 
 
 def cache_keyword(model: PreTrainedModel) -> str:
@@ -129,6 +130,7 @@ class TARoProcessor(LogitsProcessor):
         self.attention_mask = attention_mask
         self.reward_input_ids = reward_input_ids
         self.reward_attention_mask = reward_attention_mask
+        self._tokenizers = (tokenizer, reward_tokenizer)
         if pad_token_id is None and tokenizer is not None:
             pad_token_id = tokenizer.pad_token_id
         if pad_token_id is None:
@@ -203,6 +205,12 @@ class TARoProcessor(LogitsProcessor):
         # The mask belongs to one batch of prompts: using it on another would silently mis-mask padding.
         per_prompt = rows // self.attention_mask.shape[0]
         prompts = input_ids[::per_prompt, : mask.shape[1]]
+        if self._mask_prompts is None and mask.shape[1] != length:
+            # At the first call input_ids is the prompt (assisted decoding too): the mask must cover it exactly.
+            raise ValueError(
+                f"attention_mask covers {mask.shape[1]} tokens but the prompt has {length}: pass the mask of the "
+                "prompt given to generate."
+            )
         if self._mask_prompts is None:
             self._check_mask_fits(input_ids[:, : mask.shape[1]], mask, per_prompt)
             self._mask_prompts = prompts.clone()
@@ -210,11 +218,6 @@ class TARoProcessor(LogitsProcessor):
             raise ValueError(
                 "This processor's attention_mask belongs to another batch of prompts. Call "
                 "proc.reset(attention_mask=enc['attention_mask']) before generating for a new batch."
-            )
-        if mask.shape[1] > length:
-            raise ValueError(
-                f"attention_mask covers {mask.shape[1]} tokens but the prompt has {length}: pass the mask of the "
-                "prompt given to generate."
             )
         # Tokens past the mask were generated (a continuation, or assisted decoding): they are all real tokens.
         return torch.cat([mask, mask.new_ones(rows, length - mask.shape[1])], dim=1)
@@ -245,6 +248,19 @@ class TARoProcessor(LogitsProcessor):
                 raise ValueError(
                     f"attention_mask has {mask.shape[0] // per_prompt} rows for {ids.shape[0]} different "
                     "prompts: pass one mask row per prompt (the mask given to generate)."
+                )
+        if self.pad_token_id is not None:
+            # Left padding is a run of pad ids longer than the batch's shortest (pad = BOS models start every row
+            # with one): a mask that marks such a position as a token is another batch's.
+            leading = ids.eq(self.pad_token_id).long().cumprod(dim=1).sum(dim=1)
+            padding = torch.arange(ids.shape[1], device=ids.device)[None, :] < (leading - leading.min())[:, None]
+            exposed = padding & (mask != 0)
+            if bool(exposed.any()):
+                row = int(exposed.any(dim=1).nonzero()[0])
+                raise ValueError(
+                    f"attention_mask marks padding of row {row} (leading pad ids {self.pad_token_id}) as tokens: it "
+                    "is not this batch's mask. Pass attention_mask=enc['attention_mask'] from the same tokenizer call "
+                    "as the ids."
                 )
 
     def _refuse_unmasked_padding(self, input_ids: torch.Tensor) -> None:
@@ -331,6 +347,8 @@ class TARoProcessor(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         order = self._beam_order(input_ids)
         out = self._prefill(input_ids) if order is None else self._advance(input_ids, order)
+        if order is None:
+            check_vocabulary_sizes(scores.shape[-1], out.logits.shape[-1], *self._tokenizers)
         hidden = out.hidden_states[-1][:, -1].to(scores.device) if self._want_hidden else None
         guided, alpha = guided_scores(
             scores,
@@ -366,18 +384,3 @@ class TARoProcessor(LogitsProcessor):
             valid = rows >= 0
             out[valid, t] = steps[t][rows[valid]].float()
         return out
-
-
-def check_same_vocabulary(tokenizer: PreTrainedTokenizerBase, reward_tokenizer: PreTrainedTokenizerBase) -> None:
-    """Raise a `ValueError` naming the difference when two tokenizers do not share one vocabulary."""
-    a, b = tokenizer.get_vocab(), reward_tokenizer.get_vocab()
-    if a == b:
-        return
-    only_a = sorted(set(a) - set(b))[:5]
-    only_b = sorted(set(b) - set(a))[:5]
-    moved = sorted(t for t in set(a) & set(b) if a[t] != b[t])[:5]
-    raise ValueError(
-        "The base and reward tokenizers differ, so the reward model's logits do not score the base model's tokens: "
-        f"{len(a)} vs {len(b)} tokens; only in base: {only_a}; only in reward: {only_b}; different ids: {moved}. "
-        "Use a reward model trained on the base model's tokenizer."
-    )

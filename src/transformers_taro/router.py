@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -16,11 +15,9 @@ from transformers.modeling_outputs import ModelOutput
 
 from .cards import push_folder_to_hub, render_card
 from .features import num_features, router_features
+from .files import read_json_object
 from .mixing import MIXTURES
-
-# Embedding matrices are often rounded up (to multiples of 64 or 128 rows, Qwen2's by ~300): more than this many rows
-# beyond the router's vocabulary is another vocabulary, not padding.
-MAX_PADDING_ROWS = 1024
+from .vocabulary import MAX_PADDING_ROWS
 
 
 class TARoRouterConfig(PretrainedConfig):
@@ -40,7 +37,7 @@ class TARoRouterConfig(PretrainedConfig):
         alpha_init (`float`, defaults to 1.0): Alpha of the freshly initialised router on every token. A geometric
             router starts at the weight that decodes greedily alike, `w = alpha_init / (1 + alpha_init)`.
         mixture (`str`, defaults to `"product"`): How the per-token weight mixes the two models
-            ([`~transformers_taro.features.mix`]). `"product"`: `log p_b + alpha * log p_r`, alpha in
+            ([`~transformers_taro.mixing.mix`]). `"product"`: `log p_b + alpha * log p_r`, alpha in
             `[0, alpha_max]`. `"geometric"`: `(1 - w) * log p_b + w * log p_r`, w in `[0, 1]`. Recorded, so a
             saved router decodes with the mixture it was trained with.
         vocab_size (`int`, *optional*):
@@ -300,7 +297,7 @@ def _check_router_folder(folder: Path) -> None:
             f"{folder} has no config.json: it is not a saved TARo router (a router folder holds "
             "config.json and model.safetensors, as TARoRouter.save_pretrained writes them)."
         )
-    model_type = json.loads(config_file.read_text()).get("model_type")
+    model_type = read_json_object(config_file).get("model_type")
     if model_type != TARoRouterConfig.model_type:
         raise ValueError(
             f"{folder} holds a {model_type!r} model, not a TARo router (model_type "

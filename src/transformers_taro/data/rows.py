@@ -17,7 +17,7 @@ class MalformedRow(ValueError):
 
 
 def numbered_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """`(line number, row)` of each non-blank line; a line that is not UTF-8 JSON is an error naming it."""
+    """`(line number, row)` of each non-blank line; a line that is not a UTF-8 JSON object is an error naming it."""
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, 1):
             try:
@@ -26,9 +26,15 @@ def numbered_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise ValueError(f"{path}:{line_no} is not valid UTF-8 ({err.reason} at byte {err.start}).") from err
             if line.strip():
                 try:
-                    yield line_no, json.loads(line)
+                    row = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise ValueError(f"{path}:{line_no} is not valid JSON: {err}") from err
+                if not isinstance(row, dict):
+                    raise ValueError(
+                        f"{path}:{line_no} is not an object (a JSON {type(row).__name__}): each line is "
+                        'one row with named fields, e.g. {"question": ..., "answer": ...}.'
+                    )
+                yield line_no, row
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:

@@ -14,7 +14,7 @@ enough: `lm_eval.simple_evaluate(model="taro", model_args="method=genarm,alpha=0
 
 Generation tasks decode with `guide.generate` (the fused path when it applies, else `TARoProcessor`);
 log-likelihood tasks score with the same mixed distribution, `log_softmax(log p_b + alpha_t * log p_r)` from
-`features.mix`, alpha_t from the router teacher-forced on the request.
+`mixing.guided_scores`, alpha_t from the router teacher-forced on the request.
 """
 
 from __future__ import annotations

@@ -45,6 +45,12 @@ class Session:
         """Answer already formatted prompts, as one left-padded batch, greedy unless told otherwise; each answer ends
         at its first end-of-sequence token, and carries the weight used at each of its tokens."""
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(self.base.device)
+        positions = getattr(self.base.config, "n_positions", None)  # learned absolute positions (GPT-2 and kin)
+        if positions is not None and enc["input_ids"].shape[1] > positions:
+            raise ValueError(
+                f"The prompt has {enc['input_ids'].shape[1]} tokens; the model takes {positions} positions at "
+                "most. Shorten the prompt, or use a model with a longer context."
+            )
         kwargs = {
             "do_sample": False,
             "pad_token_id": self.tokenizer.pad_token_id,
@@ -54,6 +60,8 @@ class Session:
             "return_dict_in_generate": True,
         }
         if self.guide is not None:
+            # The base's tokenizer goes along, so a reward model of another tokenizer is refused, not mixed in.
+            kwargs.setdefault("tokenizer", self.tokenizer)
             out = self.guide.generate(self.base, fused=kwargs.pop("fused", self.fused), **enc, **kwargs)
         else:
             out = self.base.generate(**enc, **kwargs)

@@ -1,6 +1,6 @@
 """Router training: only the router learns; the base and reward models are frozen.
 
-Objective, with q the guided distribution of `features.mix` (product `log p_b + alpha_t log p_r`, or geometric
+Objective, with q the guided distribution of `mixing.mix` (product `log p_b + alpha_t log p_r`, or geometric
 `(1 - w_t) log p_b + w_t log p_r`, as `mixture` says):
 
     L = nll_weight    * mean_t -log q(y_t | y<t)               on correct step-wise traces (prompt masked)
