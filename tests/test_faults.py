@@ -240,6 +240,10 @@ def test_the_fused_path_refuses_what_the_processor_path_refuses(tmp_path, fused)
         guide.generate(base, fused=fused, input_ids=ids, attention_mask=mask, **kw)
     with pytest.raises(ValueError, match="prompt is empty"):
         guide.generate(base, fused=fused, input_ids=torch.zeros(1, 0, dtype=torch.long), **kw)
+    if not fused:  # fused=None with embeddings: refused clearly, not a size mismatch inside generate
+        embeds = base.get_input_embeddings()(ids[1:])
+        with pytest.raises(ValueError, match="inputs_embeds cannot be guided"):
+            guide.generate(base, inputs_embeds=embeds, **kw)
 
 
 def test_reward_vocabularies_beyond_embedding_padding_are_refused():
@@ -338,3 +342,17 @@ def test_a_truncated_router_config_is_named(tmp_path):
     (folder / "config.json").write_text('{"model_type": "taro_rou')
     with pytest.raises(ValueError, match="config.json is not valid JSON"):
         TARoRouter.from_pretrained(folder)
+
+
+@pytest.mark.slow
+def test_unusual_prompts_decode_on_both_paths(tiny_model_dir):
+    """Emoji, CJK, a NUL character and a 20,000-character prompt: tokenized and guided like any other."""
+    from transformers_taro.evaluation.session import Session
+    from transformers_taro.models import load_causal_lm, load_tokenizer
+
+    base, tok = load_causal_lm(tiny_model_dir), load_tokenizer(tiny_model_dir)
+    guide = TARoGuide(load_causal_lm(tiny_model_dir), alpha=1.0)
+    prompts = ["How many 🍎 are left? 🙂", "小明有3个苹果。", "a\x00b", "Tom has 3 apples. " * 1112]
+    for fused in (None, False):
+        out = Session(base, tok, guide, fused=fused).generate(prompts, max_new_tokens=3)
+        assert len(out) == 4 and all(len(g.alphas) == len(g.token_ids) for g in out)

@@ -327,6 +327,8 @@ def test_an_adapter_saved_as_bin_falls_back(tmp_path):
 
     with pytest.raises(FusedNotApplicable, match="adapter_model.safetensors"):
         guide.generate(base, fused=True, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+    fallback = guide.generate(base, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+    assert fallback.decoding == "processor"  # peft reads the .bin: the processor path decodes with the adapter
 
 
 @pytest.mark.parametrize("fused", [None, False])

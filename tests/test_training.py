@@ -22,7 +22,7 @@ from transformers_taro.training import (
     train_router,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # trains models
 
 
 @pytest.fixture(scope="module")
@@ -424,3 +424,27 @@ def test_step_pairs_longer_than_max_length_are_left_out_and_counted(tiny_model_d
     assert "1 of 3 step pairs are longer than max_length=64" in caplog.text
     with pytest.raises(ValueError, match="raise max_length"):
         _fitting([long], tok, 64)
+
+
+def test_resume_skips_a_checkpoint_with_unreadable_weights(tmp_path, caplog):
+    """A checkpoint whose trainer_state.json is intact but whose weights are cut short is passed over, saying so,
+    for the newest complete and readable one."""
+    import logging
+    import shutil
+
+    from transformers_taro import TARoRouterConfig
+    from transformers_taro.training.common import resume_point
+
+    good = tmp_path / "checkpoint-3"
+    good.mkdir()
+    (good / "trainer_state.json").write_text('{"global_step": 3}')
+    TARoRouter(TARoRouterConfig(vocab_size=50)).save_pretrained(good)
+    shutil.copytree(good, tmp_path / "checkpoint-5")
+    weights = tmp_path / "checkpoint-5" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a disk that filled up while it was written
+    with caplog.at_level(logging.WARNING):
+        assert resume_point(tmp_path, True) == str(good)
+    assert "checkpoint-5 is skipped: model.safetensors cannot be read" in caplog.text
+    shutil.rmtree(good)
+    with pytest.raises(FileNotFoundError, match="no complete, readable checkpoint"):
+        resume_point(tmp_path, True)

@@ -258,6 +258,11 @@ class TARoGuide:
                 uses the processor path.
         """
         ids = generate_kwargs.get("input_ids")
+        if generate_kwargs.get("inputs_embeds") is not None:
+            raise ValueError(
+                "inputs_embeds cannot be guided: the reward model reads token ids, which embeddings do not give. Pass "
+                "input_ids (the tokenized prompt) instead."
+            )
         if ids is not None and ids.shape[-1] == 0:
             raise ValueError("The prompt is empty (input_ids has no tokens): give every row at least one token.")
         self._check_vocabulary(model, generate_kwargs.get("tokenizer"))

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
+logger = logging.getLogger(__name__)
+
 
 def resume_point(output_dir: str | os.PathLike, resume: bool) -> str | None:
-    """The newest *complete* `checkpoint-N` in `output_dir` to resume from (None without `resume`).
+    """The newest *complete and readable* `checkpoint-N` in `output_dir` to resume from (None without `resume`).
 
     `Trainer` writes a checkpoint's `trainer_state.json` last, so a run killed while writing `checkpoint-N` leaves
-    one without it (or with it cut short); `resume_from_checkpoint=True` would pick that one and fail.
+    one without it (or with it cut short); `resume_from_checkpoint=True` would pick that one and fail. A checkpoint
+    whose weights cannot be read (a disk that filled up, a copy cut short) is skipped too, saying so.
     """
     if not resume:
         return None
@@ -22,9 +26,28 @@ def resume_point(output_dir: str | os.PathLike, resume: bool) -> str | None:
             steps.append((int(folder.name.split("-")[1]), folder))
         except (OSError, ValueError):
             continue  # incomplete: killed while being written
-    if not steps:
-        raise FileNotFoundError(f"--resume: no complete checkpoint-N folder in {output_dir} to resume from.")
-    return str(max(steps)[1])
+    for _, folder in sorted(steps, reverse=True):
+        broken = _unreadable_weights(folder)
+        if broken is None:
+            return str(folder)
+        logger.warning(
+            "--resume: %s is skipped: %s cannot be read. Resuming from an earlier checkpoint.", folder, broken
+        )
+    raise FileNotFoundError(f"--resume: no complete, readable checkpoint-N folder in {output_dir} to resume from.")
+
+
+def _unreadable_weights(folder: Path) -> str | None:
+    """The first weights file of a checkpoint that cannot be opened (None: all can)."""
+    from safetensors import SafetensorError, safe_open
+
+    for weights in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), "pt") as f:
+                for key in f.keys():  # noqa: SIM118 (not a dict)
+                    f.get_slice(key)
+        except (SafetensorError, OSError, ValueError):
+            return weights.name
+    return None
 
 
 def check_max_steps(max_steps: int) -> None:
