@@ -233,15 +233,22 @@ def test_a_guide_retrained_in_place_is_never_mixed_in_nor_reused(tmp_path, capsy
     task = load_task("gsm8k", task_file(tmp_path))
     folder = tmp_path / "guide"
     folder.mkdir()
-    (folder / "guide_config.json").write_text('{"method": "genarm", "alpha": 0.5}')
+    (folder / "guide_config.json").write_text('{"method": "taro", "alpha": 0.5}')
+    (folder / "router").mkdir()
+    (folder / "router" / "model.safetensors").write_bytes(b"trained")
     out = str(tmp_path / "run")
     session = FakeSession(guide=GuideFolder(str(folder)))
     with pytest.raises(KeyboardInterrupt):
         run_eval(FakeSession(guide=session.guide, crash_on_call=2), task, out, batch_size=2)
-    (folder / "guide_config.json").write_text('{"method": "genarm", "alpha": 0.7}')  # retrained in place
-    with pytest.raises(ValueError, match="other files: guide changed since"):
+    # Recording the fixed alpha chosen on validation does not change what the router decodes: the run resumes.
+    (folder / "guide_config.json").write_text('{"method": "taro", "alpha": 1.0, "alpha_selection": {"n": 4}}')
+
+    (folder / "router" / "model.safetensors").write_bytes(b"retrained")  # retrained in place
+    with pytest.raises(ValueError, match="other files: guide router changed since"):
         run_eval(session, task, out, batch_size=2)
     assert session.calls == 0
+    (folder / "router" / "model.safetensors").write_bytes(b"trained")
+    assert run_eval(session, task, out, batch_size=2)["n"] == len(ROWS)  # the alpha recorded: resumed, not refused
 
 
 def test_a_finished_run_rerun_after_its_data_changed_is_refused(tmp_path):

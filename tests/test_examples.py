@@ -84,3 +84,34 @@ def test_compare_counts_loops_and_pairs_the_runs(tmp_path, monkeypatch):
         == mcnemar([bool(c) for c in right["taro"]], [bool(c) for c in right["base"]])["mcnemar_p"]
     )
     assert (result["taro vs genarm"]["only_a"], result["taro vs genarm"]["only_b"]) == (1, 1)
+
+
+def test_arithmetic_problems_check_out_and_their_splits_are_disjoint(tmp_path, monkeypatch):
+    import importlib.util
+    import re
+
+    from transformers_taro.data import gsm8k_solutions
+    from transformers_taro.tasks import load_task
+
+    spec = importlib.util.spec_from_file_location("arithmetic_problems", EXAMPLES / "arithmetic_problems.py")
+    problems = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(problems)
+    splits = problems.make_splits(per_family=60, seed=1)
+    questions = {split: {r["question"] for r in rows} for split, rows in splits.items()}
+    assert not (questions["train"] & questions["validation"] or questions["train"] & questions["test"])
+    assert not questions["validation"] & questions["test"]
+    assert sum(len(rows) for rows in splits.values()) == 60 * len(problems.FAMILIES)
+    assert splits == problems.make_splits(per_family=60, seed=1)  # seeded
+    all_rows = [r for rows in splits.values() for r in rows]
+    # Every step's arithmetic is right and the last number is the answer: the GSM8K pipeline reads them as gold.
+    solutions, report = gsm8k_solutions(all_rows)
+    assert report.skipped == 0 and len(solutions) == len(all_rows)
+    for row in all_rows:
+        steps = re.findall(r"<<([\d+\-*]+)=(\d+)>>", row["answer"])
+        assert steps and all(eval(expr) == int(value) for expr, value in steps)  # noqa: S307 - our own digits
+        assert int(row["answer"].rsplit("####", 1)[1]) == int(steps[-1][1])
+    run_script(
+        "arithmetic_problems.py", "--out", str(tmp_path / "arith"), "--per-family", "20", monkeypatch=monkeypatch
+    )
+    task = load_task("gsm8k", str(tmp_path / "arith" / "test.jsonl"))
+    assert all(task.gold(r) == float(r["answer"].rsplit("####", 1)[1]) for r in task.rows)

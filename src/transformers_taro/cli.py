@@ -178,9 +178,25 @@ def _model_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
     )
 
 
-def generate(a: argparse.Namespace) -> None:
+def _load_session(a: argparse.Namespace):
+    """The base and guide `_model_args`' flags ask for."""
     from .evaluation.session import load_session
 
+    return load_session(
+        a.base_model,
+        a.guide,
+        reward_model=a.reward_model,
+        router=a.router,
+        alpha=a.alpha,
+        method=a.method,
+        device_map=a.device_map,
+        dtype=a.dtype,
+        fused=a.fused,
+        no_repeat_ngram_size=a.no_repeat_ngram_size,
+    )
+
+
+def generate(a: argparse.Namespace) -> None:
     # Checked before any model loads: a bad prompt or output path found after loading would waste the wait.
     try:
         a.prompt.encode("utf-8")
@@ -191,39 +207,16 @@ def generate(a: argparse.Namespace) -> None:
     if a.html is not None:
         _check_writable(Path(a.html), "--html")
 
-    session = load_session(
-        a.base_model,
-        a.guide,
-        reward_model=a.reward_model,
-        router=a.router,
-        alpha=a.alpha,
-        method=a.method,
-        device_map=a.device_map,
-        dtype=a.dtype,
-        fused=a.fused,
-        no_repeat_ngram_size=a.no_repeat_ngram_size,
-    )
+    session = _load_session(a)
     session.stream(a.prompt, max_new_tokens=a.max_new_tokens, html=a.html)
 
 
 def evaluate_cmd(a: argparse.Namespace) -> None:
     from .evaluation.runner import run_eval
-    from .evaluation.session import load_session
     from .tasks import load_task
 
     task = load_task(a.task, a.data, question_field=a.question_field, answer_field=a.answer_field)
-    session = load_session(
-        a.base_model,
-        a.guide,
-        reward_model=a.reward_model,
-        router=a.router,
-        alpha=a.alpha,
-        method=a.method,
-        device_map=a.device_map,
-        dtype=a.dtype,
-        fused=a.fused,
-        no_repeat_ngram_size=a.no_repeat_ngram_size,
-    )
+    session = _load_session(a)
     report = run_eval(
         session,
         task,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -299,15 +300,25 @@ def _problem_range(rows: int, limit: int | None, offset: int, batch_size: int) -
 def _fingerprints(session: Session, task: Task) -> dict[str, str]:
     """Content fingerprints of the local files a run depends on: the data, the base, the guide or its parts. A
     resumed run whose files changed (a guide retrained in place, an edited data file) is then refused, not mixed."""
-    guide = session.guide
+    from ..guide import GUIDE_CONFIG_NAME, REWARD_MODEL_DIR, ROUTER_DIR
+
+    guide = getattr(session.guide, "name_or_path", None)
     paths = {
         "data": task.source,
         "base_model": getattr(session.base, "name_or_path", None),
-        "guide": getattr(guide, "name_or_path", None),
+        "guide reward_model": guide and Path(guide) / REWARD_MODEL_DIR,
+        "guide router": guide and Path(guide) / ROUTER_DIR,
         "reward_model": session.names.get("reward_model"),
         "router": session.names.get("router"),
     }
-    return {name: fingerprint(path) for name, path in paths.items() if path and Path(path).exists()}
+    prints = {name: fingerprint(path) for name, path in paths.items() if path and Path(path).exists()}
+    if guide and (Path(guide) / GUIDE_CONFIG_NAME).is_file():
+        # Choosing the fixed alpha on validation records it in the config: not a change of what a run decodes with
+        # (a GenARM run records its alpha among the settings).
+        config = json.loads((Path(guide) / GUIDE_CONFIG_NAME).read_text(encoding="utf-8"))
+        decoding = {k: v for k, v in config.items() if k not in ("alpha", "alpha_selection", "training_summary")}
+        prints["guide config"] = hashlib.sha256(json.dumps(decoding, sort_keys=True).encode()).hexdigest()[:16]
+    return prints
 
 
 @contextlib.contextmanager
