@@ -108,7 +108,7 @@ def test_reward_model_resume_keeps_finished_steps(tiny_model_dir, gsm8k_file, tm
     state = json.load(open(os.path.join(out, "checkpoint-6", "trainer_state.json")))
     logged_steps = [h["step"] for h in state["log_history"] if "loss" in h]
     assert logged_steps == [1, 2, 3, 4, 5, 6]  # steps 1-3 come from the first run, not redone
-    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+    with pytest.raises(FileNotFoundError, match="no complete, readable checkpoint"):
         train_reward_model(
             tiny_model_dir, gsm8k_file, str(tmp_path / "empty"), rm_config(str(tmp_path / "e")), resume=True
         )
