@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -132,20 +132,29 @@ def write_entries_atomically(
         )
     target.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.saving-"))
-    trash = scratch / ".replaced"
     try:
         write(scratch / "new")
-        trash.mkdir()
-        if (target / marker).exists():
-            os.replace(target / marker, trash / marker)
-        for name in sorted(entries, key=lambda n: n == marker):
-            old, new = target / name, scratch / "new" / name
-            if old.exists() or old.is_symlink():
-                os.replace(old, trash / name)
-            if new.exists():
-                os.replace(new, old)
+        _move_in(scratch / "new", target, entries, last=(marker,), trash=scratch / ".replaced")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _move_in(new: Path, target: Path, names: Iterable[str], last: tuple[str, ...], trash: Path) -> None:
+    """Move each of `names` from `new` into `target`, each old version into `trash` (which the caller deletes).
+
+    The files of `last` (those that make the folder loadable) are deleted first and come back last: a crash
+    part-way leaves a folder that does not load, never one that loads new files under old settings. Each move is
+    one rename on one filesystem. A name `new` lacks is only removed.
+    """
+    trash.mkdir()
+    for name in last:
+        (target / name).unlink(missing_ok=True)
+    for name in sorted(names, key=lambda n: n in last):
+        old, fresh = target / name, new / name
+        if old.exists() or old.is_symlink():
+            os.replace(old, trash / name)
+        if fresh.exists():
+            os.replace(fresh, old)
 
 
 def copy_final_files(folder: str | os.PathLike, target: str | os.PathLike) -> None:
@@ -190,13 +199,7 @@ def atomic_save(save: Callable[[str], None], output_dir: str | os.PathLike, acce
         save(str(scratch))
         _barrier(accelerator)
         if main:
-            for name in LOADABLE_LAST:
-                (out / name).unlink(missing_ok=True)
-            for name in sorted(os.listdir(scratch), key=lambda n: n in LOADABLE_LAST):
-                target = out / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                os.replace(scratch / name, target)
+            _move_in(scratch, out, os.listdir(scratch), last=LOADABLE_LAST, trash=scratch / ".replaced")
     finally:
         if main:
             shutil.rmtree(scratch, ignore_errors=True)

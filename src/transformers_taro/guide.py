@@ -166,7 +166,6 @@ class TARoGuide:
         self.tokenizer = tokenizer
         self._last_call = threading.local()  # each thread's last `generate`: its weights and decoding path
         self.name_or_path: str | None = None  # the folder it was loaded from (`from_pretrained`)
-        self._same_tokenizers: set[int] = set()  # base tokenizers already compared with the guide's
 
     # -- what it is ------------------------------------------------------------------------------------------
 
@@ -318,9 +317,8 @@ class TARoGuide:
         tokenizer given to `generate`, compared with the guide's token by token): its token ids would index other
         tokens of the reward model, a silent wrong answer."""
         trained, size = self.config.vocab_size, _vocab_size(model)
-        if tokenizer is not None and self.tokenizer is not None and id(tokenizer) not in self._same_tokenizers:
+        if tokenizer is not None and self.tokenizer is not None:
             check_same_vocabulary(tokenizer, self.tokenizer)
-            self._same_tokenizers.add(id(tokenizer))
         if trained and size:
             try:
                 check_vocabulary_sizes(size, trained, tokenizer, self.tokenizer)

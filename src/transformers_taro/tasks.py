@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .data import numbered_jsonl, parse_number
+from .data import dataset_rows, numbered_jsonl, parse_number
 from .graders import extract_choice, extract_number, grade_math, grade_number
 from .models import looks_like_a_path
 
@@ -34,20 +34,6 @@ split), read through `datasets` (cached by it; offline, from its cache)."""
 def data_dir() -> Path | None:
     """`$TARO_DATA_DIR`: a folder laid out as `gsm8k/test.jsonl`, `svamp/test.jsonl`, ... (`_DEFAULT_FILES`)."""
     return Path(os.environ["TARO_DATA_DIR"]) if os.environ.get("TARO_DATA_DIR") else None
-
-
-def _dataset_rows(name: str, config: str | None = None, split: str = "test") -> list[dict[str, Any]]:
-    """Rows of a dataset through `datasets.load_dataset`: a Hub id, or a local folder of data files."""
-    from .extras import require
-
-    datasets = require("datasets")
-    try:
-        return [dict(row) for row in datasets.load_dataset(name, config, split=split)]
-    except (FileNotFoundError, ConnectionError, ValueError) as err:
-        raise FileNotFoundError(
-            f"{name}: the dataset could not be read ({type(err).__name__}: {err}). Offline, pass "
-            "--data with a JSONL file, or set TARO_DATA_DIR to a data folder."
-        ) from err
 
 
 @dataclass
@@ -146,7 +132,7 @@ def load_task(
         source = HUB_DATASETS[name] if path is None else (path, None, "test")
         if path is not None and not Path(path).is_dir() and (looks_like_a_path(path) or "/" not in path):
             raise FileNotFoundError(f"{path}: no such file or folder (nor a Hub dataset id of the form 'owner/name').")
-        rows, lines, where = _dataset_rows(*source), None, source[0]
+        rows, lines, where = dataset_rows(*source), None, source[0]
     else:
         numbered = list(numbered_jsonl(path))
         rows, lines, where = [row for _, row in numbered], [line for line, _ in numbered], str(Path(path).resolve())

@@ -7,6 +7,8 @@ of 64 or 128, Qwen2's by a few hundred rows): such padding rows are never genera
 
 from __future__ import annotations
 
+import weakref
+
 from transformers import PreTrainedTokenizerBase
 
 MAX_PADDING_ROWS = 1024
@@ -53,10 +55,18 @@ def check_vocabulary_sizes(
     )
 
 
+_SAME: weakref.WeakKeyDictionary[PreTrainedTokenizerBase, weakref.WeakSet] = weakref.WeakKeyDictionary()
+"""Tokenizer pairs already found identical: comparing two 50k-token vocabularies on every `generate` call would
+cost as much as a decoding step."""
+
+
 def check_same_vocabulary(tokenizer: PreTrainedTokenizerBase, reward_tokenizer: PreTrainedTokenizerBase) -> None:
     """Raise a `ValueError` naming the difference when two tokenizers do not share one vocabulary."""
+    if reward_tokenizer in _SAME.get(tokenizer, ()):
+        return
     a, b = tokenizer.get_vocab(), reward_tokenizer.get_vocab()
     if a == b:
+        _SAME.setdefault(tokenizer, weakref.WeakSet()).add(reward_tokenizer)
         return
     only_a = sorted(set(a) - set(b))[:5]
     only_b = sorted(set(b) - set(a))[:5]

@@ -21,7 +21,7 @@ from .gsm8k import (
 )
 from .prompts import SYSTEM_PROMPT, answer_step, format_prompt
 from .rows import MalformedRow, SkipReport, numbered_jsonl, read_jsonl
-from .sources import build_step_pairs, build_traces, detect_format, load_rows
+from .sources import build_step_pairs, build_traces, dataset_rows, detect_format, load_rows
 from .step_dpo import math_step_dpo_pairs
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "build_traces",
     "close",
     "corrupt_step",
+    "dataset_rows",
     "detect_format",
     "equations_in",
     "format_number",

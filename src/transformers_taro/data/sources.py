@@ -29,9 +29,20 @@ def load_rows(id_or_path: str, split: str = "train") -> list[dict[str, Any]]:
         raise FileNotFoundError(
             f"{id_or_path}: no such file (and not a Hub dataset id, which has the form 'owner/name')."
         )
-    datasets = require("datasets")
+    return dataset_rows(id_or_path, split=split)
 
-    return list(datasets.load_dataset(id_or_path, split=split))
+
+def dataset_rows(name: str, config: str | None = None, split: str = "train") -> list[dict[str, Any]]:
+    """Rows of a dataset through `datasets.load_dataset` (a Hub id, read from the HF cache offline, or a local
+    folder of data files), or a `FileNotFoundError` saying what to pass instead."""
+    datasets = require("datasets")
+    try:
+        return [dict(row) for row in datasets.load_dataset(name, config, split=split)]
+    except (FileNotFoundError, ConnectionError, ValueError) as err:
+        raise FileNotFoundError(
+            f"{name}: the dataset could not be read ({type(err).__name__}: {err}). Offline, pass a local JSONL "
+            "file (--data), or set TARO_DATA_DIR to a data folder."
+        ) from err
 
 
 def detect_format(rows: list[dict[str, Any]]) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..extras import require
-from ..files import fingerprint, write_atomically, write_json
+from ..files import fingerprint, read_json_object, write_atomically, write_json
 from ..graders import grading_timeouts
 from ..tasks import Task
 from .session import Session
@@ -315,7 +315,7 @@ def _fingerprints(session: Session, task: Task) -> dict[str, str]:
     if guide and (Path(guide) / GUIDE_CONFIG_NAME).is_file():
         # Choosing the fixed alpha on validation records it in the config: not a change of what a run decodes with
         # (a GenARM run records its alpha among the settings).
-        config = json.loads((Path(guide) / GUIDE_CONFIG_NAME).read_text(encoding="utf-8"))
+        config = read_json_object(Path(guide) / GUIDE_CONFIG_NAME)
         decoding = {k: v for k, v in config.items() if k not in ("alpha", "alpha_selection", "training_summary")}
         prints["guide config"] = hashlib.sha256(json.dumps(decoding, sort_keys=True).encode()).hexdigest()[:16]
     return prints
@@ -376,7 +376,7 @@ def _claim_output_dir(out: Path, settings: dict[str, Any]) -> None:
     if run_file.is_file():
         previous = json.loads(run_file.read_text())
         changed = sorted(
-            k for k in set(previous) | set(settings) - {"fingerprints"} if previous.get(k) != settings.get(k)
+            k for k in (set(previous) | set(settings)) - {"fingerprints"} if previous.get(k) != settings.get(k)
         )
         was, now = previous.get("fingerprints") or {}, settings["fingerprints"]
         files = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
