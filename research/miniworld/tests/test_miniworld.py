@@ -465,9 +465,13 @@ def test_base_draws_trains_grades_and_resumes(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_training_in_two_tracks_at_once_gives_the_same_models(tmp_path):
     """train_all(processes=2) trains the small base's track and the larger base's in two worker processes at once:
-    at these toy sizes every checkpoint is the same to the bit as one process's (at the real ones the routers can
-    differ in their last digits: `train_all`), and the shared journal holds every stage."""
+    every checkpoint matches one process's to float32 rounding (a worker's thread count changes the order of
+    reductions, so the last digits may differ; a different seed, order or stage would not come this close), and the
+    shared journal holds every stage."""
     import json
+
+    import torch
+    from safetensors.torch import load_file
 
     from taro_miniworld.pipeline import BaseSpec, train_all
 
@@ -493,7 +497,10 @@ def test_training_in_two_tracks_at_once_gives_the_same_models(tmp_path):
     weights = sorted(f.relative_to(tmp_path / "ckpt1") for f in (tmp_path / "ckpt1").rglob("*.safetensors"))
     assert {str(f.parent) for f in weights} >= {"small", "large", "guide-a/router", "guide-ab/router"}
     for f in weights:
-        assert (tmp_path / "ckpt1" / f).read_bytes() == (tmp_path / "ckpt2" / f).read_bytes(), f
+        one, two = load_file(tmp_path / "ckpt1" / f), load_file(tmp_path / "ckpt2" / f)
+        assert one.keys() == two.keys(), f
+        for name in one:
+            torch.testing.assert_close(two[name], one[name], rtol=1e-5, atol=1e-6, msg=f"{f}: {name}")
     journals = [json.loads((tmp_path / f"work{n}" / "stages.json").read_text()) for n in (1, 2)]
     assert sorted(journals[0]["done"]) == sorted(journals[1]["done"]) == sorted(journals[1]["seconds"])
     assert len(journals[1]["done"]) == 5
