@@ -135,7 +135,7 @@ def test_eval_cli_writes_generations_and_report(tiny_model_dir, tmp_path, method
     if method != "base":
         args += ["--reward-model", tiny_model_dir]
     if method == "genarm":
-        args += ["--alpha", "0.5"]
+        args += ["--alpha", "0.5", "--system_prompt", "Answer with the number."]
     if method == "taro":
         args += ["--router", str(router_dir), "--no-repeat-ngram-size", "3"]
     main(args)
@@ -147,6 +147,8 @@ def test_eval_cli_writes_generations_and_report(tiny_model_dir, tmp_path, method
     assert report["tokens_per_s"] > 0 and len(report["ci95"]) == 2
     assert (rows[0]["mean_alpha"] is None) == (method == "base")
     assert report.get("no_repeat_ngram_size") == (3 if method == "taro" else None)  # the guard is recorded
+    assert ("Answer with the number." in rows[0]["prompt"]) == (method == "genarm")
+    assert report.get("system_prompt") == ("Answer with the number." if method == "genarm" else None)
     assert "accuracy" in capsys.readouterr().out
 
 

@@ -176,6 +176,12 @@ def _model_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
         default=None,
         help="a repetition guard: never generate the same N tokens twice (None: no guard)",
     )
+    p.add_argument(
+        "--system_prompt",
+        "--system-prompt",
+        default=None,
+        help="every prompt's system message; '' for none (None: the task's, else the guide's, else the math prompt)",
+    )
 
 
 def _load_session(a: argparse.Namespace):
@@ -193,6 +199,7 @@ def _load_session(a: argparse.Namespace):
         dtype=a.dtype,
         fused=a.fused,
         no_repeat_ngram_size=a.no_repeat_ngram_size,
+        system_prompt=a.system_prompt,
     )
 
 

@@ -29,14 +29,18 @@ class Session:
     names: dict[str, Any] = field(default_factory=dict)
     fused: bool | None = None  # guide.generate's choice: None = the fused path where it applies
     generation_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. a repetition guard, for every answer
+    system_prompt: str | None = None  # every prompt's system message ("": none); None: see `prompt`
 
     @property
     def method(self) -> str:
         return "base" if self.guide is None else self.guide.method
 
     def prompt(self, question: str, system: str | None = None) -> str:
-        """`question` in the prompt format: a task's own system prompt, else the guide's, else the math prompt (so
-        the base alone and a guide without a system prompt are asked alike)."""
+        """`question` in the prompt format: the session's `system_prompt` if set, else a task's own system prompt,
+        else the guide's, else the math prompt (so the base alone and a guide without a system prompt are asked
+        alike)."""
+        if self.system_prompt is not None:
+            return format_prompt(question, self.tokenizer, system=self.system_prompt or None)
         guide_system = self.guide.config.system_prompt if self.guide is not None else None
         return format_prompt(question, self.tokenizer, system=system or guide_system or SYSTEM_PROMPT)
 
@@ -104,12 +108,14 @@ def load_session(
     dtype: str | None = None,
     fused: bool | None = None,
     no_repeat_ngram_size: int | None = None,
+    system_prompt: str | None = None,
 ) -> Session:
     """Load a base model and the guide the flags ask for (see `load_guide`); the shipped guide is the default.
 
     `no_repeat_ngram_size=N` is a repetition guard: no N tokens are generated twice in the same order
     (transformers' own `no_repeat_ngram_size`). The base's scores of a blocked token are -inf before guidance
-    mixes anything in, so the guard holds for the guided distribution too.
+    mixes anything in, so the guard holds for the guided distribution too. `system_prompt` replaces every prompt's
+    system message (`""`: none), so prompt formats can be compared on validation.
     """
     if no_repeat_ngram_size is not None and no_repeat_ngram_size < 1:
         raise ValueError(
@@ -134,5 +140,7 @@ def load_session(
         "router": router,
         "alpha": loaded.alpha if loaded is not None and loaded.method == "genarm" else None,
     }
+    if system_prompt is not None:
+        names["system_prompt"] = system_prompt
     guard = {"no_repeat_ngram_size": no_repeat_ngram_size} if no_repeat_ngram_size else {}
-    return Session(base, tokenizer, loaded, names, fused=fused, generation_kwargs=guard)
+    return Session(base, tokenizer, loaded, names, fused=fused, generation_kwargs=guard, system_prompt=system_prompt)
