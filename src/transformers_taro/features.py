@@ -8,6 +8,7 @@ the reward model's vocabulary.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -20,9 +21,9 @@ _LOGPROB_SCALE = 10.0
 NUM_SCALAR_FEATURES = 9
 
 
-def num_features(num_top_logprobs: int, reward_hidden_size: int | None = None) -> int:
-    """Width of the vector `router_features` returns for these settings."""
-    return NUM_SCALAR_FEATURES + 2 * num_top_logprobs + (reward_hidden_size or 0)
+def num_features(num_top_logprobs: int, reward_hidden_size: int | None = None, num_reward_models: int = 1) -> int:
+    """Width of the vector `router_features` returns for these settings (with `num_reward_models` reward models)."""
+    return num_reward_models * (NUM_SCALAR_FEATURES + 2 * num_top_logprobs + (reward_hidden_size or 0))
 
 
 def align_vocab(base_logprobs: torch.Tensor, reward_logprobs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,11 +34,15 @@ def align_vocab(base_logprobs: torch.Tensor, reward_logprobs: torch.Tensor) -> t
 
 def router_features(
     base_logprobs: torch.Tensor,
-    reward_logprobs: torch.Tensor,
+    reward_logprobs: torch.Tensor | Sequence[torch.Tensor],
     num_top_logprobs: int = 4,
-    reward_hidden_states: torch.Tensor | None = None,
+    reward_hidden_states: torch.Tensor | Sequence[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     r"""Features of one decoding position (or of every position of a teacher-forced trace).
+
+    With several reward models (`reward_logprobs` a sequence, and `reward_hidden_states` one per model if given),
+    the features below are computed for each reward model against the base and concatenated in the models' order:
+    the router sees each specialist's relation to the base, and no feature depends on the base's width.
 
     With base log-probs :math:`\ell_b`, reward log-probs :math:`\ell_r` over a vocabulary of size V
     (both already log-softmaxed, any leading shape ``[..., V]``), the feature vector is
@@ -65,6 +70,11 @@ def router_features(
     torch.Size([2, 15])
     ```
     """
+    if not isinstance(reward_logprobs, torch.Tensor):
+        hidden = [None] * len(reward_logprobs) if reward_hidden_states is None else list(reward_hidden_states)
+        return torch.cat(
+            [router_features(base_logprobs, r, num_top_logprobs, h) for r, h in zip(reward_logprobs, hidden)], dim=-1
+        )
     lb, lr = align_vocab(base_logprobs.float(), reward_logprobs.float())
     vocab = lb.shape[-1]
     lb = lb.clamp(min=_LOGPROB_FLOOR)

@@ -1,20 +1,20 @@
-"""The fused decoding path: one batched forward gives both the base's and a LoRA reward model's next-token logits.
+"""The fused decoding path: one batched forward gives both the base's and LoRA reward models' next-token logits.
 
-When the guide's reward model is a LoRA adapter over the very weights of the base being guided, the reward model
-is the base plus a low-rank delta. A batch of 2B rows (the base's B rows, then the same B rows again) goes through
-the base once, and each adapted layer adds the delta to the second half only:
+When the guide's reward models are LoRA adapters over the very weights of the base being guided, each reward model
+is the base plus a low-rank delta. A batch of (k+1)·B rows (the base's B rows, then the same B rows again for each
+of the k adapters) goes through the base once, and each adapted layer adds adapter j's delta to its own block:
 
-    out[B:] += scale · (x[B:] Aᵀ) Bᵀ
+    out[jB:(j+1)B] += scale_j · (x[jB:(j+1)B] A_jᵀ) B_jᵀ        for j = 1..k
 
-The weights are read once per step instead of twice, and one copy of them is in memory instead of two. Where
+The weights are read once per step instead of k+1 times, and one copy of them is in memory instead of k+1. Where
 decoding is bound by memory bandwidth and per-step overhead, 2B rows cost much less than two batches of B. Not
 everywhere: on the 2-core CPU this was measured on, MKL's 2-row matrix product costs about two 1-row ones, so
 the gain at batch 1 comes mostly from the output layer, which runs through oneDNN on CPU (`onednn_forward`; see
 the README's measurements); from about 8 rows up the product is nearly flat in rows.
 
-It runs inside transformers' own `generate`: forward hooks on the base (rows doubled on the way in, the reward half
-taken off on the way out), a `DynamicCache` whose beam reordering moves both halves, and a `TARoProcessor` that
-reads the reward half instead of running a reward model. Nothing here decodes on its own.
+It runs inside transformers' own `generate`: forward hooks on the base (rows repeated per block on the way in, the
+reward blocks taken off on the way out), a `DynamicCache` whose beam reordering moves every block, and a
+`TARoProcessor` that reads the reward blocks instead of running reward models. Nothing here decodes on its own.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import math
 import os
 import threading
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,7 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers import DynamicCache, PreTrainedModel
 
-from .processor import RewardState, TARoProcessor, positions_from_mask
+from .processor import RewardState, TARoProcessor, positions_from_mask, tensor_per_model
 
 _PEFT_PREFIX = "base_model.model."
 
@@ -201,15 +202,24 @@ _UNSUPPORTED_KWARGS = (
 )
 
 
-def why_not_fused(model: PreTrainedModel, adapter: FusedAdapter | None, generate_kwargs: dict[str, Any]) -> str | None:
+def why_not_fused(
+    model: PreTrainedModel,
+    adapter: FusedAdapter | Sequence[FusedAdapter | None] | None,
+    generate_kwargs: dict[str, Any],
+) -> str | None:
     """Every reason the fused path cannot decode one `generate` call, decided here and nowhere else (None: it can).
 
-    The fused path needs: a LoRA adapter it can represent; `model` holding exactly the adapter's base weights;
-    plain `nn.Linear` layers where the adapter adapts; no accelerate hooks (offload, or a model spread over devices:
-    the patched forwards would bypass them); a dynamic cache; `input_ids`; no assisted decoding.
+    The fused path needs: every reward model a LoRA adapter it can represent; `model` holding exactly each adapter's
+    base weights; plain `nn.Linear` layers where an adapter adapts; no accelerate hooks (offload, or a model spread
+    over devices: the patched forwards would bypass them); a dynamic cache; `input_ids`; no assisted decoding.
     """
-    if adapter is None:
-        return "the guide's reward model is not a LoRA adapter."
+    adapters = [adapter] if adapter is None or isinstance(adapter, FusedAdapter) else list(adapter)
+    if any(a is None for a in adapters):
+        return (
+            "the guide's reward model is not a LoRA adapter."
+            if len(adapters) == 1
+            else ("not every reward model of the guide is a LoRA adapter.")
+        )
     for key, what in _UNSUPPORTED_KWARGS:
         if generate_kwargs.get(key) is not None:
             return f"{what} is not supported by the fused path."
@@ -223,15 +233,19 @@ def why_not_fused(model: PreTrainedModel, adapter: FusedAdapter | None, generate
             f"the model has accelerate hooks (at {hooked or 'the top'}: offload, or a model spread over "
             "devices with device_map), which the fused path's patched forwards would bypass."
         )
-    try:
-        lora = adapter.lora
-    except FusedNotApplicable as err:
-        return str(err)
     modules = dict(model.named_modules())
-    for name in lora.modules:
-        if type(modules.get(name)) is not torch.nn.Linear:
-            return f"the adapted module {name!r} is not a plain nn.Linear in this model."
-    return adapter.base_verdict(model)
+    for one in adapters:
+        try:
+            lora = one.lora
+        except FusedNotApplicable as err:
+            return str(err)
+        for name in lora.modules:
+            if type(modules.get(name)) is not torch.nn.Linear:
+                return f"the adapted module {name!r} is not a plain nn.Linear in this model."
+        verdict = one.base_verdict(model)
+        if verdict is not None:
+            return verdict
+    return None
 
 
 def _same_tensor(mine: torch.Tensor, theirs: Any, rows_per_read: int = 256) -> bool:
@@ -252,70 +266,82 @@ def _same_tensor(mine: torch.Tensor, theirs: Any, rows_per_read: int = 256) -> b
 
 
 class FusedCache(DynamicCache):
-    """A `DynamicCache` over 2B rows (base rows, then reward rows) that `generate` believes holds B."""
+    """A `DynamicCache` over (k+1)·B rows (base rows, then each adapter's block) that `generate` believes holds B."""
+
+    def __init__(self, *args: Any, blocks: int = 2, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.blocks = blocks
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        super().reorder_cache(torch.cat([beam_idx, beam_idx + self._half()]))
+        super().reorder_cache(self._every_block(beam_idx))
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        super().batch_select_indices(torch.cat([indices, indices + self._half()]))
+        super().batch_select_indices(self._every_block(indices))
 
-    def _half(self) -> int:
-        return self.layers[0].keys.shape[0] // 2
+    def _every_block(self, rows: torch.Tensor) -> torch.Tensor:
+        block = self.layers[0].keys.shape[0] // self.blocks
+        return torch.cat([rows + j * block for j in range(self.blocks)])
 
 
 class FusedForward:
-    """While active (`with`), `model` runs 2B rows per forward and keeps the reward half of its output aside.
+    """While active (`with`), `model` runs (k+1)·B rows per forward and keeps the k reward blocks of its output aside.
 
-    - a pre-hook doubles `input_ids`, `attention_mask` and position ids (recomputed from the mask, as the processor
-      path computes them for its reward model);
-    - each adapted `nn.Linear` adds the LoRA delta to the second half of its output (its `forward`, while active);
-    - a hook on the model's output returns the base half to `generate` and keeps the reward half for
+    - a pre-hook repeats `input_ids`, `attention_mask` and position ids once per block (positions recomputed from
+      the mask, as the processor path computes them for its reward models);
+    - each adapted `nn.Linear` adds adapter j's LoRA delta to block j of its output (its `forward`, while active);
+    - a hook on the model's output returns the base block to `generate` and keeps the reward blocks for
       `FusedProcessor` (last position's logits, and the last hidden state when the router reads it).
     """
 
     def __init__(
         self,
         model: PreTrainedModel,
-        lora: LoRAWeights,
+        lora: LoRAWeights | Sequence[LoRAWeights],
         want_hidden: bool = False,
-        reward_input_ids: torch.Tensor | None = None,
-        reward_attention_mask: torch.Tensor | None = None,
+        reward_input_ids: torch.Tensor | Sequence[torch.Tensor | None] | None = None,
+        reward_attention_mask: torch.Tensor | Sequence[torch.Tensor | None] | None = None,
     ):
+        loras = [lora] if isinstance(lora, LoRAWeights) else list(lora)
         self.model = model
         self.want_hidden = want_hidden
-        self.reward_prompt = None
-        if reward_input_ids is not None:
-            mask = torch.ones_like(reward_input_ids) if reward_attention_mask is None else reward_attention_mask
-            self.reward_prompt = (reward_input_ids, mask)
-        # With a reward prompt of its own: how many pad columns the base half carries, and the reward half's mask.
-        self._base_pad = 0
-        self._reward_mask: torch.Tensor | None = None
+        self.blocks = len(loras) + 1
+        prompts = zip(
+            tensor_per_model(reward_input_ids, len(loras), "reward_input_ids"),
+            tensor_per_model(reward_attention_mask, len(loras), "reward_attention_masks"),
+        )
+        # Each adapter's own reward prompt, or None where it reads the base's.
+        self.reward_prompts = [
+            None if ids is None else (ids, torch.ones_like(ids) if mask is None else mask) for ids, mask in prompts
+        ]
+        # With reward prompts of their own: how many pad columns each block carries, and each block's prompt mask.
+        self._pads: list[int] = []
+        self._prompt_masks: list[torch.Tensor] | None = None
         modules = dict(model.named_modules())
-        # Sibling projections (q/k/v, gate/up) usually read the same input: one x @ [A_q A_k A_v]ᵀ serves them all.
-        siblings: dict[tuple[str, int], list[str]] = {}
-        for name in lora.modules:
-            layer = modules[name]  # a plain nn.Linear: `why_not_fused` checked
-            siblings.setdefault((name.rpartition(".")[0], layer.in_features), []).append(name)
         self._groups: list[_SharedInput] = []
-        self._members: dict[str, tuple[_SharedInput, torch.Tensor]] = {}
-        for names in siblings.values():
-            like = modules[names[0]].weight
-            a_t = [lora.modules[n][0].T.to(like.device, like.dtype) for n in names]
-            group = _SharedInput(torch.cat(a_t, dim=1).contiguous(), len(names))
-            self._groups.append(group)
-            start = 0
-            for n, a in zip(names, a_t):
-                # Bᵀ padded with zero rows to the group's stacked rank: x[B:] @ [A_q A_k A_v]ᵀ multiplies it as is,
-                # one addmm and no slicing per layer; the zero rows cost nothing at these ranks.
-                b = lora.modules[n][1] * lora.scale
-                b_t = torch.zeros(group.a_t.shape[1], b.shape[0], dtype=like.dtype, device=like.device)
-                b_t[start : start + a.shape[1]] = b.T.to(like.device, like.dtype)
-                self._members[n] = (group, b_t)
-                start += a.shape[1]
+        self._members: dict[str, list[tuple[_SharedInput, torch.Tensor]]] = {}
+        for block, one in enumerate(loras, start=1):
+            # Sibling projections (q/k/v, gate/up) usually read the same input: one x @ [A_q A_k A_v]ᵀ serves them.
+            siblings: dict[tuple[str, int], list[str]] = {}
+            for name in one.modules:
+                layer = modules[name]  # a plain nn.Linear: `why_not_fused` checked
+                siblings.setdefault((name.rpartition(".")[0], layer.in_features), []).append(name)
+            for names in siblings.values():
+                like = modules[names[0]].weight
+                a_t = [one.modules[n][0].T.to(like.device, like.dtype) for n in names]
+                group = _SharedInput(torch.cat(a_t, dim=1).contiguous(), len(names), block, self.blocks)
+                self._groups.append(group)
+                start = 0
+                for n, a in zip(names, a_t):
+                    # Bᵀ padded with zero rows to the group's stacked rank: x @ [A_q A_k A_v]ᵀ multiplies it as is,
+                    # one addmm and no slicing per layer; the zero rows cost nothing at these ranks.
+                    b = one.modules[n][1] * one.scale
+                    b_t = torch.zeros(group.a_t.shape[1], b.shape[0], dtype=like.dtype, device=like.device)
+                    b_t[start : start + a.shape[1]] = b.T.to(like.device, like.dtype)
+                    self._members.setdefault(n, []).append((group, b_t))
+                    start += a.shape[1]
         self._handles: list[Any] = []
         self._patched: list[torch.nn.Module] = []
-        self._reward: SimpleNamespace | None = None
+        self._reward: list[SimpleNamespace] | None = None
 
     def __enter__(self) -> FusedForward:
         # The hooks and patched forwards change the model object itself: one fused decode per model at a time, so
@@ -327,8 +353,8 @@ class FusedForward:
         self._handles.append(self.model.register_forward_hook(self._split, with_kwargs=True))
         # An instance `forward` rather than a forward hook: 200-odd hooks per step cost as much as the delta itself.
         self._patched = [modules[name] for name in self._members]
-        for name, (group, b_t) in self._members.items():
-            modules[name].forward = _lora_forward(modules[name], group, b_t)
+        for name, deltas in self._members.items():
+            modules[name].forward = _lora_forward(modules[name], deltas)
         head = self.model.get_output_embeddings()
         if onednn_applies(head) and head not in self._patched:
             head.forward = onednn_forward(head)
@@ -346,8 +372,8 @@ class FusedForward:
         for group in self._groups:
             group.x = group.xa = None
 
-    def pop_reward_output(self) -> SimpleNamespace:
-        """The reward half of the last forward (what a reward-model forward would have returned)."""
+    def pop_reward_outputs(self) -> list[SimpleNamespace]:
+        """The reward blocks of the last forward (what each reward model's forward would have returned)."""
         if self._reward is None:
             raise RuntimeError("The fused forward has not run for this step.")
         reward, self._reward = self._reward, None
@@ -362,51 +388,74 @@ class FusedForward:
         mask = kwargs.get("attention_mask")
         if mask is not None and mask.ndim != 2:
             raise FusedNotApplicable("the fused path needs a 2D attention mask (a dynamic cache, not static).")
-        if self.reward_prompt is not None:
-            ids, mask = self._with_reward_prompt(ids, mask)
+        if any(prompt is not None for prompt in self.reward_prompts):
+            ids, mask = self._with_reward_prompts(ids, mask)
         else:
-            ids = torch.cat([ids, ids])
-            mask = None if mask is None else torch.cat([mask, mask])
+            ids = torch.cat([ids] * self.blocks)
+            mask = None if mask is None else torch.cat([mask] * self.blocks)
         kwargs["input_ids"] = ids
         if mask is not None:
             kwargs["attention_mask"] = mask
             kwargs["position_ids"] = positions_from_mask(mask, ids.shape[1])  # as the processor path's reward forward
         elif kwargs.get("position_ids") is not None:
-            kwargs["position_ids"] = torch.cat([kwargs["position_ids"]] * 2)
+            kwargs["position_ids"] = torch.cat([kwargs["position_ids"]] * self.blocks)
         if self.want_hidden:
             kwargs["output_hidden_states"] = True
         return (), kwargs
 
-    def _with_reward_prompt(self, ids: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Base rows, then reward rows whose prompt is the reward prompt: both left-padded to one length.
+    def _with_reward_prompts(self, ids: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Base rows, then each adapter's rows, whose prompt is its own reward prompt (or the base's): every block
+        left-padded to one length.
 
-        The first call (prefill) lays out both prompts; later calls extend the base rows' mask from `generate` by
-        the base pad columns and the reward rows' mask by the tokens generated since (one per step).
+        The first call (prefill) lays out the prompts; later calls extend each block's mask: a block reading the
+        base's prompt takes `generate`'s mask (padded by its pad columns), one with its own prompt takes its prompt
+        mask and one column per token generated since.
         """
         rows = ids.shape[0]
         mask = torch.ones_like(ids) if mask is None else mask
-        if self._reward_mask is None:
-            r_ids, r_mask = (t.to(ids.device) for t in self.reward_prompt)
-            if rows % r_ids.shape[0]:
-                raise ValueError(f"reward_input_ids has {r_ids.shape[0]} rows but generate is decoding {rows}.")
-            # generate expands prompts with repeat_interleave for num_beams / num_return_sequences; so do we.
-            r_ids = r_ids.repeat_interleave(rows // r_ids.shape[0], dim=0)
-            r_mask = r_mask.repeat_interleave(rows // r_mask.shape[0], dim=0)
-            width = max(ids.shape[1], r_ids.shape[1])
-            self._base_pad = width - ids.shape[1]
-            self._reward_mask = _left_pad(r_mask, width - r_ids.shape[1])
+        if self._prompt_masks is None:
+            blocks = [(ids, mask)]
+            for prompt in self.reward_prompts:
+                if prompt is None:
+                    blocks.append((ids, mask))
+                    continue
+                r_ids, r_mask = (t.to(ids.device) for t in prompt)
+                if rows % r_ids.shape[0]:
+                    raise ValueError(f"reward_input_ids has {r_ids.shape[0]} rows but generate is decoding {rows}.")
+                # generate expands prompts with repeat_interleave for num_beams / num_return_sequences; so do we.
+                blocks.append(
+                    (
+                        r_ids.repeat_interleave(rows // r_ids.shape[0], dim=0),
+                        r_mask.repeat_interleave(rows // r_mask.shape[0], dim=0),
+                    )
+                )
+            width = max(block_ids.shape[1] for block_ids, _ in blocks)
+            self._pads = [width - block_ids.shape[1] for block_ids, _ in blocks]
+            self._base_len = ids.shape[1]
+            self._prompt_masks = [_left_pad(m, pad) for (_, m), pad in zip(blocks, self._pads)]
             return (
-                torch.cat([_left_pad(ids, self._base_pad), _left_pad(r_ids, width - r_ids.shape[1])]),
-                torch.cat([_left_pad(mask, self._base_pad), self._reward_mask]),
+                torch.cat([_left_pad(block_ids, pad) for (block_ids, _), pad in zip(blocks, self._pads)]),
+                torch.cat(self._prompt_masks),
             )
-        generated = mask.shape[1] - (self._reward_mask.shape[1] - self._base_pad)
-        reward_mask = torch.cat([self._reward_mask, self._reward_mask.new_ones(rows, generated)], dim=1)
-        return torch.cat([ids, ids]), torch.cat([_left_pad(mask, self._base_pad), reward_mask])
+        generated = mask.shape[1] - self._base_len
+        masks = [_left_pad(mask, self._pads[0])]
+        for j, prompt in enumerate(self.reward_prompts, start=1):
+            if prompt is None:
+                masks.append(_left_pad(mask, self._pads[j]))
+            else:
+                own = self._prompt_masks[j]
+                masks.append(torch.cat([own, own.new_ones(rows, generated)], dim=1))
+        return torch.cat([ids] * self.blocks), torch.cat(masks)
 
     def _split(self, module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
-        rows = output.logits.shape[0] // 2
-        hidden = output.hidden_states[-1][rows:] if self.want_hidden else None
-        self._reward = SimpleNamespace(logits=output.logits[rows:], hidden_states=None if hidden is None else (hidden,))
+        rows = output.logits.shape[0] // self.blocks
+        self._reward = []
+        for j in range(1, self.blocks):
+            block = slice(j * rows, (j + 1) * rows)
+            hidden = output.hidden_states[-1][block] if self.want_hidden else None
+            self._reward.append(
+                SimpleNamespace(logits=output.logits[block], hidden_states=None if hidden is None else (hidden,))
+            )
         output.logits = output.logits[:rows]
         if output.get("hidden_states") is not None:
             output.hidden_states = tuple(h[:rows] for h in output.hidden_states)
@@ -419,15 +468,18 @@ def _left_pad(t: torch.Tensor, columns: int) -> torch.Tensor:
 
 
 class _SharedInput:
-    """The stacked Aᵀ of sibling projections, and `x[B:] @ Aᵀ` for the input they are reading now.
+    """One adapter's stacked Aᵀ of sibling projections, and `x_j @ Aᵀ` for its block j of the input they are reading
+    now.
 
     The input is let go as soon as every sibling has read it: held across layers, the prefill's inputs of all
     layers would stay alive together (hundreds of MB for a batch of long prompts).
     """
 
-    def __init__(self, a_t: torch.Tensor, members: int):
+    def __init__(self, a_t: torch.Tensor, members: int, block: int, blocks: int):
         self.a_t = a_t
         self.members = members
+        self.block = block
+        self.blocks = blocks
         self.x: torch.Tensor | None = None
         self.xa: torch.Tensor | None = None
         self.unread = 0
@@ -435,23 +487,27 @@ class _SharedInput:
     def project(self, x: torch.Tensor) -> torch.Tensor:
         # Identity, not equality: while the group holds x, a new input can never be the same object.
         if self.x is not x:
-            half = x.shape[0] // 2
-            self.x, self.xa, self.unread = x, x[half:].reshape(-1, x.shape[-1]) @ self.a_t, self.members
+            self.x, self.xa, self.unread = x, self.rows(x).reshape(-1, x.shape[-1]) @ self.a_t, self.members
         xa = self.xa
         self.unread -= 1
         if self.unread <= 0:
             self.x = self.xa = None
         return xa
 
+    def rows(self, t: torch.Tensor) -> torch.Tensor:
+        """This adapter's block of `t`'s rows."""
+        size = t.shape[0] // self.blocks
+        return t[self.block * size : (self.block + 1) * size]
 
-def _lora_forward(layer: torch.nn.Linear, group: _SharedInput, b_t: torch.Tensor) -> Any:
-    """`layer`'s forward plus the LoRA delta on the second half of the rows: `out[B:] += (x[B:] Aᵀ)(s Bᵀ)`."""
+
+def _lora_forward(layer: torch.nn.Linear, deltas: list[tuple[_SharedInput, torch.Tensor]]) -> Any:
+    """`layer`'s forward plus each adapter's LoRA delta on its block of rows: `out_j += (x_j A_jᵀ)(s_j B_jᵀ)`."""
     weight, bias = layer.weight, layer.bias
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         out = torch.nn.functional.linear(x, weight, bias)
-        reward_out = out[x.shape[0] // 2 :].view(-1, out.shape[-1])
-        reward_out.addmm_(group.project(x), b_t)
+        for group, b_t in deltas:
+            group.rows(out).view(-1, out.shape[-1]).addmm_(group.project(x), b_t)
         return out
 
     return forward
@@ -493,23 +549,24 @@ def onednn_forward(layer: torch.nn.Linear) -> Any:
 
 
 class FusedProcessor(TARoProcessor):
-    """`TARoProcessor` whose reward logits come from the reward half of the fused forward, not a reward model.
+    """`TARoProcessor` whose reward logits come from the reward blocks of the fused forward, not reward models.
 
     The mixture, the router, the alpha trace and its beam reordering are the processor's own; only where the
-    reward logits come from differs. `model` (the base) stands in for the reward model's configuration.
+    reward logits come from differs. `model` (the base) stands in for each reward model's configuration.
     """
 
     def __init__(self, model: PreTrainedModel, fused: FusedForward, **kwargs: Any):
-        super().__init__(model, **kwargs)
+        super().__init__([model] * (fused.blocks - 1), **kwargs)
         self._fused = fused
 
-    def _prefill(self, input_ids: torch.Tensor) -> Any:
+    def _prefill(self, input_ids: torch.Tensor) -> list[Any]:
         self._prompt_mask(input_ids)  # the processor path's checks of the prompt and its mask, refused alike
-        self._state = RewardState(cache=None, mask=None, seen_ids=input_ids.clone())
-        return self._fused.pop_reward_output()
+        k = self.num_reward_models
+        self._state = RewardState(caches=[None] * k, masks=[None] * k, seen_ids=input_ids.clone())
+        return self._fused.pop_reward_outputs()
 
     def _reorder_reward_state(self, order: torch.Tensor) -> None:
-        pass  # the reward half lives in generate's FusedCache, which generate reorders itself
+        pass  # the reward blocks live in generate's FusedCache, which generate reorders itself
 
-    def _next_reward_output(self, input_ids: torch.Tensor) -> Any:
-        return self._fused.pop_reward_output()
+    def _next_reward_output(self, input_ids: torch.Tensor) -> list[Any]:
+        return self._fused.pop_reward_outputs()

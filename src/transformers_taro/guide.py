@@ -1,12 +1,14 @@
-"""`TARoGuide`: a reward model plus a router (or one fixed alpha), saved, loaded and shared as one folder.
+"""`TARoGuide`: one or more reward models plus a router (or fixed weights), saved, loaded and shared as one folder.
 
 A guide is to a base model what a PEFT adapter is: one folder, `save_pretrained` / `from_pretrained` /
-`push_to_hub`, nothing wired by hand.
+`push_to_hub`, nothing wired by hand. Several named reward models live in one guide as PEFT holds several named
+adapters.
 
     my-guide/
-      guide_config.json     method, alpha, what it was trained with
-      reward_model/         a causal LM, or a LoRA adapter over a named base
-      router/               TARo only: the router (absent for a fixed-alpha guide)
+      guide_config.json     method, alpha(s), the reward models' names and order, what it was trained with
+      reward_model/         one reward model: a causal LM, or a LoRA adapter over a named base
+      reward_models/<name>/ several: one folder per named reward model, each a causal LM or a LoRA adapter
+      router/               TARo only: the router (absent for a fixed-weight guide)
       README.md             model card from hub_cards/guide.md
 """
 
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +38,55 @@ from .vocabulary import check_same_vocabulary, check_vocabulary_sizes
 
 GUIDE_CONFIG_NAME = "guide_config.json"
 REWARD_MODEL_DIR = "reward_model"
+REWARD_MODELS_DIR = "reward_models"
 ROUTER_DIR = "router"
-GUIDE_ENTRIES = (GUIDE_CONFIG_NAME, REWARD_MODEL_DIR, ROUTER_DIR, "README.md")
+GUIDE_ENTRIES = (GUIDE_CONFIG_NAME, REWARD_MODEL_DIR, REWARD_MODELS_DIR, ROUTER_DIR, "README.md")
 """What a guide folder holds: `save_pretrained` writes and replaces these, and nothing else."""
 METHODS = ("taro", "genarm")
+SINGLE_NAME = "default"
+"""The name of a guide's reward model when it holds one, unnamed (as PEFT names an adapter)."""
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_reward_model_names(names: Any) -> list[str]:
+    """The reward models' names as a list, or a `ValueError`: each names a folder (`reward_models/<name>/`) and a
+    weight, so each is a plain, unique word."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)):
+        raise ValueError(f"reward_models must be a list of names, got {names!r}.")
+    names = list(names)
+    if not names:
+        raise ValueError("A guide needs at least one reward model; the list of names is empty.")
+    for name in names:
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError(
+                f"Reward model name {name!r}: use letters, digits, '_', '-' or '.' (not first), as it names the "
+                f"folder {REWARD_MODELS_DIR}/<name>/."
+            )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"Reward model name(s) {repeated} given more than once: each reward model needs its own name.")
+    return names
+
+
+def check_alphas(alpha: Any, names: list[str]) -> dict[str, float] | None:
+    """Fixed weights for named reward models, as `{name: alpha}` in the models' order (None passes through).
+
+    Every name gets a weight (0 leaves a model out), no weight names a model the guide lacks, and each weight
+    obeys `mixing.check_alpha`."""
+    if alpha is None:
+        return None
+    if not isinstance(alpha, Mapping):
+        raise ValueError(
+            f"alpha={alpha!r} for a guide of {len(names)} named reward models {names}: give one weight per model, "
+            "e.g. alpha={" + ", ".join(f'"{n}": 1.0' for n in names) + "} (0 leaves a model out)."
+        )
+    unknown = sorted(set(alpha) - set(names))
+    if unknown:
+        raise ValueError(f"alpha has weights for {unknown}, which the guide lacks: its reward models are {names}.")
+    missing = [n for n in names if n not in alpha]
+    if missing:
+        raise ValueError(f"alpha has no weight for {missing}: give every reward model a weight (0 leaves one out).")
+    return {n: check_alpha(alpha[n]) for n in names}
 
 
 @dataclass
@@ -45,9 +94,12 @@ class TARoGuideConfig:
     """What a guide folder records besides its weights (`guide_config.json`).
 
     Args:
-        method: `"taro"` (a router picks alpha per token) or `"genarm"` (one fixed `alpha`).
-        alpha: GenARM's fixed weight. For a TARo guide, the fixed weight chosen for the same reward model on
-            validation: the GenARM baseline that `guide.fixed()` decodes with.
+        method: `"taro"` (a router picks alpha per token) or `"genarm"` (fixed weights).
+        alpha: GenARM's fixed weight; with several reward models, `{name: weight}`. For a TARo guide, the fixed
+            weight(s) chosen for the same reward model(s) on validation: the GenARM baseline that `guide.fixed()`
+            decodes with.
+        reward_models: The reward models' names, in the order the router weighs them (None: one reward model, in
+            `reward_model/`). Each lives in `reward_models/<name>/`.
         alpha_selection: How `alpha` was chosen (split, problems, accuracy per alpha), for the record.
         base_model_name_or_path: The base model the guide was trained next to. Any base with the same vocabulary
             can be guided; this one is the reference.
@@ -58,7 +110,8 @@ class TARoGuideConfig:
     """
 
     method: str = "taro"
-    alpha: float | None = None
+    alpha: float | dict[str, float] | None = None
+    reward_models: list[str] | None = None
     alpha_selection: dict[str, Any] | None = None
     base_model_name_or_path: str | None = None
     vocab_size: int | None = None
@@ -67,13 +120,33 @@ class TARoGuideConfig:
     taro_version: str | None = None
 
     def __post_init__(self) -> None:
-        self.alpha = check_alpha(self.alpha)
+        if self.reward_models is not None:
+            self.reward_models = check_reward_model_names(self.reward_models)
+            self.alpha = check_alphas(self.alpha, self.reward_models)
+        elif isinstance(self.alpha, Mapping):
+            raise ValueError(
+                f"alpha={dict(self.alpha)} names reward models, but the guide holds one unnamed reward model: give "
+                "one number, or name the reward models (reward_models=[...])."
+            )
+        else:
+            self.alpha = check_alpha(self.alpha)
         if self.vocab_size is not None and (not isinstance(self.vocab_size, int) or self.vocab_size < 1):
             raise ValueError(f"vocab_size must be a positive whole number, got {self.vocab_size!r}.")
         if self.method not in METHODS:
             raise ValueError(f"A guide's method is one of {METHODS}, got {self.method!r}.")
         if self.method == "genarm" and self.alpha is None:
             raise ValueError("A GenARM guide (method='genarm') needs its fixed alpha.")
+
+    @property
+    def names(self) -> list[str]:
+        """The reward models' names in order (`SINGLE_NAME` for a guide of one unnamed reward model)."""
+        return self.reward_models if self.reward_models is not None else [SINGLE_NAME]
+
+    def weights(self) -> float | list[float] | None:
+        """The fixed weight(s) in the order the processor takes them: one number, or one per reward model."""
+        if isinstance(self.alpha, dict):
+            return [self.alpha[n] for n in self.reward_models]
+        return self.alpha
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> TARoGuideConfig:
@@ -93,24 +166,27 @@ class TARoGuideConfig:
 
 
 class TARoGuide:
-    r"""A token-level reward model with a router (TARo) or a fixed weight (GenARM): everything guided decoding needs.
+    r"""Token-level reward models with a router (TARo) or fixed weights (GenARM): everything guided decoding needs.
 
-    Decoding with a guide draws from :math:`\log p \propto \log p_b + \alpha_t \log p_r`, with :math:`\alpha_t`
-    from the router, or the fixed `alpha`. See [`TARoProcessor`] for what decoding guarantees.
+    Decoding with a guide draws from :math:`\log p \propto \log p_b + \sum_k \alpha_{k,t} \log p_{r_k}`, with
+    :math:`\alpha_{k,t}` from the router, or the fixed `alpha`. One reward model is the case k = 1. See
+    [`TARoProcessor`] for what decoding guarantees.
 
     Args:
-        reward_model (`PreTrainedModel`): The token-level reward model, a causal LM sharing the base's vocabulary.
-            May be None with `adapter_folder`: the adapter is then merged into a copy of its base on first use by
-            the processor path, and never if the fused path decodes (no second copy of the weights).
-        router (`TARoRouter`, *optional*): Picks alpha per token (TARo).
-        alpha (`float`, *optional*): The fixed weight (GenARM). With a router, the fixed weight to compare
-            against (`guide.fixed()`); decoding then uses the router.
+        reward_model (`PreTrainedModel`, or `{name: PreTrainedModel}` for several): The token-level reward model(s),
+            causal LMs sharing the base's vocabulary. A model may be None with its `adapter_folder`: the adapter is
+            then merged into a copy of its base on first use by the processor path, and never if the fused path
+            decodes (no second copy of the weights).
+        router (`TARoRouter`, *optional*): Picks the weights per token (TARo), one per reward model
+            (`router.config.num_reward_models`).
+        alpha (`float`, or `{name: float}` for several, *optional*): The fixed weight(s) (GenARM). With a router,
+            the fixed weights to compare against (`guide.fixed()`); decoding then uses the router.
         config (`TARoGuideConfig`, *optional*): What the guide was trained with; built from the arguments if not
             given.
         tokenizer (`PreTrainedTokenizerBase`, *optional*): The reward model's tokenizer, checked against a base
             tokenizer where one is passed to `generate`.
-        adapter_folder (`str`, *optional*): The LoRA adapter folder a merged `reward_model` was made from; saving
-            copies the small adapter instead of the merged weights.
+        adapter_folder (`str`, or `{name: str}` for several, *optional*): The LoRA adapter folder a merged
+            `reward_model` was made from; saving copies the small adapter instead of the merged weights.
 
     Example:
     ```python
@@ -127,31 +203,63 @@ class TARoGuide:
     >>> guide.save_pretrained("my-guide")  # guide_config.json, reward_model/, README.md
     >>> TARoGuide.from_pretrained("my-guide").method
     'genarm'
+    >>> two = TARoGuide({"arith": rm, "compare": LlamaForCausalLM(cfg).eval()}, alpha={"arith": 1.0, "compare": 0.5})
+    >>> out = two.generate(base, input_ids=torch.tensor([[1, 5, 7]]), max_new_tokens=4, do_sample=False)
+    >>> two.reward_model_names, two.alphas.shape  # one weight per reward model and token
+    (['arith', 'compare'], torch.Size([1, 4, 2]))
     ```
     """
 
     def __init__(
         self,
-        reward_model: PreTrainedModel | None,
+        reward_model: PreTrainedModel | Mapping[str, PreTrainedModel | None] | None,
         router: TARoRouter | None = None,
-        alpha: float | None = None,
+        alpha: float | Mapping[str, float] | None = None,
         config: TARoGuideConfig | None = None,
         tokenizer: PreTrainedTokenizerBase | None = None,
-        adapter_folder: str | os.PathLike | None = None,
+        adapter_folder: str | os.PathLike | Mapping[str, str | os.PathLike | None] | None = None,
     ):
+        named = isinstance(reward_model, Mapping) or isinstance(adapter_folder, Mapping)
+        if named:
+            models = dict(reward_model or {})
+            adapters = dict(adapter_folder or {})
+            names = check_reward_model_names(list(models) + [n for n in adapters if n not in models])
+        else:
+            names, models, adapters = [SINGLE_NAME], {SINGLE_NAME: reward_model}, {SINGLE_NAME: adapter_folder}
         if router is None and alpha is None:
             raise ValueError("A guide needs a router (TARo) or a fixed alpha (GenARM); got neither.")
-        if reward_model is None and adapter_folder is None:
-            raise ValueError("A guide needs a reward model (or the LoRA adapter_folder to load it from).")
-        alpha = check_alpha(alpha)
+        for name in names:
+            if models.get(name) is None and adapters.get(name) is None:
+                raise ValueError(
+                    "A guide needs a reward model (or the LoRA adapter_folder to load it from)"
+                    + (f": none for {name!r}." if named else ".")
+                )
+        alpha = check_alphas(alpha, names) if named else check_alpha(alpha)
+        if router is not None and router.config.num_reward_models != len(names):
+            raise ValueError(
+                f"The router was trained for {router.config.num_reward_models} reward model(s), and this guide holds "
+                f"{len(names)} ({', '.join(names)}): use a router trained with as many reward models, in this order."
+            )
+        sizes = {n: _vocab_size(m) for n, m in models.items() if m is not None}
+        for name, size in sizes.items():
+            first = next(iter(sizes))
+            try:
+                check_vocabulary_sizes(sizes[first], size)
+            except ValueError:
+                raise ValueError(
+                    f"The reward models {first!r} ({sizes[first]} tokens) and {name!r} ({size}) do not share one "
+                    "vocabulary: every reward model of a guide must have the base's tokenizer."
+                ) from None
         if config is None:
             from .version import __version__
 
+            first_model = next((m for m in models.values() if m is not None), None)
             config = TARoGuideConfig(
                 method="taro" if router is not None else "genarm",
                 alpha=alpha,
+                reward_models=names if named else None,
                 base_model_name_or_path=router.config.base_model_name_or_path if router is not None else None,
-                vocab_size=_vocab_size(reward_model),
+                vocab_size=_vocab_size(first_model) if first_model is not None else None,
                 taro_version=__version__,
             )
         elif (config.method == "taro") != (router is not None):
@@ -159,8 +267,10 @@ class TARoGuide:
                 f"The guide's config says method={config.method!r} but a router was "
                 f"{'given' if router is not None else 'not given'}."
             )
+        elif config.names != names and (named or config.reward_models is not None):
+            raise ValueError(f"The guide's config names the reward models {config.names}, but {names} were given.")
         config.alpha = alpha if alpha is not None else config.alpha
-        self._reward = LazyRewardModel(reward_model, adapter_folder)
+        self._rewards = {name: LazyRewardModel(models.get(name), adapters.get(name)) for name in names}
         self.router = router
         self.config = config
         self.tokenizer = tokenizer
@@ -170,41 +280,79 @@ class TARoGuide:
     # -- what it is ------------------------------------------------------------------------------------------
 
     @property
+    def reward_model_names(self) -> list[str]:
+        """The reward models' names, in the order of their weights (`["default"]` for one unnamed reward model)."""
+        return list(self._rewards)
+
+    @property
     def reward_model(self) -> PreTrainedModel:
-        """The reward model as a causal LM (a LoRA adapter merged into a copy of its base, loaded on first use)."""
+        """The reward model as a causal LM (a LoRA adapter merged into a copy of its base, loaded on first use).
+        A guide of several reward models has `reward_models` instead."""
+        if len(self._rewards) > 1:
+            raise ValueError(
+                f"This guide holds {len(self._rewards)} reward models ({', '.join(self._rewards)}): use "
+                "guide.reward_models[name], or guide.only(name) for a guide on one of them."
+            )
         return self._reward.get()
 
     @property
+    def reward_models(self) -> dict[str, PreTrainedModel]:
+        """`{name: reward model}` in order (LoRA adapters merged into copies of their base on first use)."""
+        return {name: reward.get() for name, reward in self._rewards.items()}
+
+    @property
+    def _reward(self) -> LazyRewardModel:
+        return next(iter(self._rewards.values()))
+
+    @property
     def method(self) -> str:
-        """`"taro"` (router) or `"genarm"` (fixed alpha)."""
+        """`"taro"` (router) or `"genarm"` (fixed weights)."""
         return self.config.method
 
     @property
-    def alpha(self) -> float | None:
-        """The fixed weight (GenARM's; for a TARo guide, the baseline `fixed()` uses)."""
+    def alpha(self) -> float | dict[str, float] | None:
+        """The fixed weight (GenARM's; for a TARo guide, the baseline `fixed()` uses); `{name: weight}` for several
+        reward models."""
         return self.config.alpha
 
     @property
     def alphas(self) -> torch.Tensor:
         """`[rows, steps]`: the weight used at each generated token of this thread's last `generate` call, one row
         per returned sequence (with beam search: the returned hypotheses', NaN after a shorter one's end).
+        `[rows, steps, K]` for a guide of K > 1 reward models, in the order of `reward_model_names`.
 
         A convenience: `generate(..., return_dict_in_generate=True)` returns each call's own weights as
         `out.alphas`, which is what code that shares a guide between threads or requests should read."""
-        return getattr(self._last_call, "alphas", torch.empty(0, 0))
+        empty = torch.empty(0, 0) if len(self._rewards) == 1 else torch.empty(0, 0, len(self._rewards))
+        return getattr(self._last_call, "alphas", empty)
 
     @property
     def last_path(self) -> str | None:
         """How this thread's last `generate` call decoded: `"fused"` or `"processor"` (None before any call)."""
         return getattr(self._last_call, "path", None)
 
-    def fixed(self, alpha: float | None = None) -> TARoGuide:
-        """The same reward model with one fixed weight (GenARM): `alpha`, else the one this guide recorded."""
+    def fixed(self, alpha: float | Mapping[str, float] | None = None) -> TARoGuide:
+        """The same reward model(s) with fixed weights (GenARM): `alpha`, else the one(s) this guide recorded."""
         alpha = self.config.alpha if alpha is None else alpha
         if alpha is None:
             raise ValueError("This guide records no fixed alpha: pass one, e.g. guide.fixed(0.5) or --alpha 0.5.")
-        alpha = check_alpha(alpha)
         return self._replace(router=None, config=dataclasses.replace(self.config, method="genarm", alpha=alpha))
+
+    def only(self, name: str, alpha: float | None = None) -> TARoGuide:
+        """A GenARM guide on one of this guide's reward models, for comparisons: `alpha`, else the fixed weight this
+        guide recorded for it. It shares the reward model (loaded or not) with this guide."""
+        if name not in self._rewards:
+            raise ValueError(
+                f"This guide has no reward model {name!r}; its reward models are {self.reward_model_names}."
+            )
+        recorded = self.config.alpha.get(name) if isinstance(self.config.alpha, dict) else self.config.alpha
+        alpha = recorded if alpha is None else alpha
+        if alpha is None:
+            raise ValueError(
+                f"This guide records no fixed weight for {name!r}: pass one, e.g. guide.only({name!r}, 1.0)."
+            )
+        config = dataclasses.replace(self.config, method="genarm", alpha=alpha, reward_models=None)
+        return self._replace(router=None, config=config, _rewards={name: self._rewards[name]})
 
     def _replace(self, **changes: Any) -> TARoGuide:
         """A guide sharing this one's reward model (loaded or not), with other parts replaced."""
@@ -219,8 +367,9 @@ class TARoGuide:
         return format_prompt(question, tokenizer, system=self.config.system_prompt)
 
     def to(self, device: str | torch.device) -> TARoGuide:
-        """Move the reward model (now, or when it is loaded) and router (not for models spread with `device_map`)."""
-        self._reward.to(device)
+        """Move the reward models (now, or when loaded) and router (not for models spread with `device_map`)."""
+        for reward in self._rewards.values():
+            reward.to(device)
         if self.router is not None:
             self.router.to(device)
         return self
@@ -230,7 +379,7 @@ class TARoGuide:
     def processor(self, attention_mask: torch.Tensor | None = None, **kwargs: Any) -> TARoProcessor:
         """The `TARoProcessor` for one batch (its prompt's `attention_mask`); `kwargs` go to `TARoProcessor`."""
         return TARoProcessor(
-            self.reward_model,
+            self.reward_model if len(self._rewards) == 1 else list(self.reward_models.values()),
             **self._decoding_weight(),
             attention_mask=attention_mask,
             reward_tokenizer=self.tokenizer if kwargs.get("tokenizer") is not None else None,
@@ -246,12 +395,14 @@ class TARoGuide:
         `torch.inference_mode()` (the fused path's in-place updates cost autograd bookkeeping otherwise), so the
         returned tensors are inference tensors.
 
-        With `return_dict_in_generate=True` the output also holds `alphas`, `[rows, steps]`: the weight used at
-        each generated token of this call (with beam search, the returned hypotheses'), and `decoding`, the path
-        taken. `guide.alphas` holds the same for this thread's last call.
+        With `return_dict_in_generate=True` the output also holds `alphas`, `[rows, steps]` (`[rows, steps, K]` with
+        K > 1 reward models): the weight used at each generated token of this call (with beam search, the returned
+        hypotheses'), and `decoding`, the path taken. `guide.alphas` holds the same for this thread's last call.
+        With several reward models, `reward_input_ids` (a reward prompt of their own) is a sequence of one per
+        model.
 
         Args:
-            fused: `None` (default) decodes with the fused path (one batched forward for base and reward model,
+            fused: `None` (default) decodes with the fused path (one batched forward for base and reward models,
                 see `transformers_taro.fused`) wherever it applies (`fused.why_not_fused`), else with the
                 processor path. `True` insists on the fused path (an error says why it cannot apply), `False`
                 uses the processor path.
@@ -283,7 +434,8 @@ class TARoGuide:
     def _generate(
         self, model: PreTrainedModel, fused: bool | None, generate_kwargs: dict[str, Any]
     ) -> tuple[Any, TARoProcessor, str]:
-        reason = None if fused is False else why_not_fused(model, self._reward.fused, generate_kwargs)
+        adapters = [reward.fused for reward in self._rewards.values()]
+        reason = None if fused is False else why_not_fused(model, adapters, generate_kwargs)
         if fused and reason:
             raise FusedNotApplicable(f"fused=True, but {reason} Use fused=False (the processor path).")
         pad = generate_kwargs.get("pad_token_id", getattr(model.generation_config, "pad_token_id", None))
@@ -291,7 +443,7 @@ class TARoGuide:
         reward_prompt = {key: generate_kwargs.pop(key, None) for key in ("reward_input_ids", "reward_attention_mask")}
         if reason is None and fused is not False:
             want_hidden = self.method == "taro" and self.router.config.use_reward_hidden_states
-            forward = FusedForward(model, self._reward.fused.lora, want_hidden=want_hidden, **reward_prompt)
+            forward = FusedForward(model, [a.lora for a in adapters], want_hidden=want_hidden, **reward_prompt)
             proc = FusedProcessor(
                 model,
                 forward,
@@ -299,7 +451,7 @@ class TARoGuide:
                 pad_token_id=pad,
                 **self._decoding_weight(),
             )
-            generate_kwargs[cache_keyword(model)] = FusedCache(config=model.config)
+            generate_kwargs[cache_keyword(model)] = FusedCache(config=model.config, blocks=forward.blocks)
             with forward:
                 out = model.generate(**generate_kwargs, logits_processor=LogitsProcessorList([proc, *extra]))
             return out, proc, "fused"
@@ -330,13 +482,14 @@ class TARoGuide:
                 ) from None
 
     def _decoding_weight(self) -> dict[str, Any]:
-        """What decodes: the router (TARo), or the fixed alpha (GenARM; a TARo guide's alpha is only its baseline)."""
-        return {"router": self.router} if self.method == "taro" else {"alpha": self.config.alpha}
+        """What decodes: the router (TARo), or the fixed weights (GenARM; a TARo guide's are only its baseline)."""
+        return {"router": self.router} if self.method == "taro" else {"alpha": self.config.weights()}
 
     # -- saving and loading ----------------------------------------------------------------------------------
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, overwrite: bool = False) -> None:
-        """Write the guide folder: `guide_config.json`, `reward_model/`, `router/` (TARo), `README.md`.
+        """Write the guide folder: `guide_config.json`, `reward_model/` (or `reward_models/<name>/` for each of
+        several), `router/` (TARo), `README.md`.
 
         Only those entries are written or replaced; whatever else the folder holds stays. A folder with other files
         that is not a guide folder is refused unless `overwrite=True`; a file, or the working directory, always.
@@ -353,14 +506,17 @@ class TARoGuide:
         write_entries_atomically(save_directory, write, GUIDE_ENTRIES, marker=GUIDE_CONFIG_NAME, overwrite=overwrite)
 
     def _write(self, folder: Path) -> None:
-        rm_dir = folder / REWARD_MODEL_DIR
-        if self._reward.adapter is not None:
-            # The adapter's own files only: a training folder also holds checkpoint-N/ and pickled arguments.
-            copy_final_files(self._reward.adapter, rm_dir)
-        else:
-            self.reward_model.save_pretrained(rm_dir)
-        if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(rm_dir)
+        for name, reward in self._rewards.items():
+            rm_dir = (
+                folder / REWARD_MODEL_DIR if self.config.reward_models is None else folder / REWARD_MODELS_DIR / name
+            )
+            if reward.adapter is not None:
+                # The adapter's own files only: a training folder also holds checkpoint-N/ and pickled arguments.
+                copy_final_files(reward.adapter, rm_dir)
+            else:
+                reward.get().save_pretrained(rm_dir)
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(rm_dir)
         if self.router is not None:
             self.router.save_pretrained(folder / ROUTER_DIR)
         write_json(folder / GUIDE_CONFIG_NAME, dataclasses.asdict(self.config))
@@ -369,7 +525,7 @@ class TARoGuide:
     def _card_fields(self) -> dict[str, Any]:
         return card_fields(
             self.config,
-            lora=self._reward.adapter is not None,
+            lora={name: reward.adapter is not None for name, reward in self._rewards.items()},
             router=self.router.config if self.router is not None else None,
         )
 
@@ -392,37 +548,44 @@ class TARoGuide:
         """
         folder = _guide_folder(pretrained_guide_name_or_path, revision, token, cache_dir, local_files_only)
         config = TARoGuideConfig.from_file(folder / GUIDE_CONFIG_NAME)
-        rm_dir = folder / REWARD_MODEL_DIR
-        if not rm_dir.is_dir():
-            raise FileNotFoundError(f"{folder} is a guide folder without {REWARD_MODEL_DIR}/: it is incomplete.")
-        adapter = rm_dir if is_peft_adapter(rm_dir) else None
-        if adapter is None and not (rm_dir / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{rm_dir}/ is empty or incomplete: it holds neither a model (config.json) nor a LoRA adapter "
-                "(adapter_config.json). Save or download the guide again."
-            )
-        if adapter is not None:
-            _check_adapter_base(adapter)
-        # A LoRA reward model is merged on first use: the fused path never needs the merged copy.
-        reward_model = None if adapter else load_causal_lm(str(rm_dir), dtype=dtype, device_map=device_map)
+        if config.reward_models is None:
+            folders = {SINGLE_NAME: folder / REWARD_MODEL_DIR}
+        else:
+            folders = {name: folder / REWARD_MODELS_DIR / name for name in config.reward_models}
         router = None
         if config.method == "taro":
             if not (folder / ROUTER_DIR / "config.json").is_file():
                 raise FileNotFoundError(f"{folder}: a TARo guide needs {ROUTER_DIR}/config.json, which is missing.")
             with quiet_progress():
                 router = TARoRouter.from_pretrained(folder / ROUTER_DIR)
+            if router.config.num_reward_models != len(folders):
+                raise ValueError(
+                    f"{folder}: {ROUTER_DIR}/ was trained for {router.config.num_reward_models} reward model(s), but "
+                    f"the guide holds {len(folders)} ({', '.join(folders)}). The router belongs to another guide: "
+                    "save it with the reward models it was trained with."
+                )
+        models, adapters, tokenizers = {}, {}, {}
+        for name, rm_dir in folders.items():
+            models[name], adapters[name] = _reward_model_parts(folder, rm_dir, dtype, device_map)
+            tokenizers[name] = _saved_tokenizer(rm_dir)
+        saved = [t for t in tokenizers.values() if t is not None]
+        for other in saved[1:]:
+            check_same_vocabulary(saved[0], other)
+        single = config.reward_models is None
         guide = cls(
-            reward_model,
+            models[SINGLE_NAME] if single else models,
             router=router,
             alpha=config.alpha,
             config=config,
-            tokenizer=_saved_tokenizer(rm_dir),
-            adapter_folder=adapter,
+            tokenizer=saved[0] if saved else None,
+            adapter_folder=adapters[SINGLE_NAME] if single else adapters,
         )
-        guide._reward.load_kwargs = {"dtype": dtype, "device_map": device_map}
+        for reward in guide._rewards.values():
+            reward.load_kwargs = {"dtype": dtype, "device_map": device_map}
         guide.name_or_path = str(folder)
-        if reward_model is not None:
-            guide.to(reward_model.device)
+        loaded = next((m for m in models.values() if m is not None), None)
+        if loaded is not None:
+            guide.to(loaded.device)
         return guide
 
     def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload TARo guide", **kwargs: Any) -> Any:
@@ -435,14 +598,27 @@ class TARoGuide:
         )
 
 
-def card_fields(config: TARoGuideConfig, lora: bool, router: TARoRouterConfig | None) -> dict[str, Any]:
-    """The values `hub_cards/guide.md` is filled with."""
+def card_fields(config: TARoGuideConfig, lora: dict[str, bool], router: TARoRouterConfig | None) -> dict[str, Any]:
+    """The values `hub_cards/guide.md` is filled with (`lora`: whether each reward model is a LoRA adapter)."""
     fields = dataclasses.asdict(config)
-    fields["reward_model_kind"] = "LoRA adapter" if lora else "causal LM"
+    kinds = {name: "LoRA adapter" if is_lora else "causal LM" for name, is_lora in lora.items()}
+    if config.reward_models is None:
+        fields["reward_model_kind"] = next(iter(kinds.values()))
+    else:
+        fields["reward_model_kind"] = f"{len(kinds)}, in `{REWARD_MODELS_DIR}/`: " + ", ".join(
+            f"`{name}` ({kind})" for name, kind in kinds.items()
+        )
+    if isinstance(config.alpha, dict):
+        fields["alpha"] = ", ".join(f"{name} {value:g}" for name, value in config.alpha.items())
     if router is None:
         fields["router"] = "no"
     elif router.mixture == "geometric":
         fields["router"] = "yes: w in [0, 1] per token, (1 - w) log p_base + w log p_reward"
+    elif router.num_reward_models > 1:
+        fields["router"] = (
+            f"yes: one alpha in [0, {router.alpha_max:g}] per reward model and token, "
+            "log p_base + sum_k alpha_k log p_reward_k"
+        )
     else:
         fields["router"] = f"yes: alpha in [0, {router.alpha_max:g}] per token, log p_base + alpha log p_reward"
     selection = config.alpha_selection or {}
@@ -489,6 +665,25 @@ class LazyRewardModel:
         self.device = device
         if self.model is not None and getattr(self.model, "hf_device_map", None) is None:
             self.model.to(device)
+
+
+def _reward_model_parts(
+    folder: Path, rm_dir: Path, dtype: torch.dtype | str | None, device_map: str | dict | None
+) -> tuple[PreTrainedModel | None, Path | None]:
+    """A saved reward model: the loaded causal LM, or None and its LoRA adapter folder (merged on first use: the
+    fused path never needs the merged copy)."""
+    if not rm_dir.is_dir():
+        raise FileNotFoundError(f"{folder} is a guide folder without {rm_dir.relative_to(folder)}/: it is incomplete.")
+    adapter = rm_dir if is_peft_adapter(rm_dir) else None
+    if adapter is None and not (rm_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{rm_dir}/ is empty or incomplete: it holds neither a model (config.json) nor a LoRA adapter "
+            "(adapter_config.json). Save or download the guide again."
+        )
+    if adapter is not None:
+        _check_adapter_base(adapter)
+        return None, adapter
+    return load_causal_lm(str(rm_dir), dtype=dtype, device_map=device_map), None
 
 
 def _check_adapter_base(adapter: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -31,26 +32,42 @@ def returned_cache(output: Any) -> Any:
 
 
 class RewardState:
-    """The reward model's view of the batch: its KV cache, attention mask and the base ids it has consumed."""
+    """The reward models' view of the batch: each one's KV cache and attention mask, and the base ids consumed."""
 
-    def __init__(self, cache: Any, mask: torch.Tensor, seen_ids: torch.Tensor):
-        self.cache = cache
-        self.mask = mask
+    def __init__(self, caches: list[Any], masks: list[torch.Tensor | None], seen_ids: torch.Tensor):
+        self.caches = caches
+        self.masks = masks
         self.seen_ids = seen_ids
-        self.alphas: torch.Tensor | None = None  # [rows, steps], reordered with the beams
-        self.steps: list[torch.Tensor] = []  # each step's weights [rows], in that step's row order
+        self.alphas: torch.Tensor | None = None  # [rows, steps, K], reordered with the beams
+        self.steps: list[torch.Tensor] = []  # each step's weights [rows, K], in that step's row order
+
+
+def tensor_per_model(value: torch.Tensor | Sequence[torch.Tensor | None] | None, count: int, what: str) -> list:
+    """`value` for each of `count` reward models: None for all, a tensor (one model), or one entry per model."""
+    if value is None:
+        return [None] * count
+    if isinstance(value, torch.Tensor):
+        if count > 1:
+            raise ValueError(f"With {count} reward models, pass {what} as a sequence of one per model (None: none).")
+        return [value]
+    values = list(value)
+    if len(values) != count:
+        raise ValueError(f"{len(values)} {what} for {count} reward models: give one per reward model, in their order.")
+    return values
 
 
 class TARoProcessor(LogitsProcessor):
-    r"""Token-level reward guidance (GenARM) with a fixed weight, or per-token weights from a TARo router.
+    r"""Token-level reward guidance (GenARM) with fixed weights, or per-token weights from a TARo router.
 
-    At every step, with the base model's next-token scores :math:`s` (what `generate` passes in) and the reward
-    model's logits :math:`r` on the same prefix, the processor returns
+    At every step, with the base model's next-token scores :math:`s` (what `generate` passes in) and each reward
+    model's logits :math:`r_k` on the same prefix, the processor returns
 
     .. math::
-        \text{out} = \log\mathrm{softmax}(s) + \alpha_t \cdot \log\mathrm{softmax}(r)
+        \text{out} = \log\mathrm{softmax}(s) + \sum_k \alpha_{k,t} \cdot \log\mathrm{softmax}(r_k)
 
-    where :math:`\alpha_t` is the fixed `alpha`, or `router(features(log p_b, log p_r))` per row and step.
+    where :math:`\alpha_{k,t}` is the fixed `alpha` (one per reward model), or the router's weights per row and
+    step, from the features of every reward model's distribution against the base's. One reward model is the
+    case k = 1 (GenARM, TARo).
 
     *Temperature.* `generate` applies its warpers (temperature, top-k, top-p) after this processor, so sampling
     at temperature T draws from :math:`\propto p_b^{1/T} p_r^{\alpha/T}`. GenARM writes its target as
@@ -58,28 +75,31 @@ class TARoProcessor(LogitsProcessor):
     that distribution at temperature T', pass ``temperature = T' / (1 + alpha)`` (fixed alpha only). Greedy and
     beam search do not depend on T.
 
-    *Reward model state.* The reward model keeps its own KV cache: the prompt is prefilled once, then it sees
-    one new token per step. Left-padded batches get the reward model's attention mask and position ids right,
-    so a row in a padded batch equals that prompt generated alone. Beam search (rows expanded and reordered
-    between steps) is detected from `input_ids` and the cache is reordered to match. When `input_ids` is not
+    *Reward model state.* Each reward model keeps its own KV cache: the prompt is prefilled once, then it sees
+    one new token per step (one forward per reward model and step). Left-padded batches get each reward model's
+    attention mask and position ids right, so a row in a padded batch equals that prompt generated alone. Beam
+    search (rows expanded and reordered between steps) is detected from `input_ids` and the caches are reordered
+    to match. When `input_ids` is not
     the previous step's ids plus one token per row (a new `generate` call, assisted decoding), the state is
     rebuilt from scratch: reusing one processor never leaks the last call's cache.
 
     Args:
-        reward_model (`PreTrainedModel`):
+        reward_model (`PreTrainedModel` or a sequence of them):
             Token-level (autoregressive) reward model: a causal LM sharing the base model's vocabulary. Vocabulary
-            matrices that differ only by padding rows are fine.
-        router (`TARoRouter`, *optional*): Picks alpha per row and step. Exactly one of `router` / `alpha`.
-        alpha (`float`, *optional*): A fixed guidance weight (GenARM).
+            matrices that differ only by padding rows are fine. Several reward models: a sequence, in the order
+            their weights come in.
+        router (`TARoRouter`, *optional*): Picks the weights per row and step (as many as there are reward models:
+            `router.config.num_reward_models`). Exactly one of `router` / `alpha`.
+        alpha (`float`, or a sequence of one float per reward model, *optional*): Fixed guidance weights (GenARM).
         attention_mask (`torch.LongTensor` `[batch, prompt_len]`, *optional*):
             The prompt's attention mask, as passed to `generate`. Required for padded batches.
         reward_input_ids (`torch.LongTensor`, *optional*):
             A separate prompt for the reward model (e.g. its own chat template); the generated tokens are
-            appended to it.
-        reward_attention_mask (`torch.LongTensor`, *optional*): The mask of `reward_input_ids`.
+            appended to it. With several reward models, a sequence of one per model (None: the base's prompt).
+        reward_attention_mask (`torch.LongTensor`, *optional*): The mask of `reward_input_ids` (one per model).
         tokenizer (`PreTrainedTokenizerBase`, *optional*): The base's tokenizer.
-        reward_tokenizer (`PreTrainedTokenizerBase`, *optional*): The reward model's; when both are given, their
-            vocabularies must be identical.
+        reward_tokenizer (`PreTrainedTokenizerBase`, *optional*): The reward model's (one for all, or one per
+            model); when both are given, their vocabularies must be identical.
         pad_token_id (`int`, *optional*): Used to detect a padded batch passed without an attention mask (default:
             `tokenizer`'s, else the reward model's generation config's). With neither a mask nor a pad id, a batch
             of several rows is refused: padding could not be told from tokens.
@@ -103,56 +123,99 @@ class TARoProcessor(LogitsProcessor):
 
     def __init__(
         self,
-        reward_model: PreTrainedModel,
+        reward_model: PreTrainedModel | Sequence[PreTrainedModel],
         router: TARoRouter | None = None,
-        alpha: float | None = None,
+        alpha: float | Sequence[float] | None = None,
         attention_mask: torch.Tensor | None = None,
-        reward_input_ids: torch.Tensor | None = None,
-        reward_attention_mask: torch.Tensor | None = None,
+        reward_input_ids: torch.Tensor | Sequence[torch.Tensor | None] | None = None,
+        reward_attention_mask: torch.Tensor | Sequence[torch.Tensor | None] | None = None,
         tokenizer: PreTrainedTokenizerBase | None = None,
-        reward_tokenizer: PreTrainedTokenizerBase | None = None,
+        reward_tokenizer: PreTrainedTokenizerBase | Sequence[PreTrainedTokenizerBase | None] | None = None,
         pad_token_id: int | None = None,
         check_finite: bool = True,
     ):
+        models = [reward_model] if isinstance(reward_model, torch.nn.Module) else list(reward_model)
+        if not models:
+            raise ValueError("TARoProcessor needs at least one reward model; got an empty sequence.")
         if (router is None) == (alpha is None):
             raise ValueError(
                 "Give exactly one of `router` (TARo: alpha per token) or `alpha` (GenARM: one fixed weight); "
                 f"got router={'set' if router is not None else None}, alpha={alpha}."
             )
-        alpha = check_alpha(alpha)
-        if reward_attention_mask is not None and reward_input_ids is None:
-            raise ValueError("reward_attention_mask was given without reward_input_ids.")
-        if tokenizer is not None and reward_tokenizer is not None:
-            check_same_vocabulary(tokenizer, reward_tokenizer)
-        self.reward_model = reward_model
+        k = len(models)
+        scalar = alpha is not None and (isinstance(alpha, (str, int, float)) or torch.is_tensor(alpha))
+        self._alphas = None if alpha is None else [check_alpha(a) for a in ([alpha] if scalar else list(alpha))]
+        if self._alphas is not None and len(self._alphas) != k:
+            raise ValueError(
+                f"{len(self._alphas)} fixed weight(s) for {k} reward models: give alpha as a sequence of one weight "
+                "per reward model, in their order."
+            )
+        if router is not None and router.config.num_reward_models != k:
+            raise ValueError(
+                f"The router was trained for {router.config.num_reward_models} reward model(s), and {k} were given: "
+                "use a router trained with as many reward models, in the same order."
+            )
+        self._reward_prompts = list(
+            zip(
+                tensor_per_model(reward_input_ids, k, "reward_input_ids"),
+                tensor_per_model(reward_attention_mask, k, "reward_attention_masks"),
+            )
+        )
+        for ids, mask in self._reward_prompts:
+            if mask is not None and ids is None:
+                raise ValueError("reward_attention_mask was given without reward_input_ids.")
+        if reward_tokenizer is None or isinstance(reward_tokenizer, PreTrainedTokenizerBase):
+            reward_tokenizers = [reward_tokenizer] * k
+        else:
+            reward_tokenizers = list(reward_tokenizer)
+            if len(reward_tokenizers) != k:
+                raise ValueError(f"{len(reward_tokenizers)} reward tokenizers for {k} reward models: one per model.")
+        if tokenizer is not None:
+            for other in reward_tokenizers:
+                if other is not None:
+                    check_same_vocabulary(tokenizer, other)
+        self.reward_models = models
+        self.reward_model = models[0]
         self.router = router
-        self.alpha = alpha
+        self.alpha = self._alphas[0] if scalar else self._alphas  # as given: one number, or one per model
         self.attention_mask = attention_mask
-        self.reward_input_ids = reward_input_ids
-        self.reward_attention_mask = reward_attention_mask
-        self._tokenizers = (tokenizer, reward_tokenizer)
+        self._tokenizers = [(tokenizer, other) for other in reward_tokenizers]
         if pad_token_id is None and tokenizer is not None:
             pad_token_id = tokenizer.pad_token_id
         if pad_token_id is None:
-            pad_token_id = getattr(reward_model.generation_config, "pad_token_id", None)
+            pad_token_id = getattr(models[0].generation_config, "pad_token_id", None)
         self.pad_token_id = pad_token_id
         self.check_finite = check_finite
         self._want_hidden = router is not None and router.config.use_reward_hidden_states
-        self._keep_logits = "logits_to_keep" in inspect.signature(reward_model.forward).parameters
-        self._cache_kw = cache_keyword(reward_model)
+        self._keep_logits = ["logits_to_keep" in inspect.signature(m.forward).parameters for m in models]
+        self._cache_kw = [cache_keyword(m) for m in models]
         self._base_prompt_len: int | None = None
         self._mask_prompts: torch.Tensor | None = None
         self._state: RewardState | None = None
 
     @property
+    def reward_input_ids(self) -> torch.Tensor | None:
+        """The first reward model's own prompt (None: it reads the base's)."""
+        return self._reward_prompts[0][0]
+
+    @property
+    def num_reward_models(self) -> int:
+        return len(self.reward_models)
+
+    @property
     def alphas(self) -> torch.Tensor:
-        """`FloatTensor [rows, generated steps]`: the weight used for each row at each step of the last call.
+        """`FloatTensor [rows, generated steps]`: the weight used for each row at each step of the last call;
+        `[rows, generated steps, K]` with K > 1 reward models.
 
         With beam search the rows are the beams alive at the last step; [`alphas_of`] gives the weights of the
         returned sequences."""
         if self._state is None or self._state.alphas is None:
-            return torch.empty(0, 0)
-        return self._state.alphas
+            return torch.empty(0, 0) if self.num_reward_models == 1 else torch.empty(0, 0, self.num_reward_models)
+        return self._per_model(self._state.alphas)
+
+    def _per_model(self, weights: torch.Tensor) -> torch.Tensor:
+        """`[..., K]` weights as the user sees them: without the last axis for one reward model."""
+        return weights.squeeze(-1) if self.num_reward_models == 1 else weights
 
     def reset(self, attention_mask: torch.Tensor | None = None) -> None:
         """Forget the reward model's state; optionally set the attention mask of the next call's prompt."""
@@ -164,21 +227,22 @@ class TARoProcessor(LogitsProcessor):
 
     # -- reward model state ------------------------------------------------------------------------------------
 
-    def _reward_forward(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> Any:
-        rows = self.reward_model.get_input_embeddings().num_embeddings
+    def _reward_forward(self, k: int, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> Any:
+        model = self.reward_models[k]
+        rows = model.get_input_embeddings().num_embeddings
         if ids.numel() and int(ids.max()) >= rows:
             raise ValueError(
                 f"Token id {int(ids.max())} is beyond the reward model's vocabulary ({rows} embeddings): the base (or "
                 "the prompt) uses tokens the reward model does not have. Use a reward model with the base's "
                 "tokenizer."
             )
-        device = self.reward_model.device
+        device = model.device
         mask = mask.to(device)
         positions = positions_from_mask(mask, ids.shape[1])
-        kwargs: dict[str, Any] = {self._cache_kw: cache}
-        if self._keep_logits:
+        kwargs: dict[str, Any] = {self._cache_kw[k]: cache}
+        if self._keep_logits[k]:
             kwargs["logits_to_keep"] = 1
-        return self.reward_model(
+        return model(
             input_ids=ids.to(device),
             attention_mask=mask,
             position_ids=positions,
@@ -283,25 +347,30 @@ class TARoProcessor(LogitsProcessor):
                 "attention_mask=enc['attention_mask'] (the mask given to generate) so the reward model skips padding."
             )
 
-    def _prefill(self, input_ids: torch.Tensor) -> Any:
+    def _prefill(self, input_ids: torch.Tensor) -> list[Any]:
         rows = input_ids.shape[0]
         if self._base_prompt_len is None:
             self._base_prompt_len = input_ids.shape[1] if self.attention_mask is None else self.attention_mask.shape[1]
-        mask = self._prompt_mask(input_ids)
-        ids = input_ids
-        if self.reward_input_ids is not None:
-            generated = input_ids[:, self._base_prompt_len :]
-            r_ids = self._expand(self.reward_input_ids.to(input_ids.device), rows, "reward_input_ids")
-            r_mask = (
-                torch.ones_like(r_ids)
-                if self.reward_attention_mask is None
-                else self._expand(self.reward_attention_mask.to(input_ids.device), rows, "reward_attention_mask")
-            )
-            ids = torch.cat([r_ids, generated], dim=1)
-            mask = torch.cat([r_mask, torch.ones_like(generated)], dim=1)
-        out = self._reward_forward(ids, mask, cache=None)
-        self._state = RewardState(returned_cache(out), mask, input_ids.clone())
-        return out
+        base_mask = self._prompt_mask(input_ids)
+        outputs, caches, masks = [], [], []
+        for k, (reward_ids, reward_mask) in enumerate(self._reward_prompts):
+            ids, mask = input_ids, base_mask
+            if reward_ids is not None:
+                generated = input_ids[:, self._base_prompt_len :]
+                r_ids = self._expand(reward_ids.to(input_ids.device), rows, "reward_input_ids")
+                r_mask = (
+                    torch.ones_like(r_ids)
+                    if reward_mask is None
+                    else self._expand(reward_mask.to(input_ids.device), rows, "reward_attention_mask")
+                )
+                ids = torch.cat([r_ids, generated], dim=1)
+                mask = torch.cat([r_mask, torch.ones_like(generated)], dim=1)
+            out = self._reward_forward(k, ids, mask, cache=None)
+            outputs.append(out)
+            caches.append(returned_cache(out))
+            masks.append(mask)
+        self._state = RewardState(caches, masks, input_ids.clone())
+        return outputs
 
     def _beam_order(self, input_ids: torch.Tensor) -> torch.Tensor | None:
         """Which old row each new row continues: None if `input_ids` does not extend the last step by one token."""
@@ -318,8 +387,8 @@ class TARoProcessor(LogitsProcessor):
             return None
         return match.float().argmax(dim=1)
 
-    def _advance(self, input_ids: torch.Tensor, order: torch.Tensor) -> Any:
-        """One more token per row: follow the beams' reordering, then the reward model's output for the new token."""
+    def _advance(self, input_ids: torch.Tensor, order: torch.Tensor) -> list[Any]:
+        """One more token per row: follow the beams' reordering, then each reward model's output for the new token."""
         state = self._state
         if not torch.equal(order, torch.arange(order.numel(), device=order.device)):
             self._reorder_reward_state(order)
@@ -331,41 +400,48 @@ class TARoProcessor(LogitsProcessor):
 
     def _reorder_reward_state(self, order: torch.Tensor) -> None:
         state = self._state
-        state.cache.reorder_cache(order.to(self.reward_model.device))
-        state.mask = state.mask[order.to(state.mask.device)]
+        for k, model in enumerate(self.reward_models):
+            state.caches[k].reorder_cache(order.to(model.device))
+            state.masks[k] = state.masks[k][order.to(state.masks[k].device)]
 
-    def _next_reward_output(self, input_ids: torch.Tensor) -> Any:
+    def _next_reward_output(self, input_ids: torch.Tensor) -> list[Any]:
         state = self._state
-        state.mask = torch.cat([state.mask, state.mask.new_ones(state.mask.shape[0], 1)], dim=1)
-        out = self._reward_forward(input_ids[:, -1:], state.mask, state.cache)
-        state.cache = returned_cache(out)
-        return out
+        outputs = []
+        for k in range(self.num_reward_models):
+            mask = state.masks[k]
+            state.masks[k] = mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            out = self._reward_forward(k, input_ids[:, -1:], mask, state.caches[k])
+            state.caches[k] = returned_cache(out)
+            outputs.append(out)
+        return outputs
 
     # -- the LogitsProcessor contract ------------------------------------------------------------------------
 
     @torch.no_grad()
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         order = self._beam_order(input_ids)
-        out = self._prefill(input_ids) if order is None else self._advance(input_ids, order)
+        outs = self._prefill(input_ids) if order is None else self._advance(input_ids, order)
         if order is None:
-            check_vocabulary_sizes(scores.shape[-1], out.logits.shape[-1], *self._tokenizers)
-        hidden = out.hidden_states[-1][:, -1].to(scores.device) if self._want_hidden else None
-        guided, alpha = guided_scores(
+            for out, tokenizers in zip(outs, self._tokenizers):
+                check_vocabulary_sizes(scores.shape[-1], out.logits.shape[-1], *tokenizers)
+        hidden = [out.hidden_states[-1][:, -1].to(scores.device) for out in outs] if self._want_hidden else None
+        guided, weights = guided_scores(
             scores,
-            out.logits[:, -1].to(scores.device),
-            alpha=self.alpha,
+            [out.logits[:, -1].to(scores.device) for out in outs],
+            alpha=self._alphas,
             router=self.router,
             reward_hidden_states=hidden,
             check_finite=self.check_finite,
         )
         state = self._state
-        column = alpha.unsqueeze(1)
+        column = weights.unsqueeze(1)
         state.alphas = column if state.alphas is None else torch.cat([state.alphas, column], dim=1)
-        state.steps.append(alpha)
+        state.steps.append(weights)
         return guided
 
     def alphas_of(self, beam_indices: torch.Tensor) -> torch.Tensor:
-        """The weights behind the sequences beam search returned: `[returned rows, steps]`, NaN after a row's end.
+        """The weights behind the sequences beam search returned: `[returned rows, steps]` (`[..., K]` with K > 1
+        reward models), NaN after a row's end.
 
         `beam_indices` is `generate(..., output_scores=True, return_dict_in_generate=True).beam_indices`: for each
         returned sequence and step, the row of that step's batch its token came from. (`alphas` follows the
@@ -378,9 +454,9 @@ class TARoProcessor(LogitsProcessor):
                 f"beam_indices covers {beam_indices.shape[1]} steps, this processor saw {len(steps)}: "
                 "pass the beam_indices of the generate call this processor decoded."
             )
-        out = torch.full(beam_indices.shape, float("nan"), device=steps[0].device)
+        out = torch.full((*beam_indices.shape, steps[0].shape[-1]), float("nan"), device=steps[0].device)
         for t in range(beam_indices.shape[1]):
             rows = beam_indices[:, t].to(steps[t].device)
             valid = rows >= 0
             out[valid, t] = steps[t][rows[valid]].float()
-        return out
+        return self._per_model(out)

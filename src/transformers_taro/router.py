@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from transformers.modeling_outputs import ModelOutput
 from .cards import push_folder_to_hub, render_card
 from .features import num_features, router_features
 from .files import read_json_object
-from .mixing import MIXTURES
+from .mixing import MIXTURES, as_list
 from .vocabulary import MAX_PADDING_ROWS
 
 
@@ -42,7 +43,11 @@ class TARoRouterConfig(PretrainedConfig):
             saved router decodes with the mixture it was trained with.
         vocab_size (`int`, *optional*):
             The (shared) vocabulary size the router was trained with. A mismatch at use time is an error.
-        reward_model_name_or_path (`str`, *optional*): The reward model the router was trained with.
+        num_reward_models (`int`, defaults to 1): How many reward models the router weighs: it reads the features of
+            each against the base and outputs one weight per model and token (product mixture only when > 1). A
+            guide with another number of reward models refuses it.
+        reward_model_name_or_path (`str`, *optional*): The reward model the router was trained with (with several:
+            their names and paths).
         base_model_name_or_path (`str`, *optional*): The base model it was trained with (informational).
         training_summary (`str`, *optional*): How it was trained (data, steps, final loss), for the model card.
     """
@@ -60,6 +65,7 @@ class TARoRouterConfig(PretrainedConfig):
         alpha_init: float = 1.0,
         mixture: str = "product",
         vocab_size: int | None = None,
+        num_reward_models: int = 1,
         reward_model_name_or_path: str | None = None,
         base_model_name_or_path: str | None = None,
         training_summary: str | None = None,
@@ -70,6 +76,13 @@ class TARoRouterConfig(PretrainedConfig):
             raise ValueError(f"mixture={mixture!r}: choose one of {MIXTURES}.")
         if alpha_init <= 0.0 or (mixture == "product" and alpha_init >= alpha_max):
             raise ValueError(f"alpha_init must lie strictly inside (0, alpha_max={alpha_max}); got {alpha_init}.")
+        if not isinstance(num_reward_models, int) or num_reward_models < 1:
+            raise ValueError(f"num_reward_models must be a whole number >= 1, got {num_reward_models!r}.")
+        if mixture == "geometric" and num_reward_models > 1:
+            raise ValueError(
+                f"The geometric mixture is defined for one reward model, not {num_reward_models}: use "
+                "mixture='product'."
+            )
         if use_reward_hidden_states and not reward_hidden_size:
             raise ValueError("use_reward_hidden_states=True needs reward_hidden_size (the reward model's hidden_size).")
         self.num_top_logprobs = num_top_logprobs
@@ -81,6 +94,7 @@ class TARoRouterConfig(PretrainedConfig):
         self.alpha_init = alpha_init
         self.mixture = mixture
         self.vocab_size = vocab_size
+        self.num_reward_models = num_reward_models
         self.reward_model_name_or_path = reward_model_name_or_path
         self.base_model_name_or_path = base_model_name_or_path
         self.training_summary = training_summary
@@ -103,7 +117,8 @@ class TARoRouterConfig(PretrainedConfig):
 
     @property
     def num_features(self) -> int:
-        return num_features(self.num_top_logprobs, self.reward_hidden_size if self.use_reward_hidden_states else None)
+        hidden = self.reward_hidden_size if self.use_reward_hidden_states else None
+        return num_features(self.num_top_logprobs, hidden, self.num_reward_models)
 
 
 @dataclass
@@ -111,18 +126,20 @@ class TARoRouterOutput(ModelOutput):
     """Output of [`TARoRouter.forward`].
 
     Args:
-        alpha: The guidance weight per position, shape `[...]` (the leading shape of the inputs): alpha for a
-            product router, w for a geometric one.
+        alpha: The guidance weight per position, shape `[...]` (the leading shape of the inputs; `[..., K]` for a
+            sequence of K reward models): alpha for a product router, w for a geometric one.
     """
 
     alpha: torch.Tensor | None = None
 
 
 class TARoRouter(PreTrainedModel):
-    r"""Maps the two next-token distributions to a guidance weight alpha in `[0, alpha_max]`.
+    r"""Maps the next-token distributions to a guidance weight alpha in `[0, alpha_max]` per reward model.
 
     `alpha = alpha_max * sigmoid(MLP(router_features(log p_base, log p_reward[, h_reward])))`. The features are
     those of [`~transformers_taro.features.router_features`], the same function at training and decoding time.
+    With `num_reward_models = K` the features of every reward model enter one MLP whose head gives K weights: which
+    specialist to follow is decided per token, from the distributions alone (no domain label).
 
     Example:
     ```python
@@ -151,7 +168,7 @@ class TARoRouter(PreTrainedModel):
             layers += [nn.Linear(width, config.router_hidden_size), nn.GELU()]
             width = config.router_hidden_size
         self.mlp = nn.Sequential(*layers)
-        self.head = nn.Linear(width, 1)
+        self.head = nn.Linear(width, config.num_reward_models)
         # A hidden state has its own scale per backbone; normalising it keeps the MLP input at order one.
         self.hidden_norm = nn.LayerNorm(config.reward_hidden_size) if config.use_reward_hidden_states else None
         self.post_init()
@@ -169,59 +186,85 @@ class TARoRouter(PreTrainedModel):
             module.weight.fill_(1.0)
             module.bias.zero_()
 
-    def check_inputs(self, base_vocab: int, reward_vocab: int, reward_hidden_states: torch.Tensor | None) -> None:
+    def check_inputs(
+        self,
+        base_vocab: int,
+        reward_vocab: int | Sequence[int],
+        reward_hidden_states: torch.Tensor | Sequence[torch.Tensor] | None,
+    ) -> None:
         """Raise a clear error when the inputs are not what this router was trained on.
 
-        Each model's vocabulary must be the router's, or it plus padding rows (embedding matrices are often
-        rounded up): checking only the shared part would let a router trained on 301 tokens guide models of 49152.
+        As many reward models as the router weighs (`config.num_reward_models`). Each model's vocabulary must be
+        the router's, or it plus padding rows (embedding matrices are often rounded up): checking only the shared
+        part would let a router trained on 301 tokens guide models of 49152.
         """
+        reward_vocabs = [reward_vocab] if isinstance(reward_vocab, int) else list(reward_vocab)
+        if len(reward_vocabs) != self.config.num_reward_models:
+            raise ValueError(
+                f"This router was trained for {self.config.num_reward_models} reward model(s) and got "
+                f"{len(reward_vocabs)}: use a router trained with as many reward models as the guide holds."
+            )
         trained = self.config.vocab_size
-        for what, size in (("base", base_vocab), ("reward", reward_vocab)):
+        sizes = [("base", base_vocab)] + [("reward", size) for size in reward_vocabs]
+        for what, size in sizes:
             if trained is not None and not trained <= size <= trained + MAX_PADDING_ROWS:
                 raise ValueError(
                     f"This router was trained on a vocabulary of {trained} tokens, but the {what} model's has {size}. "
                     f"Use a reward model (and base) with the router's vocabulary (trained with "
                     f"{self.config.reward_model_name_or_path!r}), or train a router for this one."
                 )
-        if trained is not None and min(base_vocab, reward_vocab) != trained:
+        if trained is not None and min(size for _, size in sizes) != trained:
             raise ValueError(
                 f"This router was trained on {trained} shared tokens; these models share "
-                f"{min(base_vocab, reward_vocab)}."
+                f"{min(size for _, size in sizes)}."
             )
         if self.config.use_reward_hidden_states:
             if reward_hidden_states is None:
                 raise ValueError("This router reads the reward model's hidden states; pass reward_hidden_states.")
-            if reward_hidden_states.shape[-1] != self.config.reward_hidden_size:
+            widths = {int(h.shape[-1]) for h in as_list(reward_hidden_states)}
+            if widths != {self.config.reward_hidden_size}:
                 raise ValueError(
                     f"This router expects reward hidden states of width {self.config.reward_hidden_size}, got "
-                    f"{reward_hidden_states.shape[-1]}: it was trained with another reward model."
+                    f"{sorted(widths)}: it was trained with another reward model."
                 )
 
     def compute_alpha(
         self,
         base_logprobs: torch.Tensor,
-        reward_logprobs: torch.Tensor,
-        reward_hidden_states: torch.Tensor | None = None,
+        reward_logprobs: torch.Tensor | Sequence[torch.Tensor],
+        reward_hidden_states: torch.Tensor | Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """The weight for each position: inputs `[..., V]` log-probs (and `[..., H]` hidden states), output `[...]`.
+        """The weight for each position: inputs `[..., V]` log-probs (and `[..., H]` hidden states), output `[...]`;
+        with a sequence of K reward models' log-probs (and hidden states), output `[..., K]`.
 
         Alpha in `[0, alpha_max]` for a product router, w in `[0, 1]` for a geometric one (`config.mixture`)."""
-        self.check_inputs(base_logprobs.shape[-1], reward_logprobs.shape[-1], reward_hidden_states)
+        rewards = as_list(reward_logprobs)
+        self.check_inputs(base_logprobs.shape[-1], [r.shape[-1] for r in rewards], reward_hidden_states)
         features = router_features(base_logprobs, reward_logprobs, self.config.num_top_logprobs)
-        return self.config.weight_max * torch.sigmoid(self.weight_logit(features, reward_hidden_states))
+        weight = self.config.weight_max * torch.sigmoid(self.weight_logit(features, reward_hidden_states))
+        return per_model(weight, reward_logprobs)
 
-    def weight_logit(self, features: torch.Tensor, reward_hidden_states: torch.Tensor | None = None) -> torch.Tensor:
-        """The weight before its sigmoid, `[...]`, from `router_features(...)` of the two distributions `[..., F]`
-        (without hidden states) and, for routers that read them, the raw reward hidden states `[..., H]`.
+    def weight_logit(
+        self, features: torch.Tensor, reward_hidden_states: torch.Tensor | Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """The weight before its sigmoid from `router_features(...)` of the distributions `[..., F]` (without
+        hidden states) and, for routers that read them, the raw reward hidden states (`[..., H]`, or `[..., K, H]`
+        or a sequence of K `[..., H]` for K reward models). `[...]` for a router of one reward model, `[..., K]`
+        for one of K.
 
         `compute_alpha` is `weight_max * sigmoid(weight_logit(...))`; the outcome objective treats this logit as
         the mean of the router's policy (see `transformers_taro.training.outcome`)."""
         parts = [features]
         if self.hidden_norm is not None:
+            hidden = reward_hidden_states
+            if not isinstance(hidden, torch.Tensor):
+                hidden = torch.stack(list(hidden), dim=-2)
             # A hidden state has its own scale per backbone: normalised here, with the router's own parameters.
-            parts.append(self.hidden_norm(reward_hidden_states.to(self.hidden_norm.weight.dtype)).float())
+            normed = self.hidden_norm(hidden.to(self.hidden_norm.weight.dtype)).float()
+            parts.append(normed.flatten(-2) if normed.shape[:-1] != features.shape[:-1] else normed)
         feats = torch.cat(parts, dim=-1) if len(parts) > 1 else features
-        return self.head(self.mlp(feats.to(self.head.weight.device, self.head.weight.dtype))).squeeze(-1)
+        logit = self.head(self.mlp(feats.to(self.head.weight.device, self.head.weight.dtype)))
+        return logit.squeeze(-1) if self.config.num_reward_models == 1 else logit
 
     def forward(
         self,
@@ -235,12 +278,15 @@ class TARoRouter(PreTrainedModel):
         Args:
             base_logprobs: `[..., V]` log-probs of the frozen base model (logits are accepted too: they are
                 log-softmaxed).
-            reward_logprobs: `[..., V]` log-probs (or logits) of the frozen reward model on the same prefixes.
-            reward_hidden_states: `[..., H]`, only for routers with `use_reward_hidden_states`.
+            reward_logprobs: `[..., V]` log-probs (or logits) of the frozen reward model on the same prefixes; a
+                sequence of them for a router of several reward models.
+            reward_hidden_states: `[..., H]` (one per reward model), only for routers with
+                `use_reward_hidden_states`.
         """
+        rewards = [torch.log_softmax(r.float(), -1) for r in as_list(reward_logprobs)]
         alpha = self.compute_alpha(
             torch.log_softmax(base_logprobs.float(), -1),
-            torch.log_softmax(reward_logprobs.float(), -1),
+            rewards[0] if isinstance(reward_logprobs, torch.Tensor) else rewards,
             reward_hidden_states,
         )
         return TARoRouterOutput(alpha=alpha)
@@ -288,6 +334,14 @@ class TARoRouter(PreTrainedModel):
         Takes `private`, `token`, `revision`, `create_pr` as `huggingface_hub.HfApi.upload_folder` does.
         """
         return push_folder_to_hub(self.save_pretrained, repo_id, commit_message=commit_message, **kwargs)
+
+
+def per_model(weight: torch.Tensor, reward_logprobs: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """A router's weights in the shape its inputs ask for: `[...]` for one reward model's tensor, `[..., K]` for a
+    sequence of K (a router of one model given a one-element sequence gets its weight a trailing axis)."""
+    if isinstance(reward_logprobs, torch.Tensor) or len(reward_logprobs) > 1:
+        return weight
+    return weight.unsqueeze(-1)
 
 
 def _check_router_folder(folder: Path) -> None:

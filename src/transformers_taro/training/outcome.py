@@ -18,6 +18,7 @@ from the frozen models) and the policy's mean is recomputed from them with gradi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +28,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..features import router_features
 from ..generation import stop_ids
+from ..mixing import as_list
 from ..processor import TARoProcessor
-from ..router import TARoRouter
+from ..router import TARoRouter, per_model
 
 
 class ExploringRouter(nn.Module):
@@ -52,18 +54,21 @@ class ExploringRouter(nn.Module):
     def compute_alpha(
         self,
         base_logprobs: torch.Tensor,
-        reward_logprobs: torch.Tensor,
-        reward_hidden_states: torch.Tensor | None = None,
+        reward_logprobs: torch.Tensor | Sequence[torch.Tensor],
+        reward_hidden_states: torch.Tensor | Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        self.router.check_inputs(base_logprobs.shape[-1], reward_logprobs.shape[-1], reward_hidden_states)
+        vocabs = [r.shape[-1] for r in as_list(reward_logprobs)]
+        self.router.check_inputs(base_logprobs.shape[-1], vocabs, reward_hidden_states)
         features = router_features(base_logprobs, reward_logprobs, self.config.num_top_logprobs)
-        hidden = reward_hidden_states if self.config.use_reward_hidden_states else None
+        hidden = None
+        if self.config.use_reward_hidden_states:
+            hidden = torch.stack(as_list(reward_hidden_states), dim=-2)  # [..., K, H], as weight_logit reads it
         with torch.no_grad():
             mean = self.router.weight_logit(features, hidden).float()
         noise = torch.randn(mean.shape, generator=self.generator, device="cpu").to(mean.device)
         z = mean + self.sigma * noise
         self.steps.append((features, hidden, z))
-        return self.config.weight_max * torch.sigmoid(z)
+        return per_model(self.config.weight_max * torch.sigmoid(z), reward_logprobs)
 
 
 @dataclass
@@ -71,8 +76,8 @@ class Rollouts:
     """What the policy did: per rollout and decoded token the features, hidden states, drawn logit, validity."""
 
     features: torch.Tensor  # [N, T, F]
-    hidden: torch.Tensor | None  # [N, T, H]
-    z: torch.Tensor  # [N, T]
+    hidden: torch.Tensor | None  # [N, T, K, H]: K reward models
+    z: torch.Tensor  # [N, T] for one reward model, [N, T, K] for K
     mask: torch.Tensor  # [N, T]: the token was decoded (up to and including the row's end-of-sequence)
     tokens: torch.Tensor  # [N, T] the decoded token ids (padding after a row's end)
     texts: list[str]
@@ -80,7 +85,7 @@ class Rollouts:
 
 def rollouts(
     base: PreTrainedModel,
-    reward_model: PreTrainedModel,
+    reward_model: PreTrainedModel | Sequence[PreTrainedModel],
     router: TARoRouter,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
@@ -133,5 +138,7 @@ def reinforce_loss(router: TARoRouter, episodes: Rollouts, advantages: torch.Ten
     )
     mask = episodes.mask.to(device)
     log_prob = -((episodes.z.to(device) - mean) ** 2) / (2 * sigma**2)  # constants drop out of the gradient
+    if log_prob.dim() > mask.dim():  # one weight per reward model: the policy's draws are independent
+        log_prob = log_prob.sum(-1)
     weighted = advantages.to(device).unsqueeze(1) * log_prob * mask
     return -weighted.sum() / mask.sum().clamp(min=1)
