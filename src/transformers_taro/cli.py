@@ -36,7 +36,12 @@ class TrainRMArguments:
 
 @dataclass
 class TrainRouterArguments:
-    reward_model: str = field(metadata={"help": "The reward model: Hub id, folder or LoRA adapter folder."})
+    reward_model: list[str] = field(
+        metadata={
+            "help": "The reward model: Hub id, folder or LoRA adapter folder. Several: name=path pairs, after one "
+            "flag or each after its own, in the order the router weighs them."
+        }
+    )
     data: str = field(metadata={"help": "GSM8K or Math-Step-DPO rows: a JSON/JSONL file or a Hub dataset id."})
     base_model: str | None = field(default=None, metadata={"help": "Hub id or folder (None: embedded SmolLM2)."})
     limit: int | None = field(default=None, metadata={"help": "Use only the first N source rows."})
@@ -84,7 +89,7 @@ def train_router_cmd(argv: list[str]) -> None:
         prog="taro train-router",
         description="Train a router next to a frozen base and reward model; writes a guide.",
     )
-    args, config = parser.parse_args_into_dataclasses(argv)
+    args, config = parser.parse_args_into_dataclasses(_merge_repeated(argv, "--reward_model", "--reward-model"))
     push, config.push_to_hub = config.push_to_hub, False  # the finished guide is pushed once, with its card
     out = train_router(
         args.base_model,
@@ -102,6 +107,27 @@ def train_router_cmd(argv: list[str]) -> None:
     if push:
         TARoGuide.from_pretrained(f"{out}/guide").push_to_hub(_hub_model_id(config))
         print(f"Pushed the guide to {_hub_model_id(config)}")
+
+
+def _merge_repeated(argv: list[str], *flag: str) -> list[str]:
+    """`--flag a --flag b` as `--flag a b`: HfArgumentParser reads a list field from one flag, and a repeated flag
+    would silently keep only its last values."""
+    values, rest, i = [], [], 0
+    while i < len(argv):
+        name, eq, inline = argv[i].partition("=")
+        if name in flag:
+            if eq:
+                values.append(inline)
+                i += 1
+            else:
+                i += 1
+                while i < len(argv) and not argv[i].startswith("--"):
+                    values.append(argv[i])
+                    i += 1
+        else:
+            rest.append(argv[i])
+            i += 1
+    return rest + ([flag[0], *values] if values else [])
 
 
 def _check_writable(path: Path, flag: str) -> None:
@@ -142,17 +168,20 @@ def _model_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
     p.add_argument(
         "--reward_model",
         "--reward-model",
+        action="append",
         default=None,
-        help="instead of --guide: assemble one from this reward model (Hub id, folder or LoRA adapter)",
+        help="instead of --guide: assemble one from this reward model (Hub id, folder or LoRA adapter); repeat as "
+        "name=path for several",
     )
     p.add_argument("--router", default=None, help="router folder or Hub id (replaces the guide's router)")
     p.add_argument(
         "--alpha",
-        type=float,
+        action="append",
         default=None,
-        help="a fixed guidance weight (GenARM); with a TARo guide, decode GenARM at this weight",
+        help="a fixed guidance weight (GenARM); with a TARo guide, decode GenARM at this weight; with several reward "
+        "models, repeat as name=weight",
     )
-    p.add_argument("--method", choices=("base", "genarm", "taro"), default=None, help=_METHOD_HELP)
+    p.add_argument("--method", type=_method, default=None, help=_METHOD_HELP)
     p.add_argument(
         "--max_new_tokens", "--max-new-tokens", type=int, default=max_new_tokens, help="tokens to generate at most"
     )
@@ -184,6 +213,35 @@ def _model_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
     )
 
 
+def _method(value: str) -> str:
+    """`--method`: base, genarm, taro, or genarm:NAME (one reward model of a guide that holds several)."""
+    kind, colon, name = value.partition(":")
+    if kind not in ("base", "genarm", "taro") or (colon and (kind != "genarm" or not name)):
+        raise argparse.ArgumentTypeError(f"{value!r}: choose base, genarm, taro, or genarm:NAME (a reward model)")
+    return value
+
+
+def _alpha(values: list[str] | None) -> float | dict[str, float] | None:
+    """`--alpha`: one number, or name=weight pairs (repeated) for a guide of several reward models."""
+    if not values:
+        return None
+    try:
+        if len(values) == 1 and "=" not in values[0]:
+            return float(values[0])
+        pairs = [v.partition("=") for v in values]
+        if any(not eq for _, eq, _ in pairs):
+            raise ValueError
+        names = [name for name, _, _ in pairs]
+        if len(set(names)) < len(names):
+            raise SystemExit(f"--alpha names a reward model twice ({names}): give each one weight.")
+        return {name: float(weight) for name, _, weight in pairs}
+    except ValueError:
+        raise SystemExit(
+            f"--alpha {' '.join(values)}: pass one number, or name=weight for each reward model (e.g. --alpha "
+            "arith=1 --alpha compare=0.5)."
+        ) from None
+
+
 def _load_session(a: argparse.Namespace):
     """The base and guide `_model_args`' flags ask for."""
     from .evaluation.session import load_session
@@ -191,9 +249,9 @@ def _load_session(a: argparse.Namespace):
     return load_session(
         a.base_model,
         a.guide,
-        reward_model=a.reward_model,
+        reward_model=a.reward_model[0] if a.reward_model and len(a.reward_model) == 1 else a.reward_model,
         router=a.router,
-        alpha=a.alpha,
+        alpha=_alpha(a.alpha),
         method=a.method,
         device_map=a.device_map,
         dtype=a.dtype,
@@ -266,7 +324,8 @@ def lm_eval_cmd(argv: list[str]) -> None:
 
 
 _METHOD_HELP = (
-    "base: no guidance; genarm: the guide's reward model at a fixed alpha; taro: the guide's router "
+    "base: no guidance; genarm: the guide's reward model(s) at fixed weights; genarm:NAME: only the reward model "
+    "NAME of a guide of several, at its fixed weight (or --alpha); taro: the guide's router "
     "(None: the guide's own method, or genarm when --alpha is given)"
 )
 

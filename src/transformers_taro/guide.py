@@ -18,7 +18,7 @@ import dataclasses
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,26 @@ def check_reward_model_names(names: Any) -> list[str]:
     if repeated:
         raise ValueError(f"Reward model name(s) {repeated} given more than once: each reward model needs its own name.")
     return names
+
+
+def named_reward_models(specs: str | os.PathLike | Sequence[str] | Mapping[str, str]) -> str | dict[str, str]:
+    """Reward models as a command line names them: one path or Hub id, or several `name=path` pairs (a mapping
+    passes through). One bare path stays a single, unnamed reward model."""
+    if isinstance(specs, Mapping):
+        return {str(k): str(v) for k, v in specs.items()}
+    if isinstance(specs, (str, os.PathLike)):
+        specs = [str(specs)]
+    specs = [str(spec) for spec in specs]
+    if len(specs) == 1 and "=" not in specs[0]:
+        return specs[0]
+    pairs = [spec.partition("=") for spec in specs]
+    bare = [spec for spec, (_, eq, _) in zip(specs, pairs) if not eq]
+    if bare:
+        raise ValueError(
+            f"Several reward models need a name each: pass name=path (e.g. arith={bare[0]}), not {bare[0]!r}."
+        )
+    names = check_reward_model_names([name for name, _, _ in pairs])
+    return {name: path for name, (_, _, path) in zip(names, pairs)}
 
 
 def check_alphas(alpha: Any, names: list[str]) -> dict[str, float] | None:
@@ -747,28 +767,32 @@ def _guide_folder(
 def load_guide(
     guide: str | os.PathLike | None = None,
     *,
-    reward_model: str | None = None,
+    reward_model: str | Sequence[str] | None = None,
     router: str | None = None,
-    alpha: float | None = None,
+    alpha: float | Mapping[str, float] | None = None,
     method: str | None = None,
     **load_kwargs: Any,
 ) -> TARoGuide | None:
     """The guide a command line asks for: a guide folder or Hub id, or one assembled from its parts.
 
     - `method="base"`: no guide (None).
-    - `reward_model` (a model, LoRA adapter or Hub id) with `router` and/or `alpha`: a guide assembled from them.
+    - `reward_model` (a model, LoRA adapter or Hub id; or several `name=path` strings) with `router` and/or
+      `alpha`: a guide assembled from them.
     - otherwise the guide `guide` (default: the shipped one), with its router replaced by `router` if given.
 
-    Then `method="genarm"`, or an `alpha` without `method`, gives the fixed-alpha guide (`alpha`, else the guide's
-    own); `method="taro"` requires a router. `load_kwargs` (`dtype`, `device_map`, ...) go to the reward model.
+    Then `method="genarm"`, or an `alpha` without `method`, gives the fixed-weight guide (`alpha`, else the guide's
+    own); `method="genarm:NAME"` the GenARM guide on the reward model NAME alone (`guide.only`); `method="taro"`
+    requires a router. `load_kwargs` (`dtype`, `device_map`, ...) go to the reward models.
     """
     from .defaults import DEFAULT_GUIDE
 
-    if method not in (None, "base", *METHODS):
-        raise ValueError(f"Unknown method {method!r}: choose base, genarm or taro.")
+    kind, _, only = (method or "").partition(":")
+    if method is not None and (kind not in ("base", *METHODS) or (only and kind != "genarm")):
+        raise ValueError(f"Unknown method {method!r}: choose base, genarm, genarm:NAME or taro.")
     if method == "base":
         return None
-    check_alpha(alpha)  # before anything loads
+    if not isinstance(alpha, Mapping):
+        check_alpha(alpha)  # before anything loads
     loaded_router = None
     if router is not None:
         with quiet_progress():
@@ -779,22 +803,37 @@ def load_guide(
             raise ValueError("Give a guide (--guide) or its parts (--reward_model, --router/--alpha), not both.")
         if loaded_router is None and alpha is None:
             raise ValueError("A guide assembled from --reward_model needs --router (TARo) or --alpha (GenARM).")
-        rm = load_causal_lm(reward_model, **load_kwargs)
+        specs = named_reward_models(reward_model)
+        paths = specs if isinstance(specs, dict) else {SINGLE_NAME: specs}
+        if isinstance(alpha, Mapping):
+            check_alphas(alpha, list(paths))  # before anything loads
+        models = {name: load_causal_lm(path, **load_kwargs) for name, path in paths.items()}
         if loaded_router is not None:
-            loaded_router.to(rm.device)
+            loaded_router.to(next(iter(models.values())).device)
+        adapters = {name: path if is_peft_adapter(path) else None for name, path in paths.items()}
+        single = not isinstance(specs, dict)
         result = TARoGuide(
-            rm,
+            models[SINGLE_NAME] if single else models,
             router=loaded_router,
-            alpha=alpha,
-            tokenizer=_saved_tokenizer(reward_model),
-            adapter_folder=reward_model if is_peft_adapter(reward_model) else None,
+            alpha=alpha if single or isinstance(alpha, Mapping) else None,
+            tokenizer=_saved_tokenizer(next(iter(paths.values()))),
+            adapter_folder=adapters[SINGLE_NAME] if single else adapters,
         )
+        if not single and alpha is not None and not isinstance(alpha, Mapping):
+            check_alphas(alpha, list(paths))  # one number for several models: the error says what to pass
     else:
         result = TARoGuide.from_pretrained(guide or DEFAULT_GUIDE, **load_kwargs)
         if loaded_router is not None:
             result = result._replace(router=loaded_router, config=dataclasses.replace(result.config, method="taro"))
-    if method == "genarm" or (method is None and alpha is not None):
+            if loaded_router.config.num_reward_models != len(result.reward_model_names):
+                raise ValueError(
+                    f"--router was trained for {loaded_router.config.num_reward_models} reward model(s); the guide "
+                    f"holds {len(result.reward_model_names)} ({', '.join(result.reward_model_names)})."
+                )
+    if only:
+        return result.only(only, alpha)
+    if kind == "genarm" or (method is None and alpha is not None):
         return result.fixed(alpha)
-    if method == "taro" and result.router is None:
+    if kind == "taro" and result.router is None:
         raise ValueError("method 'taro' needs a router: this guide has a fixed alpha only (pass --router).")
     return result

@@ -1,5 +1,8 @@
 """Where guidance was applied: tokens coloured by alpha, in the terminal (rich), HTML and PNG, with a legend.
 
+With several reward models an answer is shown once per reward model (`model_sections`), each row coloured by that
+model's weight on one shared scale: which specialist guided each token reads off from row to row.
+
 The colour scale is fitted to the alphas shown (`AlphaScale.fit`), not to the router's whole range: a router that
 keeps alpha within 0.07-0.28 would otherwise paint every token the same pale shade.
 """
@@ -14,6 +17,7 @@ from rich.text import Text
 from transformers import PreTrainedTokenizerBase
 
 from .extras import require
+from .generation import Generation
 
 # A sequential palette, light to dark. Terminal colours are the xterm-256 entries nearest to these, so a terminal
 # without truecolor shows the same five steps instead of rounding every pale shade to white.
@@ -57,6 +61,14 @@ class AlphaScale:
         if self.high - self.low < 1e-9:
             return [self.low]
         return [self.low + (self.high - self.low) * k / (n - 1) for k in range(n)]
+
+
+def model_sections(heading: str, tokens: Sequence[str], generation: Generation) -> list[_Section]:
+    """An answer as picture sections: one (heading, tokens, alphas), or one per reward model of a guide of several,
+    headed `heading — weight of NAME`."""
+    if generation.names is None:
+        return [(heading, tokens, generation.alphas)]
+    return [(f"{heading} — weight of {name}", tokens, generation.alphas_of(name)) for name in generation.names]
 
 
 def _terminal_style(scale: AlphaScale, alpha: float) -> str:

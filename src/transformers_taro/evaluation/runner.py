@@ -118,6 +118,10 @@ def summarize(records: list[dict[str, Any]], task: str, method: str, seconds: fl
     correct = [bool(r["correct"]) for r in records]
     tokens = sum(r["new_tokens"] for r in records)
     alphas = [r["mean_alpha"] for r in records if r["mean_alpha"] is not None]
+    if alphas and isinstance(alphas[0], dict):  # several reward models: each one's mean weight
+        mean_alpha = {name: sum(a[name] for a in alphas) / len(alphas) for name in alphas[0]}
+    else:
+        mean_alpha = sum(alphas) / len(alphas) if alphas else None
     return {
         "task": task,
         "method": method,
@@ -127,12 +131,17 @@ def summarize(records: list[dict[str, Any]], task: str, method: str, seconds: fl
         "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
         "generation_seconds": seconds,
         "new_tokens": tokens,
-        "mean_alpha": sum(alphas) / len(alphas) if alphas else None,
+        "mean_alpha": mean_alpha,
         **(extra or {}),
     }
 
 
 RUN_FILE, GENERATIONS_FILE, REPORT_FILE = "run.json", "generations.jsonl", "report.json"
+
+
+def _rounded(alphas: list) -> list:
+    """Weights to 4 decimals, one per token or one list per token (several reward models)."""
+    return [_rounded(a) if isinstance(a, list) else round(a, 4) for a in alphas]
 
 
 def run_eval(
@@ -248,7 +257,7 @@ def _run(
                     "new_tokens": len(gen.token_ids),
                     "seconds": share,
                     "token_ids": gen.token_ids,
-                    "alphas": [round(a, 4) for a in gen.alphas],
+                    "alphas": _rounded(gen.alphas),
                 }
                 journal.write(json.dumps(record) + "\n")
                 new.append(record)
@@ -300,17 +309,21 @@ def _problem_range(rows: int, limit: int | None, offset: int, batch_size: int) -
 def _fingerprints(session: Session, task: Task) -> dict[str, str]:
     """Content fingerprints of the local files a run depends on: the data, the base, the guide or its parts. A
     resumed run whose files changed (a guide retrained in place, an edited data file) is then refused, not mixed."""
-    from ..guide import GUIDE_CONFIG_NAME, REWARD_MODEL_DIR, ROUTER_DIR
+    from ..guide import GUIDE_CONFIG_NAME, REWARD_MODEL_DIR, REWARD_MODELS_DIR, ROUTER_DIR, named_reward_models
 
     guide = getattr(session.guide, "name_or_path", None)
     paths = {
         "data": task.source,
         "base_model": getattr(session.base, "name_or_path", None),
         "guide reward_model": guide and Path(guide) / REWARD_MODEL_DIR,
+        "guide reward_models": guide and Path(guide) / REWARD_MODELS_DIR,
         "guide router": guide and Path(guide) / ROUTER_DIR,
-        "reward_model": session.names.get("reward_model"),
         "router": session.names.get("router"),
     }
+    if session.names.get("reward_model"):
+        specs = named_reward_models(session.names["reward_model"])
+        for name, path in (specs.items() if isinstance(specs, dict) else [("", specs)]):
+            paths[f"reward_model {name}".strip()] = path
     prints = {name: fingerprint(path) for name, path in paths.items() if path and Path(path).exists()}
     if guide and (Path(guide) / GUIDE_CONFIG_NAME).is_file():
         # Choosing the fixed alpha on validation records it in the config: not a change of what a run decodes with

@@ -16,7 +16,7 @@ from ..generation import Generation, stop_ids
 from ..guide import TARoGuide, load_guide
 from ..models import load_causal_lm, load_tokenizer
 from ..prompts import format_prompt
-from ..visualize import AlphaScale, alpha_html, alpha_legend, alpha_text, token_strings
+from ..visualize import AlphaScale, alpha_html, alpha_legend, alpha_text, model_sections, token_strings
 
 
 @dataclass
@@ -70,11 +70,13 @@ class Session:
         else:
             out = self.base.generate(**enc, **kwargs)
         stops = stop_ids(self.base, self.tokenizer)
+        names = self.guide.reward_model_names if self.guide is not None else []
         results = []
         for row, ids in enumerate(out.sequences[:, enc["input_ids"].shape[1] :].tolist()):
             ids = ids[: next((i + 1 for i, t in enumerate(ids) if t in stops), len(ids))]
             alphas = out.alphas[row, : len(ids)].tolist() if self.guide is not None else []
-            results.append(Generation(self.tokenizer.decode(ids, skip_special_tokens=True), ids, alphas))
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            results.append(Generation(text, ids, alphas, names if len(names) > 1 else None))
         return results
 
     def stream(self, question: str, max_new_tokens: int = 256, html: str | None = None) -> Generation:
@@ -86,12 +88,16 @@ class Session:
         result = self.generate([self.prompt(question)], max_new_tokens=max_new_tokens, streamer=streamer)[0]
         if result.alphas:
             tokens = token_strings(self.tokenizer, result.token_ids)
-            scale = AlphaScale.fit([result.alphas])
+            sections = model_sections(question, tokens, result)
+            scale = AlphaScale.fit([alphas for _, _, alphas in sections])
             console.rule(f"guidance weight per token ({self.method})")
-            console.print(alpha_text(tokens, result.alphas, scale))
+            for heading, _, alphas in sections:
+                if result.names is not None:  # one row per reward model
+                    console.print(heading.removeprefix(question).strip(" —"), style="bold")
+                console.print(alpha_text(tokens, alphas, scale))
             console.print(alpha_legend(scale))
             if html:
-                Path(html).write_text(alpha_html([(question, tokens, result.alphas)], scale))
+                Path(html).write_text(alpha_html(sections, scale))
                 console.print(f"HTML written to {html}")
         return result
 
@@ -100,9 +106,9 @@ def load_session(
     base_model: str | None = None,
     guide: str | None = None,
     *,
-    reward_model: str | None = None,
+    reward_model: str | list[str] | None = None,
     router: str | None = None,
-    alpha: float | None = None,
+    alpha: float | dict[str, float] | None = None,
     method: str | None = None,
     device_map: str | None = None,
     dtype: str | None = None,

@@ -1,7 +1,8 @@
 """Router training: only the router learns; the base and reward models are frozen.
 
 Objective, with q the guided distribution of `mixing.mix` (product `log p_b + alpha_t log p_r`, or geometric
-`(1 - w_t) log p_b + w_t log p_r`, as `mixture` says):
+`(1 - w_t) log p_b + w_t log p_r`, as `mixture` says; with several reward models, product
+`log p_b + sum_k alpha_k,t log p_r_k`, the prior term averaged over the k weights):
 
     L = nll_weight    * mean_t -log q(y_t | y<t)               on correct step-wise traces (prompt masked)
       + margin_weight * mean_pairs -log sigmoid(margin_beta * (S(chosen) - S(rejected)))
@@ -24,6 +25,7 @@ Built on transformers' `Trainer`: checkpointing, `--resume`, logging and `accele
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -132,8 +134,11 @@ class RouterTrainingConfig(TrainingArguments):
                 )
         super().__post_init__()
 
-    def router_config(self, vocab_size: int, reward_hidden_size: int, **names: Any) -> TARoRouterConfig:
+    def router_config(
+        self, vocab_size: int, reward_hidden_size: int, num_reward_models: int = 1, **names: Any
+    ) -> TARoRouterConfig:
         return TARoRouterConfig(
+            num_reward_models=num_reward_models,
             num_top_logprobs=self.num_top_logprobs,
             use_reward_hidden_states=self.use_reward_hidden_states,
             reward_hidden_size=reward_hidden_size if self.use_reward_hidden_states else None,
@@ -148,7 +153,8 @@ class RouterTrainingConfig(TrainingArguments):
 
 
 class FrozenOutputs(NamedTuple):
-    """What the frozen base and reward model give for a teacher-forced batch, at its scored positions."""
+    """What the frozen base and reward model(s) give for a teacher-forced batch, at its scored positions: with K > 1
+    reward models, `reward_logits` is `[B, T, K, V]` and `reward_hidden_states` `[B, T, K, H]`."""
 
     base_logits: torch.Tensor
     reward_logits: torch.Tensor
@@ -157,12 +163,15 @@ class FrozenOutputs(NamedTuple):
 
 
 class RouterTrainer(Trainer):
-    """`Trainer` whose model is the router; the frozen base and reward models supply its inputs."""
+    """`Trainer` whose model is the router; the frozen base and reward model(s) supply its inputs.
+
+    `reward_model` is one model, or a sequence of K in the order the router weighs them
+    (`router.config.num_reward_models == K`)."""
 
     def __init__(
         self,
         base_model: PreTrainedModel,
-        reward_model: PreTrainedModel,
+        reward_model: PreTrainedModel | Sequence[PreTrainedModel],
         step_pairs: list[dict[str, str]] | None = None,
         outcome_task: Task | None = None,
         outcome_tokenizer: PreTrainedTokenizerBase | None = None,
@@ -191,8 +200,15 @@ class RouterTrainer(Trainer):
         if self.args.cache_frozen_outputs:
             self._check_cache_size()
         self.base_model = base_model.eval().requires_grad_(False)
-        self.reward_model = reward_model.eval().requires_grad_(False)
-        for frozen in (self.base_model, self.reward_model):
+        models = [reward_model] if isinstance(reward_model, torch.nn.Module) else list(reward_model)
+        if len(models) != self.model.config.num_reward_models:
+            raise ValueError(
+                f"The router is made for {self.model.config.num_reward_models} reward model(s), and {len(models)} "
+                "were given: build it with num_reward_models equal to the number of reward models."
+            )
+        self.reward_models = [m.eval().requires_grad_(False) for m in models]
+        self.reward_model = self.reward_models[0] if len(models) == 1 else self.reward_models
+        for frozen in (self.base_model, *self.reward_models):
             if getattr(frozen, "hf_device_map", None) is None:  # device_map="auto" models stay where they are
                 frozen.to(self.args.device)
         self._alpha_log: list[torch.Tensor] = []
@@ -208,11 +224,12 @@ class RouterTrainer(Trainer):
             p[side] for p in self.step_pairs for side in ("chosen", "rejected")
         ]
         tokens = sum(len(ids) + 1 for ids in tok(texts, add_special_tokens=False)["input_ids"])
-        per_token = 2 * len(tok) + (self.model.config.reward_hidden_size or 0)
+        k = self.model.config.num_reward_models
+        per_token = (k + 1) * len(tok) + k * (self.model.config.reward_hidden_size or 0)
         gb = tokens * per_token * 4 / 1e9
         if gb > self.args.cache_max_gb:
             raise ValueError(
-                f"cache_frozen_outputs would keep {gb:.1f} GB ({tokens} scored tokens x 2 distributions over "
+                f"cache_frozen_outputs would keep {gb:.1f} GB ({tokens} scored tokens x {k + 1} distributions over "
                 f"{len(tok)} tokens), over cache_max_gb={self.args.cache_max_gb}: set cache_frozen_outputs=False "
                 "(nothing is lost but speed), train on fewer rows, or raise cache_max_gb if the memory is there."
             )
@@ -250,8 +267,14 @@ class RouterTrainer(Trainer):
         self, inputs: dict[str, torch.Tensor], keep: torch.Tensor, hidden: bool
     ) -> list[torch.Tensor | None]:
         base_logits, _ = self._frozen_logits(self.base_model, inputs, keep, hidden=False)
-        reward_logits, states = self._frozen_logits(self.reward_model, inputs, keep, hidden=hidden)
-        return [base_logits, reward_logits, states]
+        outputs = [self._frozen_logits(model, inputs, keep, hidden=hidden) for model in self.reward_models]
+        if len(outputs) == 1:
+            return [base_logits, *outputs[0]]
+        # One [B, T, K, V] block: a vocabulary padded by a few rows more is padded with -inf (no probability).
+        width = max(logits.shape[-1] for logits, _ in outputs)
+        logits = [torch.nn.functional.pad(t, (0, width - t.shape[-1]), value=float("-inf")) for t, _ in outputs]
+        states = torch.stack([s for _, s in outputs], dim=2) if hidden else None
+        return [base_logits, torch.stack(logits, dim=2), states]
 
     def _cached(self, inputs: dict[str, torch.Tensor], keep: torch.Tensor, hidden: bool) -> list[torch.Tensor | None]:
         """`_forward_frozen` through the cache: a row (keyed by its tokens) is computed once, on its own scored
@@ -275,7 +298,7 @@ class RouterTrainer(Trainer):
                 cache[key] = [None if t is None else t[j, positions] for t in computed]
         template = cache[rows[0][0]]
         window = [
-            None if t is None else torch.zeros(len(rows), len(keep), t.shape[-1], dtype=t.dtype) for t in template
+            None if t is None else torch.zeros(len(rows), len(keep), *t.shape[1:], dtype=t.dtype) for t in template
         ]
         for i, (key, positions) in enumerate(rows):
             for out, stored in zip(window, cache[key]):
@@ -360,8 +383,11 @@ class RouterTrainer(Trainer):
         mask = labels.ne(-100)
         base_logprobs = torch.log_softmax(padded("base_logits", 0.0).float(), -1)
         reward_logprobs = torch.log_softmax(padded("reward_logits", 0.0).float(), -1)
+        if router.config.num_reward_models > 1:  # [B, T, K, V]: one [B, T, V] per reward model
+            reward_logprobs = list(reward_logprobs.unbind(dim=2))
         out = model(base_logprobs, reward_logprobs, reward_hidden_states=padded("reward_hidden_states", 0.0))
         guided = torch.log_softmax(mix(base_logprobs, reward_logprobs, out.alpha, router.config.mixture), -1)
+        weights = out.alpha if out.alpha.dim() > mask.dim() else out.alpha.unsqueeze(-1)  # [B, T, K]
         token_logprobs = guided.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
         n = len(inputs["labels"])  # the first n rows are the traces, then the chosen steps, then the rejected ones
         nll = -token_logprobs[:n].sum() / mask[:n].sum().clamp(min=1)
@@ -369,7 +395,7 @@ class RouterTrainer(Trainer):
         prior = router.config.weight_of(
             self.args.alpha_prior if self.args.alpha_prior is not None else self.args.alpha_init
         )
-        reg = ((out.alpha[:n] - prior) ** 2 * mask[:n]).sum() / mask[:n].sum().clamp(min=1)
+        reg = ((weights[:n] - prior) ** 2).mean(-1).mul(mask[:n]).sum() / mask[:n].sum().clamp(min=1)
         loss = self.args.nll_weight * nll + self.args.alpha_reg * reg
         if self.args.outcome_weight > 0:
             loss = loss + self.args.outcome_weight * self._outcome(router)
@@ -379,7 +405,7 @@ class RouterTrainer(Trainer):
             margin = -torch.nn.functional.logsigmoid(self.args.margin_beta * (chosen - rejected)).mean()
             loss = loss + self.args.margin_weight * margin
             self._margin_log.append(float(margin.detach()))
-        self._alpha_log.append(out.alpha.detach()[:n][mask[:n]])
+        self._alpha_log.append(weights.detach()[:n][mask[:n]])  # [tokens, K]
         return (loss, out) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
@@ -387,6 +413,9 @@ class RouterTrainer(Trainer):
             alphas = torch.cat(self._alpha_log)
             logs["alpha_mean"] = round(float(alphas.mean()), 4)
             logs["alpha_std"] = round(float(alphas.std()), 4) if alphas.numel() > 1 else 0.0
+            if alphas.shape[-1] > 1:  # each reward model's mean weight
+                for k, mean in enumerate(alphas.mean(0).tolist()):
+                    logs[f"alpha_mean_{k}"] = round(mean, 4)
             self._alpha_log.clear()
         if self._margin_log:
             logs["margin_loss"] = round(sum(self._margin_log) / len(self._margin_log), 4)
@@ -421,7 +450,7 @@ def _vocab_rows(model: PreTrainedModel) -> int:
 
 def train_router(
     base_model: str | None,
-    reward_model: str,
+    reward_model: str | Sequence[str] | Mapping[str, str],
     data: str,
     output_dir: str,
     config: RouterTrainingConfig | None = None,
@@ -429,11 +458,12 @@ def train_router(
     resume: bool = False,
     device_map: str | None = None,
 ) -> str:
-    """Train a router on correct traces from `data`, with frozen `base_model` and `reward_model`; save it.
+    """Train a router on correct traces from `data`, with frozen `base_model` and reward model(s); save it.
 
     Args:
         base_model: Hub id or folder of the base (None: the embedded default).
-        reward_model: Hub id, folder, or LoRA adapter folder of the reward model.
+        reward_model: Hub id, folder, or LoRA adapter folder of the reward model; for several, `{name: path}` or
+            `name=path` strings, in the order the router weighs them (the guide names them so).
         data: GSM8K or Math-Step-DPO rows (local file or Hub id).
         device_map: `"auto"` to spread large frozen models over the GPUs with accelerate.
 
@@ -445,21 +475,29 @@ def train_router(
 
     from ..data import build_step_pairs, build_traces
     from ..defaults import DEFAULT_MODEL
-    from ..guide import TARoGuide
+    from ..guide import TARoGuide, named_reward_models
     from ..models import is_peft_adapter, load_causal_lm, load_tokenizer
 
     config = config or RouterTrainingConfig(output_dir=output_dir)
     config.output_dir = output_dir
+    specs = named_reward_models(reward_model)
+    paths = specs if isinstance(specs, dict) else {"": specs}
     tokenizer = load_tokenizer(base_model, padding_side="right")
     base = load_causal_lm(base_model, device_map=device_map)
-    rm = load_causal_lm(reward_model, device_map=device_map)
+    rms = {name: load_causal_lm(path, device_map=device_map) for name, path in paths.items()}
     traces = build_traces(data, tokenizer, limit=limit)
     if not traces:
         raise ValueError(f"No traces could be built from {data}.")
-    vocab = min(_vocab_rows(base), _vocab_rows(rm))
-    names = dict(base_model_name_or_path=base_model or DEFAULT_MODEL, reward_model_name_or_path=reward_model)
+    vocab = min(_vocab_rows(base), *(_vocab_rows(rm) for rm in rms.values()))
+    hidden_sizes = {rm.config.get_text_config().hidden_size for rm in rms.values()}
+    if config.use_reward_hidden_states and len(hidden_sizes) > 1:
+        raise ValueError(
+            f"use_reward_hidden_states needs reward models of one width; these have {sorted(hidden_sizes)}."
+        )
+    named = ", ".join(f"{n}={p}" for n, p in specs.items()) if isinstance(specs, dict) else specs
+    names = dict(base_model_name_or_path=base_model or DEFAULT_MODEL, reward_model_name_or_path=named)
     set_seed(config.seed)  # the router's initial weights too, not only the Trainer's data order
-    router = TARoRouter(config.router_config(vocab, rm.config.get_text_config().hidden_size, **names))
+    router = TARoRouter(config.router_config(vocab, hidden_sizes.pop(), len(rms), **names))
     logger.warning("Training the router on %d traces from %s", len(traces), data)
     pairs = build_step_pairs(config.pairs_data, tokenizer, seed=config.seed) if config.margin_weight > 0 else None
     if pairs is not None and not pairs:
@@ -467,7 +505,7 @@ def train_router(
     outcome_task = _outcome_task(data) if config.outcome_weight > 0 else None
     trainer = RouterTrainer(
         base_model=base,
-        reward_model=rm,
+        reward_model=list(rms.values()),
         model=router,
         args=config,
         step_pairs=pairs,
@@ -493,11 +531,12 @@ def train_router(
     )
     atomic_save(trainer.save_model, output_dir, trainer.accelerator)
     if trainer.is_world_process_zero():  # the router's weights are in memory on every process: one writes the guide
+        adapters = {name: path if is_peft_adapter(path) else None for name, path in paths.items()}
         guide = TARoGuide(
-            rm,
+            rms if isinstance(specs, dict) else rms[""],
             router=router,
-            tokenizer=load_tokenizer(reward_model),
-            adapter_folder=reward_model if is_peft_adapter(reward_model) else None,
+            tokenizer=load_tokenizer(next(iter(paths.values()))),
+            adapter_folder=adapters if isinstance(specs, dict) else adapters[""],
         )
         guide.config.system_prompt = SYSTEM_PROMPT
         guide.config.training_summary = router.config.training_summary
