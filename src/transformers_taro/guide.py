@@ -88,11 +88,19 @@ def named_reward_models(specs: str | os.PathLike | Sequence[str] | Mapping[str, 
     return {name: path for name, (_, _, path) in zip(names, pairs)}
 
 
-def check_alphas(alpha: Any, names: list[str]) -> dict[str, float] | None:
-    """Fixed weights for named reward models, as `{name: alpha}` in the models' order (None passes through).
+def check_alphas(alpha: Any, names: list[str] | None) -> float | dict[str, float] | None:
+    """A guide's fixed weight(s): one number for one unnamed reward model (`names` None), else `{name: alpha}` in the
+    models' order (None passes through).
 
     Every name gets a weight (0 leaves a model out), no weight names a model the guide lacks, and each weight
     obeys `mixing.check_alpha`."""
+    if names is None:
+        if isinstance(alpha, Mapping):
+            raise ValueError(
+                f"alpha={dict(alpha)} names reward models, but the guide holds one unnamed reward model: give one "
+                "number, or name the reward models (a dict of them, or reward_models=[...])."
+            )
+        return check_alpha(alpha)
     if alpha is None:
         return None
     if not isinstance(alpha, Mapping):
@@ -142,14 +150,7 @@ class TARoGuideConfig:
     def __post_init__(self) -> None:
         if self.reward_models is not None:
             self.reward_models = check_reward_model_names(self.reward_models)
-            self.alpha = check_alphas(self.alpha, self.reward_models)
-        elif isinstance(self.alpha, Mapping):
-            raise ValueError(
-                f"alpha={dict(self.alpha)} names reward models, but the guide holds one unnamed reward model: give "
-                "one number, or name the reward models (reward_models=[...])."
-            )
-        else:
-            self.alpha = check_alpha(self.alpha)
+        self.alpha = check_alphas(self.alpha, self.reward_models)
         if self.vocab_size is not None and (not isinstance(self.vocab_size, int) or self.vocab_size < 1):
             raise ValueError(f"vocab_size must be a positive whole number, got {self.vocab_size!r}.")
         if self.method not in METHODS:
@@ -254,7 +255,7 @@ class TARoGuide:
                     "A guide needs a reward model (or the LoRA adapter_folder to load it from)"
                     + (f": none for {name!r}." if named else ".")
                 )
-        alpha = check_alphas(alpha, names) if named else check_alpha(alpha)
+        alpha = check_alphas(alpha, names if named else None)
         if router is not None and router.config.num_reward_models != len(names):
             raise ValueError(
                 f"The router was trained for {router.config.num_reward_models} reward model(s), and this guide holds "
@@ -588,16 +589,22 @@ class TARoGuide:
         for name, rm_dir in folders.items():
             models[name], adapters[name] = _reward_model_parts(folder, rm_dir, dtype, device_map)
             tokenizers[name] = _saved_tokenizer(rm_dir)
-        saved = [t for t in tokenizers.values() if t is not None]
-        for other in saved[1:]:
-            check_same_vocabulary(saved[0], other)
+        saved = [(name, t) for name, t in tokenizers.items() if t is not None]
+        for name, other in saved[1:]:
+            try:
+                check_same_vocabulary(saved[0][1], other)
+            except ValueError as err:
+                raise ValueError(
+                    f"{folder}: the reward models {saved[0][0]!r} and {name!r} have different tokenizers, and a "
+                    f"guide's reward models share one vocabulary ({err})"
+                ) from None
         single = config.reward_models is None
         guide = cls(
             models[SINGLE_NAME] if single else models,
             router=router,
             alpha=config.alpha,
             config=config,
-            tokenizer=saved[0] if saved else None,
+            tokenizer=saved[0][1] if saved else None,
             adapter_folder=adapters[SINGLE_NAME] if single else adapters,
         )
         for reward in guide._rewards.values():
@@ -831,7 +838,7 @@ def load_guide(
                     f"holds {len(result.reward_model_names)} ({', '.join(result.reward_model_names)})."
                 )
     if only:
-        return result.only(only, alpha)
+        return result.only(only, alpha.get(only) if isinstance(alpha, Mapping) else alpha)
     if kind == "genarm" or (method is None and alpha is not None):
         return result.fixed(alpha)
     if kind == "taro" and result.router is None:
