@@ -11,11 +11,15 @@ size, in interleaved rounds (so drift of a shared machine hits every method alik
   own (`fused.onednn_forward`). That kernel is faster at 1 row too, so the fused path is also given as a ratio to
   half of this stronger plain baseline.
 Each is printed as a ratio to the two-forward limit (plain / 2): what a guided token costs if the reward model
-costs as much as the base. Then whether the fused path gives the processor path's tokens (greedy, every row of a
+costs as much as the base. With `--reward-models K` (K > 1) the guide holds K LoRA reward models (the shipped
+adapter, and copies of it with other weights: its B matrices negated, or scaled) and a seeded router over them;
+the limit is then plain / (K + 1), the CFG peer (one guide model) is left out, and the fused path runs
+(K + 1)·B rows. Then whether the fused path gives the processor path's tokens (greedy, every row of a
 batch of GSM8K-style prompts), and the peak memory (max RSS) of a process that loads the models and decodes with
 each path, each in its own process (after loading, so the loading peak common to both does not hide it).
 
     python benchmarks/throughput.py                       # batch 1 and 8, 64 new tokens, 3 rounds
+    python benchmarks/throughput.py --reward-models 2     # a guide of two LoRA reward models and a router
     python benchmarks/throughput.py --rounds 5 --batch-sizes 1 4 8 --new-tokens 32
     python benchmarks/throughput.py --device cuda --random-weights ~/.cache/transformers_taro/<model folder>
 
@@ -67,9 +71,42 @@ def prompts(guide: TARoGuide, tok, batch: int, device: str) -> dict:
     return tok(texts, return_tensors="pt", padding=True).to(device)
 
 
-def load(random_weights: str | None, device: str, dtype: str = "float32"):
+def several(guide: TARoGuide, k: int, dtype: str) -> TARoGuide:
+    """A guide of `k` LoRA reward models over the same base and a seeded router over them: the shipped adapter and
+    k - 1 copies whose B matrices are scaled by -1, 0.5, ... (other reward models; speed does not depend on the
+    values)."""
+    from safetensors.torch import load_file, save_file
+
+    from transformers_taro import TARoRouter, TARoRouterConfig
+
+    work = Path(tempfile.mkdtemp(prefix="taro-bench-k-"))
+    source = Path(guide.name_or_path) / "reward_model"
+    folders = {}
+    for j in range(k):
+        folder = work / f"rm{j}"
+        shutil.copytree(source, folder)
+        weights = load_file(folder / "adapter_model.safetensors")
+        factor = 1.0 if j == 0 else (-1.0 if j == 1 else 1.0 / j)
+        save_file(
+            {n: t * factor if ".lora_B." in n else t for n, t in weights.items()}, folder / "adapter_model.safetensors"
+        )
+        folders[f"rm{j}"] = folder
+    torch.manual_seed(0)
+    shipped = guide.router.config
+    router = TARoRouter(
+        TARoRouterConfig(vocab_size=shipped.vocab_size, num_top_logprobs=shipped.num_top_logprobs, num_reward_models=k)
+    )
+    multi = TARoGuide({}, router=router, adapter_folder=folders, tokenizer=guide.tokenizer)
+    multi.config.system_prompt = guide.config.system_prompt
+    for reward in multi._rewards.values():
+        reward.load_kwargs = {"dtype": dtype}
+    return multi
+
+
+def load(random_weights: str | None, device: str, dtype: str = "float32", reward_models: int = 1):
     """Tokenizer, base and shipped guide: the embedded model, or its architecture with seeded random weights; the
-    base and the reward model in `dtype` (the router computes in float32 either way)."""
+    base and the reward model in `dtype` (the router computes in float32 either way). With `reward_models` > 1, a
+    guide of that many reward models (`several`)."""
     if random_weights is None:
         tok, base = load_tokenizer(None), load_causal_lm(None, dtype=dtype)
         guide = TARoGuide.from_pretrained(DEFAULT_GUIDE, dtype=dtype)
@@ -88,6 +125,8 @@ def load(random_weights: str | None, device: str, dtype: str = "float32"):
         config["base_model_name_or_path"] = str(work / "base")
         adapter_config.write_text(json.dumps(config))
         guide = TARoGuide.from_pretrained(work / "guide", dtype=dtype)
+    if reward_models > 1:
+        guide = several(guide, reward_models, dtype)
     return tok, base.to(device), guide.to(device)
 
 
@@ -103,14 +142,16 @@ def _status_mib(field: str) -> float:
     raise KeyError(field)
 
 
-def memory_child(path: str, batch: int, new_tokens: int, random_weights: str | None, device: str, dtype: str) -> None:
+def memory_child(
+    path: str, batch: int, new_tokens: int, random_weights: str | None, device: str, dtype: str, reward_models: int
+) -> None:
     """Load what `path` decodes with, reset the peak, decode once; print resident and peak RSS (MiB) as JSON.
 
     Loading a model has a transient peak of its own, the same for both paths; what differs is what each path
     holds while decoding (the processor path a merged copy of the reward model, the fused path none), so the peak
     is reset (Linux: `clear_refs` 5; CUDA: the allocator's peak) once everything is loaded and resident.
     """
-    tok, base, guide = load(random_weights, device, dtype)
+    tok, base, guide = load(random_weights, device, dtype, reward_models)
     enc = prompts(guide, tok, batch, device)
     cuda = device.startswith("cuda")
     # Weights load memory-mapped and become resident on first use: one short decode first makes every page the
@@ -145,16 +186,18 @@ def main() -> None:
         metavar="DIR",
         help="a folder with the embedded model's config.json and tokenizer: random weights of that shape",
     )
+    ap.add_argument("--reward-models", type=int, default=1, help="K: a guide of K LoRA reward models and a router")
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    k = args.reward_models
     if args.memory_child:
         memory_child(
-            args.memory_child, max(args.batch_sizes), args.new_tokens, args.random_weights, args.device, args.dtype
+            args.memory_child, max(args.batch_sizes), args.new_tokens, args.random_weights, args.device, args.dtype, k
         )
         return
 
-    tok, base, guide = load(args.random_weights, args.device, args.dtype)
-    rm = guide.reward_model  # merged once here, so no method pays the lazy load inside a timed call
+    tok, base, guide = load(args.random_weights, args.device, args.dtype, k)
+    rm = list(guide.reward_models.values())[0]  # merged once here, so no method pays the lazy load inside a timed call
     n = args.new_tokens
     gen = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
 
@@ -172,8 +215,10 @@ def main() -> None:
         "plain generate": lambda enc: base.generate(**enc, **gen),
         "processor path": lambda enc: guide.generate(base, fused=False, **enc, **gen),
         "fused path": lambda enc: guide.generate(base, fused=True, **enc, **gen),
+    }
+    if k == 1:
         # The peer reads the whole prompt with its guide model, as a reward model must: same work as a prefill.
-        "CFG processor (transformers)": lambda enc: base.generate(
+        methods["CFG processor (transformers)"] = lambda enc: base.generate(
             **enc,
             **gen,
             logits_processor=LogitsProcessorList(
@@ -183,8 +228,7 @@ def main() -> None:
                     )
                 ]
             ),
-        ),
-    }
+        )
     head = base.get_output_embeddings()
     if onednn_applies(head):
 
@@ -202,8 +246,11 @@ def main() -> None:
         if args.device.startswith("cuda")
         else f"CPU, {torch.get_num_threads()} threads"
     )
+    what = (
+        "shipped LoRA guide" if k == 1 else f"a guide of {k} LoRA reward models (the shipped one and copies) + router"
+    )
     print(
-        f"SmolLM2-135M-Instruct ({weights}) + shipped LoRA guide, {n} new tokens, {args.rounds} interleaved rounds, "
+        f"SmolLM2-135M-Instruct ({weights}) + {what}, {n} new tokens, {args.rounds} interleaved rounds, "
         f"median tokens/s; torch {torch.__version__}, transformers {transformers.__version__}, {where}, "
         f"dtype {base.dtype}"
     )
@@ -216,16 +263,16 @@ def main() -> None:
             for name, run in methods.items():
                 speeds[name].append(timed(run, enc))
         median = {name: statistics.median(v) for name, v in speeds.items()}
-        limit = median["plain generate"] / 2
-        print(f"\nbatch {batch}:  (two-forward limit = plain / 2 = {limit:.1f} tok/s)")
+        limit = median["plain generate"] / (k + 1)
+        print(f"\nbatch {batch}:  ({k + 1}-forward limit = plain / {k + 1} = {limit:.1f} tok/s)")
         for name, value in median.items():
             spread = f"{min(speeds[name]):.1f}-{max(speeds[name]):.1f}"
             print(f"  {name:36s} {value:7.1f} tok/s  (rounds {spread})  {value / limit:5.2f}x the limit")
         print(f"  fused / processor path: {median['fused path'] / median['processor path']:.2f}x")
         if "plain generate, oneDNN output layer" in median:
-            stronger = median["plain generate, oneDNN output layer"] / 2
+            stronger = median["plain generate, oneDNN output layer"] / (k + 1)
             print(
-                f"  fused path / (plain generate with the oneDNN output layer / 2): "
+                f"  fused path / (plain generate with the oneDNN output layer / {k + 1}): "
                 f"{median['fused path'] / stronger:.2f}x"
             )
 
@@ -262,6 +309,8 @@ def main() -> None:
                 args.device,
                 "--dtype",
                 args.dtype,
+                "--reward-models",
+                str(k),
             ]
             + (["--random-weights", args.random_weights] if args.random_weights else []),
             capture_output=True,

@@ -138,3 +138,19 @@ def test_taro_refuses_a_tokenizer_of_its_own(tiny_model_dir):
 
     with pytest.raises(ValueError, match="base model's tokenizer"):
         TARoLM(pretrained=tiny_model_dir, method="base", tokenizer="gpt2")
+
+
+def test_harness_loglikelihood_with_two_reward_models(tiny_model_dir, guide, tmp_path):
+    from transformers_taro.evaluation.harness import TARoLM
+
+    base, rm = load_causal_lm(tiny_model_dir), load_causal_lm(guide["rm"])
+    two = TARoGuide({"a": rm, "b": base}, alpha={"a": 1.0, "b": 0.5})
+    two.save_pretrained(tmp_path / "two")
+    lm = TARoLM(pretrained=tiny_model_dir, guide=str(tmp_path / "two"))
+    ids = torch.tensor([[5, 17, 33, 90, 41, 7]])
+    got = torch.log_softmax(lm._model_call(ids).float(), -1)
+    with torch.no_grad():
+        ref = torch.log_softmax(
+            guided_scores(base(ids).logits, [rm(ids).logits, base(ids).logits], alpha=[1, 0.5])[0], -1
+        )
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)

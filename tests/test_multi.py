@@ -383,12 +383,13 @@ def test_a_router_trained_with_two_reward_models_reloads_and_guides(tiny_model_d
         + ["--data", str(data), "--output_dir", str(out), "--reward_model", f"other={tmp_path / 'other'}"]
         + ["--max_steps", "4", "--per_device_train_batch_size", "4", "--learning_rate", "1e-2", "--use_cpu"]
         + ["--report_to", "none", "--disable_tqdm", "true", "--cache_frozen_outputs", "--save_steps", "4"]
-        + ["--use_reward_hidden_states", "--logging_steps", "1"]
+        + ["--use_reward_hidden_states", "--logging_steps", "1", "--outcome_weight", "0.1"]
+        + ["--outcome_problems", "2", "--outcome_rollouts", "2", "--outcome_max_new_tokens", "4"]
     )
     router = TARoRouter.from_pretrained(out)
     assert router.config.num_reward_models == 2 and router.config.use_reward_hidden_states
     history = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
-    assert any("alpha_mean_1" in log for log in history)
+    assert any("alpha_mean_1" in log for log in history) and any("rollout_accuracy" in log for log in history)
     guide = TARoGuide.from_pretrained(out / "guide")
     assert guide.reward_model_names == ["same", "other"] and guide.method == "taro"
     tok = load_tokenizer(tiny_model_dir)

@@ -13,7 +13,7 @@ enough: `lm_eval.simple_evaluate(model="taro", model_args="method=genarm,alpha=0
 (`batch_size`, `max_length`, `device`, ...).
 
 Generation tasks decode with `guide.generate` (the fused path when it applies, else `TARoProcessor`);
-log-likelihood tasks score with the same mixed distribution, `log_softmax(log p_b + alpha_t * log p_r)` from
+log-likelihood tasks score with the same mixed distribution, `log_softmax(log p_b + sum_k alpha_k,t * log p_r_k)` from
 `mixing.guided_scores`, alpha_t from the router teacher-forced on the request.
 """
 
@@ -92,16 +92,17 @@ class TARoLM(HFLM):
         router = guide.router if guide.method == "taro" else None
         want_hidden = router is not None and router.config.use_reward_hidden_states
         with torch.no_grad():
-            rm = guide.reward_model
-            out = rm(inps.to(rm.device), output_hidden_states=want_hidden)
-            hidden = out.hidden_states[-1].to(base_logits.device) if want_hidden else None
+            outs = [rm(inps.to(rm.device), output_hidden_states=want_hidden) for rm in guide.reward_models.values()]
+            logits = [out.logits.to(base_logits.device) for out in outs]
+            hidden = [out.hidden_states[-1].to(base_logits.device) for out in outs] if want_hidden else None
+            single = len(outs) == 1  # one reward model: tensors, as `guided_scores` takes them for one
             # HFLM log-softmaxes what this returns: the guided scores become the normalised mixed distribution.
             scores, _ = guided_scores(
                 base_logits,
-                out.logits.to(base_logits.device),
+                logits[0] if single else logits,
                 router=router,
-                alpha=None if router is not None else guide.alpha,
-                reward_hidden_states=hidden,
+                alpha=None if router is not None else guide.config.weights(),
+                reward_hidden_states=hidden[0] if single and hidden else hidden,
             )
             return scores
 

@@ -322,7 +322,7 @@ def _fingerprints(session: Session, task: Task) -> dict[str, str]:
     }
     if session.names.get("reward_model"):
         specs = named_reward_models(session.names["reward_model"])
-        for name, path in (specs.items() if isinstance(specs, dict) else [("", specs)]):
+        for name, path in specs.items() if isinstance(specs, dict) else [("", specs)]:
             paths[f"reward_model {name}".strip()] = path
     prints = {name: fingerprint(path) for name, path in paths.items() if path and Path(path).exists()}
     if guide and (Path(guide) / GUIDE_CONFIG_NAME).is_file():
