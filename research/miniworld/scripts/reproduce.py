@@ -5,6 +5,12 @@
     python research/miniworld/scripts/reproduce.py --eval-only                 # evaluate the shipped checkpoints
     python research/miniworld/scripts/reproduce.py --eval-only --test-seed 7   # on freshly drawn test problems
     python research/miniworld/scripts/reproduce.py --ship                      # train seed 3, ship its checkpoints
+    python research/miniworld/scripts/reproduce.py --mixed-only                # v3 beside seed 3's shipped world
+
+Every run also trains and evaluates the mixed-traffic world (v3, `taro_miniworld.mixed`): reward model B, a
+router over both reward models (`taro_multi`), the headroom on validation and the `mixed` / `transfer_mixed`
+blocks. `--mixed-only` does only that, beside a world whose v2 is trained already (for the shipped seed, copies of
+the shipped checkpoints: its bases and reward model A are reused), and adds its keys to the seed's results file.
 
 Seed K trains into runs/miniworld-seedK/checkpoints (never into the installed package: --ship copies them there
 after training). The shipped seed (3) writes results/miniworld.{json,md,png}, seed K
@@ -17,6 +23,7 @@ import dataclasses
 import logging
 
 from taro_miniworld import MiniworldConfig, reproduce
+from taro_miniworld.mixed import MIXED_BLOCKS, reproduce_mixed
 from taro_miniworld.pipeline import BLOCKS, SHIPPED_SEED, ship_checkpoints, world_config
 from taro_miniworld.problems import DOMAINS
 
@@ -76,6 +83,11 @@ if __name__ == "__main__":
         help="worker processes sharing the CPU: with 2 or more, the small base's training track and the "
         "larger base's run at once, and evaluations this many at a time (1: all in this one)",
     )
+    ap.add_argument(
+        "--mixed-only",
+        action="store_true",
+        help="only the mixed-traffic world (v3) beside a trained v2 world; with --eval-only, evaluate it only",
+    )
     ap.add_argument("--results-dir", default="results")
     ap.add_argument(
         "--checkpoints",
@@ -103,12 +115,27 @@ if __name__ == "__main__":
     )
     if a.ship and a.eval_only:
         ap.error("--ship copies what training wrote: leave out --eval-only")
-    results = reproduce(
-        a.results_dir, a.checkpoints, a.eval_only, a.test_seed, cfg, resume=a.resume, processes=a.processes
-    )
+    if a.mixed_only:
+        results = reproduce_mixed(a.results_dir, cfg, a.test_seed, a.resume, a.processes, train=not a.eval_only)
+    else:
+        results = reproduce(
+            a.results_dir, a.checkpoints, a.eval_only, a.test_seed, cfg, resume=a.resume, processes=a.processes
+        )
     if a.ship:
         print(f"Shipped into {ship_checkpoints(a.checkpoints or f'runs/miniworld-seed{a.seed}/checkpoints')}")
+    for block in MIXED_BLOCKS:
+        if block in results:
+            print(f"-- {block} (headroom on validation {results['headroom_on_validation']:+.3f})")
+            for name, r in results[block].items():
+                p = results["paired"].get(f"{block}: taro_multi vs {name}")
+                print(
+                    f"{name:12s} {r['accuracy']:.3f}  CI {r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}  "
+                    f"A {r['by_domain']['a']:.3f}  B {r['by_domain']['b']:.3f}"
+                    + ("" if p is None else f"  McNemar p (taro_multi vs it) {p:.3g}")
+                )
     for block in BLOCKS:
+        if block not in results:
+            continue
         print(f"-- {block}")
         for name, r in results[block].items():
             p = results["paired"].get(f"{block}: taro vs {name}")

@@ -897,3 +897,66 @@ def test_lookup_accuracy_reads_the_totals_written_after_names():
     arithmetic = make_problems(3, 0)
     with pytest.raises(ValueError, match="needs domain-B problems"):
         lookup_accuracy(Oracle(False, arithmetic), tok, arithmetic)
+
+
+@pytest.mark.slow
+def test_mixed_traffic_end_to_end_at_toy_size(tmp_path, monkeypatch):
+    """v3 at toy size: reward model B and a router over both train beside a trained world, the headroom is measured
+    on validation, and the mixed blocks hold every method, paired with taro_multi, with the keys the results file
+    gains; the weights are pictured."""
+    import json
+
+    from taro_miniworld import mixed
+    from taro_miniworld.pipeline import BaseSpec, markdown, train_all
+
+    from transformers_taro import TARoGuide
+
+    cfg = MiniworldConfig(
+        n_train=24,
+        n_train_b=24,
+        n_rm=6,
+        n_rm_b=6,
+        n_router=8,
+        n_val=4,
+        n_test=3,
+        small=BaseSpec(16, 1, 3, 1e-3, 4),
+        large=BaseSpec(32, 1, 3, 1e-3, 4),
+        rm_sft_steps=2,
+        rm_steps=2,
+        router_steps=2,
+        max_new_tokens=8,
+        small_candidates=1,
+        large_candidates=1,
+        alphas=(0.5, 2.0),
+    )
+    monkeypatch.setattr(mixed, "PAIR_GRID", (0.0, 1.0))
+    data = splits(cfg)
+    assert not {p["question"] for p in data["rm_b"]} & {p["question"] for k in data if k != "rm_b" for p in data[k]}
+    ckpt, work = tmp_path / "ckpt", tmp_path / "work"
+    train_all(cfg, ckpt, data, work)
+    mixed.train_mixed(cfg, ckpt, data, work, resume=False)
+    guide = TARoGuide.from_pretrained(ckpt / "guide-multi")
+    assert guide.reward_model_names == ["a", "b"] and guide.router.config.num_reward_models == 2
+    results = mixed.run_mixed(cfg, ckpt, data, work, test_seed=1, pictures=tmp_path / "tokens")
+    for block in mixed.MIXED_BLOCKS:
+        assert list(results[block]) == list(mixed.MIXED_METHODS)
+        assert all(r["n"] == 2 * cfg.n_test for r in results[block].values())
+        row = results[block]["per_domain"]["by_domain"]
+        assert row == {
+            "a": results[block]["genarm_a"]["by_domain"]["a"],
+            "b": results[block]["genarm_b"]["by_domain"]["b"],
+        }
+        assert {f"{block}: taro_multi vs {m}" for m in mixed.MIXED_METHODS if m != "taro_multi"} <= set(
+            results["paired"]
+        )
+        assert set(results["weights_by_token_type"][block]) == {"a", "b"}
+    pair = results["best_pair_on_validation"]
+    assert {pair["a"], pair["b"]} <= {0.0, 1.0} and len(results["validation_pairs"]) == 4
+    assert results["headroom_on_validation"] == results["per_domain_on_validation"] - pair["accuracy"]
+    recorded = json.loads((ckpt / "guide-multi" / "guide_config.json").read_text())["alpha"]
+    assert recorded == {"a": pair["a"], "b": pair["b"]}
+    assert (tmp_path / "tokens.html").read_text().count("<h3>") == 4  # two problems, both weights
+    results["config"] = {"seed": cfg.seed}
+    assert "Mixed traffic" in mixed.mixed_markdown(results)
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    assert "taro_multi - fixed_pair" in json.dumps(mixed.mixed_seeds([tmp_path / "r.json"]))

@@ -128,6 +128,7 @@ class MiniworldConfig:
     n_train_b: int = 4000  # B problems the bases are trained on
     n_rm: int = 4000  # further A problems whose step pairs train the reward model
     n_router: int = 2000  # further A problems whose solutions train the router; `taro_ab` adds as many of B
+    n_rm_b: int = 4000  # further B problems: reward model B's (mixed traffic, `mixed.py`), A's recipe on B
     # Domain B: comparisons between people (`problems.make_comparison_problem`). The transfers between two people
     # (`B_VARIANTS`, e.g. "b-copied") are another world, with their own files and settings (`TRANSFERS`)
     domain_b: str = COMPARE
@@ -334,9 +335,10 @@ def _write(path: Path, rows: list[dict]) -> None:
 
 
 def splits(cfg: MiniworldConfig, test_seed: int | None = None) -> dict[str, list[dict]]:
-    """Disjoint problem sets: the bases' (`train_a`, `train_b`), the reward model's (`rm`, A), the routers'
-    (`router_a`, `router_b`), validation (`val_a`, `val_b`) and test (`test_a`, `test_b`, drawn with the test
-    seed). No question is in two sets."""
+    """Disjoint problem sets: the bases' (`train_a`, `train_b`), the reward models' (`rm`, A; `rm_b`, B), the
+    routers' (`router_a`, `router_b`), validation (`val_a`, `val_b`) and test (`test_a`, `test_b`, drawn with the
+    test seed). No question is in two sets. (`rm_b` came last of the training pools; no test problem of seeds 2, 3
+    or 5 at test seeds 1-3 was in it, so the earlier sets are what they were.)"""
     seen: set[str] = set()
     data: dict[str, list[dict]] = {}
 
@@ -352,6 +354,7 @@ def splits(cfg: MiniworldConfig, test_seed: int | None = None) -> dict[str, list
     draw("rm", cfg.n_rm, s + 40_000, "a")
     draw("router_a", cfg.n_router, s + 50_000, "a")
     draw("router_b", cfg.n_router, s + 50_001, "b")
+    draw("rm_b", cfg.n_rm_b, s + 40_001, "b")
     t = cfg.test_seed if test_seed is None else test_seed
     draw("test_a", cfg.n_test, 20_000 + t, "a")
     draw("test_b", cfg.n_test, 25_000 + t, "b")
@@ -730,11 +733,13 @@ def train_miniworld_router(
 
 
 def ship_checkpoints(checkpoints: str | Path, target: str | Path = CHECKPOINTS) -> Path:
-    """Copy a trained world's `small/`, `large/`, `guide-a/` and `guide-ab/` into `target` (default: this
-    package's shipped checkpoints), each replacing the folder of the same name. The one step that writes there."""
+    """Copy a trained world's `small/`, `large/`, `guide-a/` and `guide-ab/` (and, once trained, the mixed-traffic
+    `guide-b/` and `guide-multi/`) into `target` (default: this package's shipped checkpoints), each replacing the
+    folder of the same name. The one step that writes there."""
     source, target = Path(checkpoints), Path(target)
     names = ("small", "large", *TARO_METHODS.values())
     missing = [name for name in names if not (source / name).is_dir()]
+    names += tuple(name for name in ("guide-b", "guide-multi") if (source / name).is_dir())  # mixed traffic
     if missing:
         raise FileNotFoundError(f"{source} lacks {missing}: train the world first (reproduce.py without --eval-only).")
     for name in names:
@@ -902,6 +907,12 @@ def range_margin(results: dict[str, Any]) -> float:
     return range_margins(results)[0]
 
 
+def _seed_files(results_dir: Path, stem: str) -> list[Path]:
+    """The shipped seed's and further pipeline seeds' result files (the shipped world's), but `stem`'s own."""
+    pipeline_seed = re.compile(r"miniworld(-pipeline-seed\d+)?\.json")
+    return sorted(f for f in results_dir.glob("miniworld*.json") if pipeline_seed.fullmatch(f.name) and f.stem != stem)
+
+
 def summarize_seeds(results_dir: Path, world: str = "") -> dict[str, Any]:
     """Per-seed accuracies and TARo minus the best fixed alpha (A's validation choice), mean and sd per block.
 
@@ -967,7 +978,10 @@ TITLES = {
 
 
 def markdown(results: dict[str, Any]) -> str:
-    parts = [_table(TITLES[b], results[b], results["paired"], b) for b in BLOCKS]
+    from .mixed import mixed_markdown
+
+    parts = [mixed_markdown(results)] if "mixed" in results else []
+    parts += [_table(TITLES[b], results[b], results["paired"], b) for b in BLOCKS]
     parts.append(
         f"Fixed alpha chosen on A's validation problems: {results['best_alpha_on_validation']:g} "
         f"(B's own best on B's validation: {results['best_alpha_on_validation_b']:g}).\n"
@@ -1108,6 +1122,10 @@ def reproduce(
                 shutil.rmtree(folder)
         stages = Stages(work, cfg, resume)
         train_all(cfg, ckpt, data, work, stages, processes)
+        if not world:
+            from .mixed import train_mixed
+
+            train_mixed(cfg, ckpt, data, work, resume)
     elif not all((ckpt / name).is_dir() for name in ("small", "large", *TARO_METHODS.values())):
         raise FileNotFoundError(
             f"--eval-only needs the checkpoints in {ckpt} (small/, large/, guide-a/, guide-ab/); "
@@ -1115,6 +1133,15 @@ def reproduce(
         )
     trained = time.time()
     results = evaluate_all(cfg, ckpt, data, work, test, record_alpha=not eval_only, processes=processes)
+    if not world:
+        from .mixed import GUIDE_B, GUIDE_MULTI, run_mixed
+
+        if (ckpt / GUIDE_B).is_dir() and (ckpt / GUIDE_MULTI).is_dir():
+            results.update(run_mixed(cfg, ckpt, data, work, test, processes))
+        else:
+            logger.warning(
+                "No mixed-traffic blocks: %s has no %s/ and %s/ (train them first).", ckpt, GUIDE_B, GUIDE_MULTI
+            )
     results["config"] = {**asdict(cfg), "test_seed": test}
     for which in ("small", "large"):
         if (work / f"{which}_base_choice.json").is_file():
@@ -1127,11 +1154,17 @@ def reproduce(
     if test_seed is None:
         summary = summarize_seeds(res, world)
         results["seeds"] = summary
+        if not world:
+            from .mixed import mixed_seeds
+
+            results["mixed_seeds"] = mixed_seeds([res / f"{stem}.json", *_seed_files(res, stem)])
         if (
             not shipped and not world and (res / "miniworld.json").is_file()
         ):  # the main file carries every seed's summary
             main = json.loads((res / "miniworld.json").read_text())
             main["seeds"] = summary
+            if "mixed_seeds" in results:
+                main["mixed_seeds"] = results["mixed_seeds"]
             (res / "miniworld.json").write_text(json.dumps(main, indent=2))
             (res / "miniworld.md").write_text(markdown(main))
         (res / f"{stem}.json").write_text(json.dumps(results, indent=2))
