@@ -907,8 +907,7 @@ def test_mixed_traffic_end_to_end_at_toy_size(tmp_path, monkeypatch):
     import json
 
     from taro_miniworld import mixed
-    from taro_miniworld.pipeline import BaseSpec, markdown, train_all
-
+    from taro_miniworld.pipeline import BaseSpec, train_all
     from transformers_taro import TARoGuide
 
     cfg = MiniworldConfig(
@@ -950,6 +949,8 @@ def test_mixed_traffic_end_to_end_at_toy_size(tmp_path, monkeypatch):
             results["paired"]
         )
         assert set(results["weights_by_token_type"][block]) == {"a", "b"}
+    heldout = results["reward_models_on_heldout_pairs"]
+    assert set(heldout) == {"rm_a", "rm_b"} and all(0 <= v[d]["accuracy"] <= 1 for v in heldout.values() for d in "ab")
     pair = results["best_pair_on_validation"]
     assert {pair["a"], pair["b"]} <= {0.0, 1.0} and len(results["validation_pairs"]) == 4
     assert results["headroom_on_validation"] == results["per_domain_on_validation"] - pair["accuracy"]

@@ -206,6 +206,25 @@ def _accuracy(records: list[dict]) -> float:
     return sum(r["correct"] for r in records) / len(records)
 
 
+# -- the reward models, on held-out pairs ----------------------------------------------------------------------------
+
+
+def reward_model_accuracy(ckpt: Path, data: dict[str, list[dict]]) -> dict[str, Any]:
+    """Held-out pairwise accuracy (the gold step scored above the gold step with its result corrupted) and GenARM
+    loss of each reward model on each domain's validation problems, which neither trained on."""
+    from transformers_taro.data import gsm8k_solutions, step_pairs_from_solutions
+    from transformers_taro.training import evaluate_reward_model
+
+    tok = load_tokenizer(str(ckpt / "small"))
+    pairs = {d: step_pairs_from_solutions(gsm8k_solutions(data[f"val_{d}"])[0], tok, seed=0) for d in "ab"}
+    out = {}
+    for rm, folder in (("a", ckpt / "guide-a"), ("b", ckpt / GUIDE_B)):
+        model = load_causal_lm(str(folder / "reward_model"))
+        with torch.no_grad():
+            out[f"rm_{rm}"] = {d: evaluate_reward_model(model, tok, pairs[d], beta=0.5) for d in "ab"}
+    return out
+
+
 # -- headroom, on validation -----------------------------------------------------------------------------------------
 
 
@@ -386,6 +405,7 @@ def run_mixed(
         }
         write_json(config_file, config)
     results = {k: choice[k] for k in choice}
+    results["reward_models_on_heldout_pairs"] = reward_model_accuracy(ckpt, data)
     results.update(evaluate_mixed(cfg, ckpt, data, work, test_seed, choice, processes))
     if pictures is not None:
         token_pictures(ckpt, data, work, test_seed, pictures)
@@ -431,7 +451,19 @@ def mixed_markdown(results: dict[str, Any]) -> str:
     """The mixed-traffic tables, the headroom on validation, and the seeds summary if there is one."""
     pair = results["best_pair_on_validation"]
     best = results["best_single_alpha_on_validation"]
-    lines = [
+    lines = []
+    heldout = results.get("reward_models_on_heldout_pairs")
+    if heldout:
+        lines.append(
+            "Reward models' pairwise accuracy on held-out step pairs (validation problems; gold step against it "
+            "with its result corrupted): "
+            + "; ".join(
+                f"{rm.replace('rm_', 'RM ').upper()}: A {v['a']['accuracy']:.3f}, B {v['b']['accuracy']:.3f}"
+                for rm, v in heldout.items()
+            )
+            + ".\n"
+        )
+    lines += [
         f"Chosen on validation (400 A + 400 B): genarm_a alpha {best['a']:g}, genarm_b alpha {best['b']:g}, "
         f"fixed_pair (alpha_A, alpha_B) = ({pair['a']:g}, {pair['b']:g}). Headroom (per_domain minus fixed_pair, on "
         f"validation): {results['headroom_on_validation']:+.3f}.\n"
