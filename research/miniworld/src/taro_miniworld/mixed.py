@@ -391,17 +391,29 @@ def run_mixed(
     start = time.time()
     choice = headroom(cfg, ckpt, data, work, processes)
     write_json(work / "mixed-choice.json", choice)
-    multi = ckpt / GUIDE_MULTI
-    if multi.is_dir():
-        config_file = multi / "guide_config.json"
+    pair, best_b = choice["best_pair_on_validation"], choice["best_single_alpha_on_validation"]["b"]
+    recorded = {
+        GUIDE_B: (best_b, "B", f"{len(data['val_b'])} B problems", list(cfg.alphas), "rm_b", "b"),
+        GUIDE_MULTI: (
+            {"a": pair["a"], "b": pair["b"]},
+            "mixed",
+            f"{len(data['val_a'])} A + {len(data['val_b'])} B problems",
+            f"{list(PAIR_GRID)} for each reward model",
+            None,
+            None,
+        ),
+    }
+    for folder, (alpha, what, problems, grid, rm, domain) in recorded.items():
+        config_file = ckpt / folder / "guide_config.json"
+        if not config_file.is_file():
+            continue
         config = json.loads(config_file.read_text())
-        pair = choice["best_pair_on_validation"]
-        config["alpha"] = {"a": pair["a"], "b": pair["b"]}
+        config["alpha"] = alpha
         config["alpha_selection"] = {
-            "split": f"validation, {len(data['val_a'])} A + {len(data['val_b'])} B problems (mixed)",
-            "grid": f"{list(PAIR_GRID)} for each reward model",
-            "accuracy": pair["accuracy"],
-            "rule": "highest mixed validation accuracy; ties go to the least total weight",
+            "split": f"validation ({what}): {problems}",
+            "grid": grid,
+            "accuracy": pair["accuracy"] if rm is None else choice["validation_single"][rm][domain][f"{alpha:g}"],
+            "rule": f"highest {what} validation accuracy; ties go to the least guidance",
         }
         write_json(config_file, config)
     results = {k: choice[k] for k in choice}
