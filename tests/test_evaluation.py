@@ -135,7 +135,7 @@ def test_eval_cli_writes_generations_and_report(tiny_model_dir, tmp_path, method
     if method != "base":
         args += ["--reward-model", tiny_model_dir]
     if method == "genarm":
-        args += ["--alpha", "0.5", "--system_prompt", "Answer with the number."]
+        args += ["--alpha", "0.5"]
     if method == "taro":
         args += ["--router", str(router_dir), "--no-repeat-ngram-size", "3"]
     main(args)
@@ -147,8 +147,6 @@ def test_eval_cli_writes_generations_and_report(tiny_model_dir, tmp_path, method
     assert report["tokens_per_s"] > 0 and len(report["ci95"]) == 2
     assert (rows[0]["mean_alpha"] is None) == (method == "base")
     assert report.get("no_repeat_ngram_size") == (3 if method == "taro" else None)  # the guard is recorded
-    assert ("Answer with the number." in rows[0]["prompt"]) == (method == "genarm")
-    assert report.get("system_prompt") == ("Answer with the number." if method == "genarm" else None)
     assert "accuracy" in capsys.readouterr().out
 
 
@@ -376,3 +374,17 @@ def test_math_verifys_own_timeout_counts_as_a_grading_timeout(monkeypatch):
     monkeypatch.setattr(math_verify, "verify", too_slow)
     assert grade_math("\\boxed{9^{9^{9}}}", "3") is False
     assert grading_timeouts() == before + 1
+
+
+def test_eval_cli_system_prompt_replaces_every_prompts_system_message(tiny_model_dir, tmp_path):
+    out = tmp_path / "eval"
+    args = ["eval", "--task", "gsm8k", "--method", "base", "--base_model", tiny_model_dir, "--limit", "2"]
+    main([*args, "--max_new_tokens", "3", "--system_prompt", "Answer with the number.", "--output_dir", str(out)])
+    rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    assert all("Answer with the number." in r["prompt"] and "step by step" not in r["prompt"] for r in rows)
+    assert json.loads((out / "report.json").read_text())["system_prompt"] == "Answer with the number."
+    main([*args, "--max_new_tokens", "3", "--system_prompt", "", "--output_dir", str(tmp_path / "none")])
+    rows = [json.loads(line) for line in (tmp_path / "none" / "generations.jsonl").read_text().splitlines()]
+    assert all("step by step" not in r["prompt"] for r in rows)
+    with pytest.raises(ValueError, match="other settings|system_prompt"):  # a resumed run must ask the same way
+        main([*args, "--max_new_tokens", "3", "--output_dir", str(out)])

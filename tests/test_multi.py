@@ -396,3 +396,40 @@ def test_a_router_trained_with_two_reward_models_reloads_and_guides(tiny_model_d
     enc = tok(["Tom has 3 apples."], return_tensors="pt")
     result = guide.generate(load_causal_lm(tiny_model_dir), **enc, max_new_tokens=5, do_sample=False)
     assert result.shape[1] == enc["input_ids"].shape[1] + 5 and guide.alphas.shape == (1, 5, 2)
+
+
+def test_a_guide_of_two_loads_from_the_offline_cache_and_pushes_with_its_card(tmp_path, monkeypatch, fake_hub):
+    from huggingface_hub import constants
+
+    guide = TARoGuide({"a": tiny_lm(seed=2), "b": tiny_lm(seed=3)}, router=two_router(), alpha={"a": 1.0, "b": 0.5})
+    guide.save_pretrained(tmp_path / "src")
+    repo = tmp_path / "hub" / "models--org--two"
+    snapshot = repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    snapshot.parent.mkdir(parents=True)
+    os.rename(tmp_path / "src", snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(snapshot.name)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    loaded = TARoGuide.from_pretrained("org/two", cache_dir=tmp_path / "hub", local_files_only=True)
+    assert loaded.reward_model_names == ["a", "b"] and loaded.router.config.num_reward_models == 2
+    loaded.push_to_hub("org/two-copy")
+    assert {"guide_config.json", "reward_models", "router", "README.md"} <= set(fake_hub["files"])
+    assert "`a` (causal LM), `b` (causal LM)" in fake_hub["texts"]["README.md"]
+
+
+def test_nan_from_either_reward_model_is_refused():
+    base, a, b = tiny_lm(seed=1), tiny_lm(seed=2), tiny_lm(seed=3)
+    with torch.no_grad():
+        b.lm_head.weight.fill_(float("nan"))
+    ids, mask = left_padded(PROMPTS)
+    with pytest.raises(ValueError, match="NaN/inf logits"):
+        guided(TARoGuide({"a": a, "b": b}, alpha={"a": 1.0, "b": 0.5}), base, ids, mask)
+
+
+def test_a_router_over_two_models_guides_a_wider_base():
+    a, b = tiny_lm(seed=2), tiny_lm(seed=3)
+    guide = TARoGuide({"a": a, "b": b}, router=two_router())
+    ids, mask = left_padded(PROMPTS)
+    for width in (32, 64):  # the router reads distributions only, never the base's hidden states
+        out = guided(guide, tiny_lm(width=width, seed=5), ids, mask)
+        assert out.alphas.shape == (2, 8, 2) and bool(torch.isfinite(out.alphas).all())
