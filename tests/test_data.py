@@ -137,3 +137,16 @@ def test_training_rows_that_are_not_objects_are_named(tmp_path, line):
     path.write_text('{"question": "q", "answer": "#### 1"}\n' + line + "\n")
     with pytest.raises(ValueError, match=r"rows.jsonl:2 is not an object"):
         list(load_rows(str(path)))
+
+
+def test_pairs_and_traces_take_the_prompt_format_asked_for(tmp_path):
+    from transformers_taro.data import SYSTEM_PROMPT, build_step_pairs, build_traces
+
+    path = tmp_path / "gsm8k.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in gsm8k_rows(3)))
+    for system in (SYSTEM_PROMPT, "Answer with the number."):
+        prompts = [p["prompt"] for p in build_step_pairs(str(path), system=system)]
+        prompts += [t["prompt"] for t in build_traces(str(path), system=system)]
+        assert prompts and all(p.startswith(system) for p in prompts)
+    bare = build_traces(str(path), system=None)
+    assert bare[0]["prompt"].startswith("Question:")  # no system prompt at all

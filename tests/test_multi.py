@@ -385,6 +385,7 @@ def test_a_router_trained_with_two_reward_models_reloads_and_guides(tiny_model_d
         + ["--report_to", "none", "--disable_tqdm", "true", "--cache_frozen_outputs", "--save_steps", "4"]
         + ["--use_reward_hidden_states", "--logging_steps", "1", "--outcome_weight", "0.1"]
         + ["--outcome_problems", "2", "--outcome_rollouts", "2", "--outcome_max_new_tokens", "4"]
+        + ["--system_prompt", "Answer with the number."]
     )
     router = TARoRouter.from_pretrained(out)
     assert router.config.num_reward_models == 2 and router.config.use_reward_hidden_states
@@ -392,6 +393,7 @@ def test_a_router_trained_with_two_reward_models_reloads_and_guides(tiny_model_d
     assert any("alpha_mean_1" in log for log in history) and any("rollout_accuracy" in log for log in history)
     guide = TARoGuide.from_pretrained(out / "guide")
     assert guide.reward_model_names == ["same", "other"] and guide.method == "taro"
+    assert guide.config.system_prompt == "Answer with the number."  # the traces' prompt format, recorded
     tok = load_tokenizer(tiny_model_dir)
     enc = tok(["Tom has 3 apples."], return_tensors="pt")
     result = guide.generate(load_causal_lm(tiny_model_dir), **enc, max_new_tokens=5, do_sample=False)

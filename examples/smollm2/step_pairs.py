@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from transformers_taro.data import gsm8k_solutions, load_rows, step_pairs_from_solutions
+from transformers_taro.data import SYSTEM_PROMPT, gsm8k_solutions, load_rows, step_pairs_from_solutions
 from transformers_taro.models import load_causal_lm, load_tokenizer
 from transformers_taro.training.sampling import sample_incorrect_steps
 
@@ -30,6 +30,11 @@ def main() -> None:
     p.add_argument("--model", default=None, help="the model to sample from (None: the embedded SmolLM2)")
     p.add_argument("--device-map", default=None, help="'auto' puts the model on the GPU(s) (accelerate)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--system-prompt",
+        default=SYSTEM_PROMPT,
+        help="the prompt format's system prompt ('' for none): the one the guide will decode with",
+    )
     p.add_argument("--output", required=True)
     a = p.parse_args()
     out = Path(a.output)
@@ -47,8 +52,11 @@ def main() -> None:
             samples_per_step=a.samples_per_step,
             batch_size=a.batch_size,
             seed=a.seed,
+            system=a.system_prompt,
         )
-    pairs = step_pairs_from_solutions(solutions, tokenizer, seed=a.seed, rejected_steps=rejected)
+    pairs = step_pairs_from_solutions(
+        solutions, tokenizer, seed=a.seed, rejected_steps=rejected, system=a.system_prompt
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(row) + "\n" for row in pairs), encoding="utf-8")

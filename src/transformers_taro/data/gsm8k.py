@@ -11,7 +11,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from .arithmetic import arithmetic_is_correct, close, format_number, numbers_in, parse_number, safe_eval
-from .prompts import answer_step, format_prompt
+from .prompts import SYSTEM_PROMPT, answer_step, format_prompt
 from .rows import MalformedRow, SkipReport
 
 _ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
@@ -131,8 +131,10 @@ def step_pairs_from_solutions(
     tokenizer: PreTrainedTokenizerBase | None = None,
     seed: int = 0,
     rejected_steps: dict[tuple[int, int], list[str]] | None = None,
+    system: str | None = SYSTEM_PROMPT,
 ) -> list[dict[str, str]]:
-    """Pairs for every step of every solution.
+    """Pairs for every step of every solution, each prompt in the format of `system` (the math prompt by default;
+    None for none).
 
     The rejected step is a sampled incorrect step where `rejected_steps[(solution index, step index)]` has one,
     else the gold step with its result corrupted (`corrupt_step`); `sampled` says which. `final` marks a solution's
@@ -141,7 +143,7 @@ def step_pairs_from_solutions(
     rng = random.Random(seed)
     pairs = []
     for si, sol in enumerate(solutions):
-        prompt = format_prompt(sol.question, tokenizer)
+        prompt = format_prompt(sol.question, tokenizer, system)
         for k, chosen in enumerate(sol.all_steps):
             sampled = (rejected_steps or {}).get((si, k))
             if sampled:
@@ -165,7 +167,9 @@ def step_pairs_from_solutions(
 
 
 def traces_from_solutions(
-    solutions: list[Solution], tokenizer: PreTrainedTokenizerBase | None = None
+    solutions: list[Solution], tokenizer: PreTrainedTokenizerBase | None = None, system: str | None = SYSTEM_PROMPT
 ) -> list[dict[str, str]]:
-    """Correct reasoning traces (`prompt`, `completion`) for router training."""
-    return [{"prompt": format_prompt(s.question, tokenizer), "completion": "".join(s.all_steps)} for s in solutions]
+    """Correct reasoning traces (`prompt`, `completion`) for router training, prompts in the format of `system`."""
+    return [
+        {"prompt": format_prompt(s.question, tokenizer, system), "completion": "".join(s.all_steps)} for s in solutions
+    ]

@@ -11,6 +11,7 @@ from transformers import PreTrainedTokenizerBase
 from ..extras import require
 from ..models import looks_like_a_path
 from .gsm8k import gsm8k_solutions, step_pairs_from_solutions, traces_from_solutions
+from .prompts import SYSTEM_PROMPT
 from .rows import MalformedRow, read_jsonl
 from .step_dpo import math_step_dpo_pairs
 
@@ -69,8 +70,10 @@ def build_step_pairs(
     seed: int = 0,
     rejected_steps: dict[tuple[int, int], list[str]] | None = None,
     strict: bool = False,
+    system: str | None = SYSTEM_PROMPT,
 ) -> list[dict[str, str]]:
-    """Step pairs from a Math-Step-DPO, GSM8K or step-pairs source (a local file or a Hub id).
+    """Step pairs from a Math-Step-DPO, GSM8K or step-pairs source (a local file or a Hub id), prompts in the
+    format of `system` (step-pairs rows come formatted already).
 
     Step-pairs rows (`prompt`, `chosen`, `rejected`, `final`, as `step_pairs_from_solutions` writes them) are used
     as they are: that is how sampled incorrect steps, which are costly, are built once and reused.
@@ -90,15 +93,20 @@ def build_step_pairs(
                 )
         return [{k: row[k] for k in keys} for row in rows]
     if fmt == "step-dpo":
-        return math_step_dpo_pairs(rows, tokenizer, strict=strict)
+        return math_step_dpo_pairs(rows, tokenizer, strict=strict, system=system)
     solutions, _ = gsm8k_solutions(rows, strict=strict)
-    return step_pairs_from_solutions(solutions, tokenizer, seed=seed, rejected_steps=rejected_steps)
+    return step_pairs_from_solutions(solutions, tokenizer, seed=seed, rejected_steps=rejected_steps, system=system)
 
 
 def build_traces(
-    id_or_path: str, tokenizer: PreTrainedTokenizerBase | None = None, limit: int | None = None, strict: bool = False
+    id_or_path: str,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    limit: int | None = None,
+    strict: bool = False,
+    system: str | None = SYSTEM_PROMPT,
 ) -> list[dict[str, str]]:
-    """Correct traces from GSM8K rows, or from Math-Step-DPO rows (prompt + steps + chosen)."""
+    """Correct traces from GSM8K rows, or from Math-Step-DPO rows (prompt + steps + chosen), prompts in the format
+    of `system`."""
     rows = load_rows(id_or_path)[:limit] if limit else load_rows(id_or_path)
     fmt = detect_format(rows)
     if fmt == "step-pairs":
@@ -107,7 +115,7 @@ def build_traces(
             "or Math-Step-DPO rows."
         )
     if fmt == "step-dpo":
-        pairs = math_step_dpo_pairs(rows, tokenizer, strict)
+        pairs = math_step_dpo_pairs(rows, tokenizer, strict, system)
         return [{"prompt": p["prompt"], "completion": p["chosen"]} for p in pairs]
     solutions, _ = gsm8k_solutions(rows, strict=strict)
-    return traces_from_solutions(solutions, tokenizer)
+    return traces_from_solutions(solutions, tokenizer, system)

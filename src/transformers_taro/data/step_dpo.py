@@ -10,12 +10,15 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from .prompts import format_prompt
+from .prompts import SYSTEM_PROMPT, format_prompt
 from .rows import MalformedRow, SkipReport
 
 
 def math_step_dpo_pairs(
-    rows: Iterable[dict[str, Any]], tokenizer: PreTrainedTokenizerBase | None = None, strict: bool = False
+    rows: Iterable[dict[str, Any]],
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    strict: bool = False,
+    system: str | None = SYSTEM_PROMPT,
 ) -> list[dict[str, str]]:
     """Math-Step-DPO rows (`prompt`, `initial_reason_steps`, `chosen`, `rejected`) as step pairs."""
     report, pairs = SkipReport(), []
@@ -32,7 +35,7 @@ def math_step_dpo_pairs(
         steps = row.get("initial_reason_steps") or ""
         if steps and not steps.endswith("\n"):
             steps += "\n"
-        prefix = format_prompt(row["prompt"], tokenizer) + steps
+        prefix = format_prompt(row["prompt"], tokenizer, system) + steps
         pairs.append({"prompt": prefix, "chosen": row["chosen"], "rejected": row["rejected"]})
         report.kept += 1
     report.log("Math-Step-DPO")

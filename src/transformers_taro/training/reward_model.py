@@ -26,6 +26,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..cards import push_folder_to_hub, render_card
+from ..data import SYSTEM_PROMPT
 from ..extras import require
 from ..files import atomic_save, copy_final_files
 from .collate import TraceCollator
@@ -44,6 +45,8 @@ class RewardModelConfig(CPOConfig):
     Args:
         beta: Temperature of the pairwise loss (GenARM's beta).
         cpo_alpha: Weight of CPO's NLL term on the chosen steps (0: GenARM's loss exactly).
+        system_prompt: The system prompt of the pairs' prompt format, for GSM8K and Math-Step-DPO rows (step-pairs
+            rows come formatted); `""` for none. Use the one the guide will decode with.
     """
 
     loss_type: str = field(default="sigmoid", metadata={"help": "Must be 'sigmoid' (GenARM's loss)."})
@@ -52,6 +55,10 @@ class RewardModelConfig(CPOConfig):
         metadata={"help": "Weight of an NLL term on the chosen steps (CPO's). 0 is GenARM's loss exactly."},
     )
     beta: float = field(default=0.1, metadata={"help": "beta of -log sigmoid(beta * (logp_c - logp_r))."})
+    system_prompt: str = field(
+        default=SYSTEM_PROMPT,
+        metadata={"help": "System prompt of the pairs' prompt format (GSM8K / Math-Step-DPO rows); '' for none."},
+    )
 
     def __post_init__(self) -> None:
         if self.loss_type != "sigmoid" or self.cpo_alpha < 0:
@@ -235,10 +242,15 @@ def train_reward_model(
             raise ValueError("sample_rejected works on GSM8K-format data (question, answer).")
         solutions, _ = gsm8k_solutions(rows)
         rejected, counts = sample_incorrect_steps(
-            policy, tokenizer, solutions, samples_per_step=samples_per_step, batch_size=sampling_batch_size
+            policy,
+            tokenizer,
+            solutions,
+            samples_per_step=samples_per_step,
+            batch_size=sampling_batch_size,
+            system=config.system_prompt,
         )
         logger.warning("Sampled step labels: %s", counts)
-    pairs = build_step_pairs(data, tokenizer, limit=limit, rejected_steps=rejected)
+    pairs = build_step_pairs(data, tokenizer, limit=limit, rejected_steps=rejected, system=config.system_prompt)
     if not pairs:
         raise ValueError(f"No step pairs could be built from {data}.")
     pairs = _fitting(pairs, tokenizer, config.max_length)

@@ -55,6 +55,8 @@ class RouterTrainingConfig(TrainingArguments):
         alpha_reg: Weight of the prior term `(alpha - alpha_prior)^2`.
         alpha_prior: The fixed weight alpha is pulled toward (defaults to `alpha_init`).
         max_length: Traces are cut to this many tokens (prompt included).
+        system_prompt: The prompt format's system prompt (`""`: none): the traces', the outcome term's rollouts', and
+            the guide's it writes (`guide.format_prompt`, `taro eval`).
     """
 
     num_top_logprobs: int = field(default=4, metadata={"help": "Top log-probs of each model in the features."})
@@ -108,6 +110,13 @@ class RouterTrainingConfig(TrainingArguments):
         metadata={"help": "Refuse cache_frozen_outputs, before training, when the cache would exceed this many GB."},
     )
     alpha_reg: float = field(default=0.01, metadata={"help": "Weight of (alpha - alpha_prior)^2."})
+    system_prompt: str = field(
+        default=SYSTEM_PROMPT,
+        metadata={
+            "help": "System prompt of the traces' (and rollouts') prompt format, recorded in the guide it writes; '' "
+            "for none. Use the one the reward model was trained with."
+        },
+    )
     alpha_prior: float | None = field(default=None, metadata={"help": "Prior alpha (default: alpha_init)."})
     max_length: int = field(default=512, metadata={"help": "Maximum trace length in tokens."})
     learning_rate: float = field(default=1e-3, metadata={"help": "The router is small: a large rate is fine."})
@@ -329,7 +338,7 @@ class RouterTrainer(Trainer):
         drawn = torch.randint(len(task.rows), (args.outcome_problems,), generator=gen).tolist()
         rows = [task.rows[i] for i in drawn for _ in range(k)]  # k consecutive rollouts per problem
         prompts = [
-            format_prompt(task.question(row), self.outcome_tokenizer, system=task.system or SYSTEM_PROMPT)
+            format_prompt(task.question(row), self.outcome_tokenizer, system=task.system or self.args.system_prompt)
             for row in rows
         ]
         was_training = router.training
@@ -485,7 +494,7 @@ def train_router(
     tokenizer = load_tokenizer(base_model, padding_side="right")
     base = load_causal_lm(base_model, device_map=device_map)
     rms = {name: load_causal_lm(path, device_map=device_map) for name, path in paths.items()}
-    traces = build_traces(data, tokenizer, limit=limit)
+    traces = build_traces(data, tokenizer, limit=limit, system=config.system_prompt)
     if not traces:
         raise ValueError(f"No traces could be built from {data}.")
     vocab = min(_vocab_rows(base), *(_vocab_rows(rm) for rm in rms.values()))
@@ -499,7 +508,11 @@ def train_router(
     set_seed(config.seed)  # the router's initial weights too, not only the Trainer's data order
     router = TARoRouter(config.router_config(vocab, hidden_sizes.pop(), len(rms), **names))
     logger.warning("Training the router on %d traces from %s", len(traces), data)
-    pairs = build_step_pairs(config.pairs_data, tokenizer, seed=config.seed) if config.margin_weight > 0 else None
+    pairs = (
+        build_step_pairs(config.pairs_data, tokenizer, seed=config.seed, system=config.system_prompt)
+        if config.margin_weight > 0
+        else None
+    )
     if pairs is not None and not pairs:
         raise ValueError(f"No step pairs could be built from pairs_data={config.pairs_data}.")
     outcome_task = _outcome_task(data) if config.outcome_weight > 0 else None
@@ -538,7 +551,7 @@ def train_router(
             tokenizer=load_tokenizer(next(iter(paths.values()))),
             adapter_folder=adapters if isinstance(specs, dict) else adapters[""],
         )
-        guide.config.system_prompt = SYSTEM_PROMPT
+        guide.config.system_prompt = config.system_prompt or None
         guide.config.training_summary = router.config.training_summary
         guide.save_pretrained(Path(output_dir) / "guide")
     trainer.accelerator.wait_for_everyone()

@@ -6,7 +6,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..data import Solution, format_prompt, label_step
+from ..data import SYSTEM_PROMPT, Solution, format_prompt, label_step
 
 
 def sample_incorrect_steps(
@@ -19,8 +19,10 @@ def sample_incorrect_steps(
     temperature: float = 0.8,
     seed: int = 0,
     progress: bool = True,
+    system: str | None = SYSTEM_PROMPT,
 ) -> tuple[dict[tuple[int, int], list[str]], dict[str, int]]:
-    """Sample next steps from `model` on gold contexts and keep those `label_step` marks incorrect.
+    """Sample next steps from `model` on gold contexts (prompts in the format of `system`) and keep those
+    `label_step` marks incorrect.
 
     Returns `{(solution index, step index): [incorrect steps]}` and counts of the labels given
     (`correct`, `incorrect`, `unknown`), the Math-Shepherd idea of process labels without annotators.
@@ -32,7 +34,8 @@ def sample_incorrect_steps(
         )
     jobs = [(si, k) for si, sol in enumerate(solutions) for k in range(len(sol.steps))]
     contexts = [
-        format_prompt(solutions[si].question, tokenizer) + "".join(solutions[si].all_steps[:k]) for si, k in jobs
+        format_prompt(solutions[si].question, tokenizer, system) + "".join(solutions[si].all_steps[:k])
+        for si, k in jobs
     ]
     # Longest first, in batches of like length: each batch is left-padded to its longest context.
     order = sorted(range(len(jobs)), key=lambda j: -len(contexts[j]))
