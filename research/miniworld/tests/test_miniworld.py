@@ -957,6 +957,9 @@ def test_mixed_traffic_end_to_end_at_toy_size(tmp_path, monkeypatch):
     recorded = json.loads((ckpt / "guide-multi" / "guide_config.json").read_text())["alpha"]
     assert recorded == {"a": pair["a"], "b": pair["b"]}
     assert (tmp_path / "tokens.html").read_text().count("<h3>") == 4  # two problems, both weights
+    v2 = {"paired": {"methods: taro vs base": 0.5}, "methods": {"base": {}}}
+    merged = mixed.add_mixed(v2, results)  # a seed's file gains the mixed keys, and keeps v2's paired tests
+    assert merged["paired"]["methods: taro vs base"] == 0.5 and "mixed: taro_multi vs base" in merged["paired"]
     results["config"] = {"seed": cfg.seed}
     assert "Mixed traffic" in mixed.mixed_markdown(results)
     (tmp_path / "r.json").write_text(json.dumps(results))

@@ -425,6 +425,15 @@ def run_mixed(
     return results
 
 
+def add_mixed(results: dict[str, Any], mixed: dict[str, Any]) -> dict[str, Any]:
+    """`results` (a seed's results file) with the mixed-traffic keys added: its paired tests gain the mixed ones,
+    and nothing of v2's is replaced."""
+    for key in ("paired", "paired_detail"):
+        results.setdefault(key, {}).update(mixed.get(key, {}))
+    results.update({k: v for k, v in mixed.items() if k not in ("paired", "paired_detail")})
+    return results
+
+
 def mixed_seeds(results_files: list[Path]) -> dict[str, Any]:
     """Across seeds: `taro_multi` minus `fixed_pair` and minus `per_domain`, per block, mean and sd."""
     per_seed: dict[str, Any] = {}
@@ -558,7 +567,7 @@ def reproduce_mixed(
     file = res / f"{stem}.json"
     results = json.loads(file.read_text()) if file.is_file() else {"config": {"seed": cfg.seed, "test_seed": test}}
     pictures = res / "miniworld-v3-tokens" if shipped and test_seed is None else None
-    results.update(run_mixed(cfg, ckpt, data, work, test, processes, pictures))
+    add_mixed(results, run_mixed(cfg, ckpt, data, work, test, processes, pictures))
     results["config"]["n_rm_b"] = cfg.n_rm_b
     write_json(file, results)
     if test_seed is None:

@@ -1134,10 +1134,10 @@ def reproduce(
     trained = time.time()
     results = evaluate_all(cfg, ckpt, data, work, test, record_alpha=not eval_only, processes=processes)
     if not world:
-        from .mixed import GUIDE_B, GUIDE_MULTI, run_mixed
+        from .mixed import GUIDE_B, GUIDE_MULTI, add_mixed, run_mixed
 
         if (ckpt / GUIDE_B).is_dir() and (ckpt / GUIDE_MULTI).is_dir():
-            results.update(run_mixed(cfg, ckpt, data, work, test, processes))
+            add_mixed(results, run_mixed(cfg, ckpt, data, work, test, processes))
         else:
             logger.warning(
                 "No mixed-traffic blocks: %s has no %s/ and %s/ (train them first).", ckpt, GUIDE_B, GUIDE_MULTI
