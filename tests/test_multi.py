@@ -358,7 +358,7 @@ def test_reports_and_pictures_show_each_reward_models_weight(tiny_model_dir, tmp
         main([*args, *pairs, "--alpha", "arith=x", "--output_dir", str(tmp_path / "bad")])
     gen = Generation("a b", [5, 6], [[1.0, 0.2], [0.5, 0.7]], ["arith", "compare"])
     sections = model_sections("Q", ["a", " b"], gen)
-    assert [s[0] for s in sections] == ["Q — weight of arith", "Q — weight of compare"]
+    assert [s[0] for s in sections] == ["weight of arith: Q", "weight of compare: Q"]
     assert sections[1][2] == [0.2, 0.7]
     page = alpha_html(sections, AlphaScale.fit([s[2] for s in sections]))
     assert page.count("<h3>") == 2 and "weight of compare" in page

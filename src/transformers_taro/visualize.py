@@ -65,10 +65,10 @@ class AlphaScale:
 
 def model_sections(heading: str, tokens: Sequence[str], generation: Generation) -> list[_Section]:
     """An answer as picture sections: one (heading, tokens, alphas), or one per reward model of a guide of several,
-    headed `heading — weight of NAME`."""
+    headed `weight of NAME: heading` (the name first: a long heading is cut at the picture's edge)."""
     if generation.names is None:
         return [(heading, tokens, generation.alphas)]
-    return [(f"{heading} — weight of {name}", tokens, generation.alphas_of(name)) for name in generation.names]
+    return [(f"weight of {name}: {heading}", tokens, generation.alphas_of(name)) for name in generation.names]
 
 
 def _terminal_style(scale: AlphaScale, alpha: float) -> str:

@@ -91,9 +91,9 @@ class Session:
             sections = model_sections(question, tokens, result)
             scale = AlphaScale.fit([alphas for _, _, alphas in sections])
             console.rule(f"guidance weight per token ({self.method})")
-            for heading, _, alphas in sections:
-                if result.names is not None:  # one row per reward model
-                    console.print(heading.removeprefix(question).strip(" —"), style="bold")
+            for name, (_, _, alphas) in zip(result.names or [None], sections):
+                if name is not None:  # one row per reward model
+                    console.print(f"weight of {name}", style="bold")
                 console.print(alpha_text(tokens, alphas, scale))
             console.print(alpha_legend(scale))
             if html:
