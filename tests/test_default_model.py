@@ -55,13 +55,11 @@ def test_demo_runs_on_the_shipped_guide(converted, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no checkout around: the problems come from the package
     result = run_demo(problems=1, max_new_tokens=8, output_dir=str(tmp_path), miniworld_problems=20)
     assert set(result["smollm2"]) == {"base", "taro"}
-    world = result["miniworld"]
-    assert set(world["a"]) == set(world["b"]) and len(world["a"]) == 4 and "TARo (router: A traces)" in world["a"]
-    assert all(r["n"] == 20 for d in "ab" for r in world[d].values())
-    genarm = next(m for m in world["a"] if m.startswith("GenARM"))
-    assert set(world["paired"]) == {
-        f"{d}: {m} vs {o}" for d in "ab" for m in world[d] for o in ("base", genarm) if m not in ("base", o)
-    }
+    world = result["miniworld"]  # the mixed-traffic table: the mini-world ships reward model B and the router over both
+    assert len(world["mixed"]) == 6 and "TARo, router over both (no label)" in world["mixed"]
+    assert all(r["n"] == 40 and set(r["by_domain"]) == {"a", "b"} for r in world["mixed"].values())
+    router = "TARo, router over both (no label)"
+    assert set(world["paired"]) == {f"mixed: {router} vs {m}" for m in world["mixed"] if m != router}
     assert (tmp_path / "miniworld.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "alphas.html").read_text().count("alpha=") >= 8
     assert (tmp_path / "alphas.png").read_bytes()[:4] == b"\x89PNG"

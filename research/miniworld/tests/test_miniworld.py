@@ -964,3 +964,15 @@ def test_mixed_traffic_end_to_end_at_toy_size(tmp_path, monkeypatch):
     assert "Mixed traffic" in mixed.mixed_markdown(results)
     (tmp_path / "r.json").write_text(json.dumps(results))
     assert "taro_multi - fixed_pair" in json.dumps(mixed.mixed_seeds([tmp_path / "r.json"]))
+
+
+@pytest.mark.slow
+def test_the_demo_evidence_leads_with_mixed_traffic_and_keeps_the_single_model_tables(tmp_path):
+    from taro_miniworld.demo import mixed_evidence, single_model_evidence
+
+    mixed = mixed_evidence(problems=10, output_dir=str(tmp_path / "m"))
+    router = "TARo, router over both (no label)"
+    assert list(mixed["mixed"])[-1] == router and all(r["n"] == 20 for r in mixed["mixed"].values())
+    assert set(mixed["paired"]) == {f"mixed: {router} vs {m}" for m in mixed["mixed"] if m != router}
+    single = single_model_evidence(problems=10, output_dir=str(tmp_path / "s"))
+    assert set(single["a"]) == set(single["b"]) and len(single["a"]) == 4
