@@ -110,6 +110,22 @@ def tiny_model_dir(tmp_path_factory):
     return str(folder)
 
 
+def as_cached_hub_repo(folder: Path, repo_id: str, cache: Path, monkeypatch) -> None:
+    """Move `folder` into `cache` laid out as the HF cache lays out a downloaded repo `repo_id`, and make it the
+    cache `huggingface_hub` reads."""
+    import os
+
+    from huggingface_hub import constants
+
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    snapshot.parent.mkdir(parents=True)
+    os.rename(folder, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(snapshot.name)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+
 @pytest.fixture
 def fake_hub(monkeypatch):
     """A stand-in for `huggingface_hub.HfApi` that records what would be uploaded: repo, file names, texts."""

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from conftest import VOCAB, left_padded, tiny_lm
+from conftest import VOCAB, as_cached_hub_repo, left_padded, tiny_lm
 from transformers import LogitsProcessorList
 
 from transformers_taro import TARoGuide, TARoGuideConfig, TARoProcessor, TARoRouter, TARoRouterConfig
@@ -176,18 +176,9 @@ def test_a_guide_saved_beside_or_onto_its_own_adapter_keeps_it(tmp_path):
 
 
 def test_hub_id_loads_from_the_offline_cache(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
     rm = tiny_lm(seed=2)
     TARoGuide(rm, router=router()).save_pretrained(tmp_path / "src")
-    # Lay the folder out as the HF cache does for a downloaded repo.
-    repo = tmp_path / "hub" / "models--org--my-guide"
-    snapshot = repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
-    snapshot.parent.mkdir(parents=True)
-    os.rename(tmp_path / "src", snapshot)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(snapshot.name)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    as_cached_hub_repo(tmp_path / "src", "org/my-guide", tmp_path / "hub", monkeypatch)
     guide = TARoGuide.from_pretrained("org/my-guide", cache_dir=tmp_path / "hub", local_files_only=True)
     assert guide.method == "taro"
     with pytest.raises(FileNotFoundError, match="HF cache"):

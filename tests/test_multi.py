@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from conftest import VOCAB, gsm8k_rows, left_padded, tiny_lm
+from conftest import VOCAB, as_cached_hub_repo, gsm8k_rows, left_padded, tiny_lm
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from transformers_taro import TARoGuide, TARoGuideConfig, TARoProcessor, TARoRouter, TARoRouterConfig, mix
@@ -401,17 +401,9 @@ def test_a_router_trained_with_two_reward_models_reloads_and_guides(tiny_model_d
 
 
 def test_a_guide_of_two_loads_from_the_offline_cache_and_pushes_with_its_card(tmp_path, monkeypatch, fake_hub):
-    from huggingface_hub import constants
-
     guide = TARoGuide({"a": tiny_lm(seed=2), "b": tiny_lm(seed=3)}, router=two_router(), alpha={"a": 1.0, "b": 0.5})
     guide.save_pretrained(tmp_path / "src")
-    repo = tmp_path / "hub" / "models--org--two"
-    snapshot = repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
-    snapshot.parent.mkdir(parents=True)
-    os.rename(tmp_path / "src", snapshot)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(snapshot.name)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    as_cached_hub_repo(tmp_path / "src", "org/two", tmp_path / "hub", monkeypatch)
     loaded = TARoGuide.from_pretrained("org/two", cache_dir=tmp_path / "hub", local_files_only=True)
     assert loaded.reward_model_names == ["a", "b"] and loaded.router.config.num_reward_models == 2
     loaded.push_to_hub("org/two-copy")

@@ -17,6 +17,30 @@ def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
+def toy_world(**changes):
+    """A mini-world small enough to train every stage in seconds."""
+    from taro_miniworld.pipeline import BaseSpec
+
+    settings = dict(
+        n_train=24,
+        n_train_b=24,
+        n_rm=6,
+        n_rm_b=6,
+        n_router=8,
+        n_val=4,
+        n_test=2,
+        small=BaseSpec(16, 1, 3, 1e-3, 4),
+        large=BaseSpec(32, 1, 3, 1e-3, 4),
+        rm_sft_steps=2,
+        rm_steps=2,
+        router_steps=2,
+        max_new_tokens=8,
+        small_candidates=1,
+        large_candidates=1,
+    )
+    return MiniworldConfig(**{**settings, **changes})
+
+
 def test_problems_are_seeded_and_their_steps_check_out():
     a, b = make_problems(50, seed=3), make_problems(50, seed=3)
     assert a == b and make_problems(50, seed=4) != a
@@ -240,26 +264,10 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     import dataclasses
     import json
 
-    from taro_miniworld.pipeline import SHIPPED_SEED, BaseSpec, reproduce, summarize_seeds
+    from taro_miniworld.pipeline import SHIPPED_SEED, reproduce, summarize_seeds
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    cfg = MiniworldConfig(
-        n_train=24,
-        n_train_b=24,
-        n_rm=6,
-        n_router=8,
-        n_val=4,
-        n_test=6,
-        small=BaseSpec(16, 1, 3, 1e-3, 4),
-        large=BaseSpec(32, 1, 3, 1e-3, 4),
-        rm_sft_steps=2,
-        rm_steps=2,
-        router_steps=2,
-        alphas=(0.5, 2.0),
-        max_new_tokens=12,
-        small_candidates=2,
-        large_candidates=2,
-    )
+    cfg = toy_world(n_test=6, alphas=(0.5, 2.0), max_new_tokens=12, small_candidates=2, large_candidates=2)
     kw = dict(
         results_dir=str(tmp_path / "res"),
         checkpoints=str(tmp_path / "ckpt"),
@@ -473,24 +481,9 @@ def test_training_in_two_tracks_at_once_gives_the_same_models(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from taro_miniworld.pipeline import BaseSpec, train_all
+    from taro_miniworld.pipeline import train_all
 
-    cfg = MiniworldConfig(
-        n_train=24,
-        n_train_b=24,
-        n_rm=6,
-        n_router=8,
-        n_val=4,
-        n_test=2,
-        small=BaseSpec(16, 1, 3, 1e-3, 4),
-        large=BaseSpec(32, 1, 3, 1e-3, 4),
-        rm_sft_steps=2,
-        rm_steps=2,
-        router_steps=2,
-        max_new_tokens=8,
-        small_candidates=2,
-        large_candidates=2,
-    )
+    cfg = toy_world(small_candidates=2, large_candidates=2)
     data = splits(cfg)
     for n in (1, 2):
         train_all(cfg, tmp_path / f"ckpt{n}", data, tmp_path / f"work{n}", processes=n)
@@ -907,27 +900,10 @@ def test_mixed_traffic_end_to_end_at_toy_size(tmp_path, monkeypatch):
     import json
 
     from taro_miniworld import mixed
-    from taro_miniworld.pipeline import BaseSpec, train_all
+    from taro_miniworld.pipeline import train_all
     from transformers_taro import TARoGuide
 
-    cfg = MiniworldConfig(
-        n_train=24,
-        n_train_b=24,
-        n_rm=6,
-        n_rm_b=6,
-        n_router=8,
-        n_val=4,
-        n_test=3,
-        small=BaseSpec(16, 1, 3, 1e-3, 4),
-        large=BaseSpec(32, 1, 3, 1e-3, 4),
-        rm_sft_steps=2,
-        rm_steps=2,
-        router_steps=2,
-        max_new_tokens=8,
-        small_candidates=1,
-        large_candidates=1,
-        alphas=(0.5, 2.0),
-    )
+    cfg = toy_world(n_test=3, alphas=(0.5, 2.0))
     monkeypatch.setattr(mixed, "PAIR_GRID", (0.0, 1.0))
     data = splits(cfg)
     assert not {p["question"] for p in data["rm_b"]} & {p["question"] for k in data if k != "rm_b" for p in data[k]}

@@ -38,7 +38,6 @@ from transformers_taro.files import write_json
 from transformers_taro.generation import Generation
 from transformers_taro.guide import TARoGuide
 from transformers_taro.models import load_causal_lm, load_tokenizer
-from transformers_taro.training import RouterTrainingConfig, train_router
 from transformers_taro.visualize import AlphaScale, alpha_html, alpha_png, model_sections, token_strings
 
 from .pipeline import (
@@ -46,9 +45,9 @@ from .pipeline import (
     MiniworldConfig,
     Stages,
     _worker_threads,
-    _write,
     miniworld_task,
     train_miniworld_reward_model,
+    train_miniworld_router,
 )
 from .problems import NAMES
 
@@ -87,31 +86,11 @@ def train_reward_model_b(
 
 
 def train_router_multi(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work: Path) -> None:
-    """`taro_multi`: one router over reward models A and B, trained as `taro_ab` is (same pools, steps, objective),
-    saved with both reward models as `ckpt/guide-multi`."""
-    rows = data["router_a"] + data["router_b"]
-    router_file = work / "taro_multi.jsonl"
-    _write(router_file, rows)
-    config = RouterTrainingConfig(
-        output_dir=str(work / "taro_multi"),
-        max_steps=cfg.router_steps,
-        per_device_train_batch_size=16,
-        learning_rate=cfg.router_lr,
-        alpha_max=cfg.alpha_max,
-        alpha_init=1.0,
-        alpha_reg=cfg.router_alpha_reg,
-        use_reward_hidden_states=cfg.router_reward_hidden_states,
-        logging_steps=50,
-        save_steps=cfg.router_steps,
-        max_length=1024,
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=cfg.seed,
-        cache_frozen_outputs=True,
-    )
+    """`taro_multi`: one router over reward models A and B, trained as `taro_ab` is (same pools, steps, objective:
+    `train_miniworld_router`), saved with both reward models as `ckpt/guide-multi`."""
     reward_models = {"a": str(ckpt / "guide-a" / "reward_model"), "b": str(ckpt / GUIDE_B / "reward_model")}
-    train_router(str(ckpt / "small"), reward_models, str(router_file), str(work / "taro_multi"), config)
-    TARoGuide.from_pretrained(work / "taro_multi" / "guide").save_pretrained(ckpt / GUIDE_MULTI)
+    rows = data["router_a"] + data["router_b"]
+    train_miniworld_router(cfg, ckpt, rows, work, "taro_multi", ckpt / GUIDE_MULTI, reward_models)
 
 
 def train_mixed(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work: Path, resume: bool) -> None:

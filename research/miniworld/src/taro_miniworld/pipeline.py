@@ -703,10 +703,12 @@ def train_miniworld_router(
     work: Path,
     method: str,
     target: Path | None = None,
+    reward_model: str | dict[str, str] | None = None,
     **objective: Any,
 ) -> None:
-    """A router, with the small base and the reward model, on `rows`; saved as a guide folder (by default the
-    shipped one of `method`). `objective`: [`RouterTrainingConfig`] settings (mixture, margin_weight, ...)."""
+    """A router, with the small base and the reward model (`work/reward_model`, or `reward_model`: a path, or
+    `{name: path}` for a router over several), on `rows`; saved as a guide folder (by default the shipped one of
+    `method`). `objective`: [`RouterTrainingConfig`] settings (mixture, margin_weight, ...)."""
     router_file = work / f"{method}.jsonl"
     _write(router_file, rows)
     settings = dict(
@@ -727,7 +729,8 @@ def train_miniworld_router(
         cache_frozen_outputs=True,
     )
     router_cfg = RouterTrainingConfig(output_dir=str(work / method), **{**settings, **objective})
-    train_router(str(ckpt / "small"), str(work / "reward_model"), str(router_file), str(work / method), router_cfg)
+    reward_model = reward_model or str(work / "reward_model")
+    train_router(str(ckpt / "small"), reward_model, str(router_file), str(work / method), router_cfg)
     guide = TARoGuide.from_pretrained(work / method / "guide")
     guide.save_pretrained(target or ckpt / TARO_METHODS[method])
 
