@@ -194,19 +194,19 @@ class TARoGuide:
     [`TARoProcessor`] for what decoding guarantees.
 
     Args:
-        reward_model (`PreTrainedModel`, or `{name: PreTrainedModel}` for several): The token-level reward model(s),
+        reward_model (`PreTrainedModel`, or a dict of them by name for several): The token-level reward model(s),
             causal LMs sharing the base's vocabulary. A model may be None with its `adapter_folder`: the adapter is
             then merged into a copy of its base on first use by the processor path, and never if the fused path
             decodes (no second copy of the weights).
         router (`TARoRouter`, *optional*): Picks the weights per token (TARo), one per reward model
             (`router.config.num_reward_models`).
-        alpha (`float`, or `{name: float}` for several, *optional*): The fixed weight(s) (GenARM). With a router,
-            the fixed weights to compare against (`guide.fixed()`); decoding then uses the router.
+        alpha (`float`, or a dict of floats by name for several, *optional*): The fixed weight(s) (GenARM). With a
+            router, the fixed weights to compare against (`guide.fixed()`); decoding then uses the router.
         config (`TARoGuideConfig`, *optional*): What the guide was trained with; built from the arguments if not
             given.
         tokenizer (`PreTrainedTokenizerBase`, *optional*): The reward model's tokenizer, checked against a base
             tokenizer where one is passed to `generate`.
-        adapter_folder (`str`, or `{name: str}` for several, *optional*): The LoRA adapter folder a merged
+        adapter_folder (`str`, or a dict of them by name for several, *optional*): The LoRA adapter folder a merged
             `reward_model` was made from; saving copies the small adapter instead of the merged weights.
 
     Example:
