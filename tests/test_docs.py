@@ -30,8 +30,9 @@ def test_the_readme_is_a_short_front_page():
     assert len(text.splitlines()) <= 200
     for heading in ("## Install", "## Two commands", "## Guide a model", "## Results", "## Where to go next"):
         assert heading in text
-    blocks = python_blocks(text)
-    assert len(blocks) == 1 and len(blocks[0].strip().splitlines()) <= 12 and "TARoGuide.from_pretrained" in blocks[0]
+    blocks = python_blocks(text)  # the front door's snippet, then the one of "Several reward models"
+    assert len(blocks) == 2 and all(len(block.strip().splitlines()) <= 14 for block in blocks)
+    assert "TARoGuide.from_pretrained" in blocks[0] and "num_reward_models" in blocks[1]
     assert "../shared" not in text
 
 
