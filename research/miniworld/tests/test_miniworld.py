@@ -162,7 +162,7 @@ def test_ordered_transfers_are_the_same_problems_with_the_totals_in_the_question
 
 
 def test_problem_sets_are_disjoint_and_test_sets_never_overlap_training_problems():
-    cfg = MiniworldConfig(n_train=300, n_train_b=150, n_rm=200, n_router=100, n_val=50, n_test=100)
+    cfg = MiniworldConfig(n_train=300, n_train_b=150, n_rm=200, n_router=100, n_val=50, n_test=100, n_rm_b=120)
     for seed in (None, 7):
         data = splits(cfg, seed)
         sets = {name: {p["question"] for p in rows} for name, rows in data.items()}
@@ -174,6 +174,7 @@ def test_problem_sets_are_disjoint_and_test_sets_never_overlap_training_problems
             "rm": 200,
             "router_a": 100,
             "router_b": 100,
+            "rm_b": 120,
             "test_a": 100,
             "test_b": 100,
         }
@@ -183,7 +184,7 @@ def test_problem_sets_are_disjoint_and_test_sets_never_overlap_training_problems
             for b in names[i + 1 :]:
                 assert not sets[a] & sets[b], (a, b)
         domains = {n: {"Q" if " does " in p["question"] else "A" for p in rows} for n, rows in data.items()}
-        assert all(domains[n] == ({"Q"} if n.endswith("_b") else {"A"}) for n in data)  # rm is domain A only
+        assert all(domains[n] == ({"Q"} if n.endswith("_b") else {"A"}) for n in data)  # rm is A only, rm_b B only
     assert splits(cfg, 7)["test_a"] != splits(cfg, None)["test_a"]
     assert splits(cfg, 7)["test_b"] != splits(cfg, None)["test_b"]
     assert splits(cfg, 7)["val_a"] == splits(cfg, None)["val_a"]
