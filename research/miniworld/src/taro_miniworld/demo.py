@@ -135,7 +135,7 @@ def mixed_evidence(
         f"On this draw the router, given no domain label, is {100 * (acc[router] - acc[fixed]):+.1f} points from the "
         f"best fixed pair of weights (McNemar p = {results['paired'][f'mixed: {router} vs {fixed}']:.3g}) and "
         f"{100 * (acc[router] - acc[told]):+.1f} from weights told each problem's domain. The 3000 + 3000-problem "
-        "figures and three seeds are in the docs (results/miniworld)."
+        "figures, per seed, are in the docs (results/miniworld)."
     )
     console.print(SINGLE_MODEL_LINE)
     try:
