@@ -811,23 +811,20 @@ def load_guide(
         if loaded_router is None and alpha is None:
             raise ValueError("A guide assembled from --reward_model needs --router (TARo) or --alpha (GenARM).")
         specs = named_reward_models(reward_model)
-        paths = specs if isinstance(specs, dict) else {SINGLE_NAME: specs}
-        if isinstance(alpha, Mapping):
-            check_alphas(alpha, list(paths))  # before anything loads
+        single = not isinstance(specs, dict)
+        paths = {SINGLE_NAME: specs} if single else specs
+        check_alphas(alpha, None if single else list(paths))  # before anything loads
         models = {name: load_causal_lm(path, **load_kwargs) for name, path in paths.items()}
         if loaded_router is not None:
             loaded_router.to(next(iter(models.values())).device)
         adapters = {name: path if is_peft_adapter(path) else None for name, path in paths.items()}
-        single = not isinstance(specs, dict)
         result = TARoGuide(
             models[SINGLE_NAME] if single else models,
             router=loaded_router,
-            alpha=alpha if single or isinstance(alpha, Mapping) else None,
+            alpha=alpha,
             tokenizer=_saved_tokenizer(next(iter(paths.values()))),
             adapter_folder=adapters[SINGLE_NAME] if single else adapters,
         )
-        if not single and alpha is not None and not isinstance(alpha, Mapping):
-            check_alphas(alpha, list(paths))  # one number for several models: the error says what to pass
     else:
         result = TARoGuide.from_pretrained(guide or DEFAULT_GUIDE, **load_kwargs)
         if loaded_router is not None:

@@ -216,7 +216,6 @@ class RouterTrainer(Trainer):
                 "were given: build it with num_reward_models equal to the number of reward models."
             )
         self.reward_models = [m.eval().requires_grad_(False) for m in models]
-        self.reward_model = self.reward_models[0] if len(models) == 1 else self.reward_models
         for frozen in (self.base_model, *self.reward_models):
             if getattr(frozen, "hf_device_map", None) is None:  # device_map="auto" models stay where they are
                 frozen.to(self.args.device)
@@ -345,7 +344,7 @@ class RouterTrainer(Trainer):
         router.eval()
         episodes = rollouts(
             self.base_model,
-            self.reward_model,
+            self.reward_models,
             router,
             self.outcome_tokenizer,
             prompts,

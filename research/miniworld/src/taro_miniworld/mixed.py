@@ -71,6 +71,12 @@ def spec_name(spec: Spec) -> str:
     return "-".join(str(part) if isinstance(part, str) else f"{part:g}" for part in spec)
 
 
+def job_folder(out: Path, job: Job) -> Path:
+    """Where a job's records are: `out/<base>-<split>-<spec>`."""
+    base, spec, split = job
+    return out / f"{base}-{split}-{spec_name(spec)}"
+
+
 # -- training ------------------------------------------------------------------------------------------------------
 
 
@@ -129,13 +135,9 @@ class Decoder:
             return self.pair.fixed({"a": spec[1], "b": spec[2]})
         return self.routers[kind]
 
-    def folder(self, job: Job) -> Path:
-        base, spec, split = job
-        return self.out / f"{base}-{split}-{spec_name(spec)}"
-
     def run(self, job: Job) -> Path:
         base, spec, split = job
-        folder = self.folder(job)
+        folder = job_folder(self.out, job)
         run_eval(
             Session(self.bases[base], self.tok, self.guide(spec)),
             miniworld_task(split, self.data[split]),
@@ -178,7 +180,7 @@ def decode_all(
         initargs=(max(1, torch.get_num_threads() // processes), cfg, ckpt, data, out),
     ) as pool:
         list(pool.map(_decode, slowest))
-    return {job: load_records(out / f"{job[0]}-{job[2]}-{spec_name(job[1])}") for job in jobs}
+    return {job: load_records(job_folder(out, job)) for job in jobs}
 
 
 def _accuracy(records: list[dict]) -> float:
@@ -340,7 +342,8 @@ def token_pictures(ckpt: Path, data: dict[str, list[dict]], work: Path, test_see
     tok = load_tokenizer(str(ckpt / "small"))
     sections = []
     for d, title in (("a", "A (arithmetic)"), ("b", "B (comparisons)")):
-        record = load_records(work / f"eval-mixed-test{test_seed}" / f"small-test_{d}-taro_multi")[0]
+        job = ("small", ("taro_multi",), f"test_{d}")
+        record = load_records(job_folder(work / f"eval-mixed-test{test_seed}", job))[0]
         gen = Generation(record["output"], record["token_ids"], record["alphas"], ["a", "b"])
         heading = f"{title}: {data[f'test_{d}'][record['index']]['question']}"
         sections += model_sections(heading, token_strings(tok, record["token_ids"]), gen)
