@@ -115,3 +115,64 @@ def test_arithmetic_problems_check_out_and_their_splits_are_disjoint(tmp_path, m
     )
     task = load_task("gsm8k", str(tmp_path / "arith" / "test.jsonl"))
     assert all(task.gold(r) == float(r["answer"].rsplit("####", 1)[1]) for r in task.rows)
+
+
+@pytest.mark.slow
+def test_the_arithmetic_guide_pipeline_runs_end_to_end_and_resumes(tiny_model_dir, tmp_path):
+    """`train_arithmetic.sh` at toy size: problems, pairs, reward model, alpha on validation, router, test, the
+    comparison; run again, every stage is skipped."""
+    import os
+    import subprocess
+
+    from transformers_taro import TARoGuide
+
+    runs, results = tmp_path / "runs", tmp_path / "arithmetic.json"
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MODEL": tiny_model_dir,
+        "RUNS": str(runs),
+        "RESULTS": str(results),
+        "SHIP": str(tmp_path / "shipped"),
+        "IN_DOMAIN": "multiply",
+        "OUT_OF_DOMAIN": "give_away",
+        "PER_FAMILY": "300",
+        "PAIR_PROBLEMS": "12",
+        "SAMPLE_PROBLEMS": "4",
+        "HELDOUT_PROBLEMS": "4",
+        "ROUTER_PROBLEMS": "8",
+        "RM_STEPS": "2",
+        "ROUTER_STEPS": "2",
+        "ALPHAS": "0.5 1",
+        "N_VAL": "6",
+        "N_TEST": "6",
+        "N_OOD": "4",
+        "N_GSM8K": "0",
+        "N_SVAMP": "0",
+        "TOKENS": "8",
+        "BATCH": "4",
+        "TRAIN_BATCH": "2",
+    }
+    script = str(EXAMPLES / "train_arithmetic.sh")
+    subprocess.run(["bash", script], env=env, check=True, capture_output=True, text=True)
+    stages = [json.loads(line)["stage"] for line in (runs / "stages.jsonl").open()]
+    assert stages == ["problems", "pairs", "reward_model", "heldout", "validation", "router", "test"]
+    result = json.loads(results.read_text())
+    for family, n in (("multiply", 6), ("give_away", 4)):
+        assert {result[family][m]["n"] for m in ("base", "genarm", "taro")} == {n}
+        assert 0 <= result[family]["taro vs base"]["mcnemar_p"] <= 1
+    assert [s["stage"] for s in result["stages"]] == stages
+    assert 0 <= result["rm_heldout_multiply"][str(runs / "rm")]["accuracy"] <= 1
+    guide = TARoGuide.from_pretrained(str(runs / "router" / "guide"))
+    assert guide.config.system_prompt == "Answer with the number."
+    assert guide.config.alpha in (0.5, 1.0) and set(guide.config.alpha_selection["accuracy_by_alpha"]) == {"0.5", "1"}
+    shipped = TARoGuide.from_pretrained(str(tmp_path / "shipped"))
+    assert "| multiply | 6 |" in shipped.config.evaluation and shipped.config.alpha == guide.config.alpha
+    assert "| give_away | 4 |" in (tmp_path / "shipped" / "README.md").read_text()
+    # The reward model's pairs come from in-domain train problems only.
+    pairs = [json.loads(line) for line in (runs / "pairs" / "train.jsonl").open()]
+    train = {json.loads(line)["question"] for line in (runs / "problems" / "train-multiply.jsonl").open()}
+    assert pairs and all(any(q in p["prompt"] for q in train) for p in pairs[:5])
+    again = subprocess.run(["bash", script], env=env, check=True, capture_output=True, text=True)
+    assert "==" not in again.stdout  # every stage finished before: none runs again
+    assert len((runs / "stages.jsonl").read_text().splitlines()) == len(stages)

@@ -8,6 +8,9 @@ files as they are, and the shipped guide's prompt format ("... end with 'The ans
 Splits are disjoint by construction: every distinct question goes to one split, chosen by a hash of its text.
 
     python examples/smollm2/arithmetic_problems.py --out runs/arith --per-family 2000
+
+writes `train.jsonl`, `validation.jsonl`, `test.jsonl` (every family, a `family` field on each row) and
+`{split}-{family}.jsonl` (one family each).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import hashlib
 import json
 import random
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,12 +62,15 @@ def add_two_digit(rng: random.Random) -> Problem:
 
 
 def multiply(rng: random.Random) -> Problem:
-    thing, box = rng.choice(THINGS), rng.choice(BOXES)
+    name, thing, box = rng.choice(NAMES), rng.choice(THINGS), rng.choice(BOXES)
     n, each = rng.randint(2, 9), rng.randint(2, 12)
+    # The third wording (a buyer's name) is there for numbers: the other two hold 8,800 distinct questions, too
+    # few for 1,000 test problems at a 10% share.
     wording = rng.choice(
         [
             f"There are {n} {box} with {each} {thing} in each. How many {thing} are there?",
             f"A shop packs {each} {thing} into each of {n} {box}. How many {thing} does it pack?",
+            f"{name} buys {n} {box} of {thing} with {each} in each. How many {thing} does {name} buy?",
         ]
     )
     return wording, [_step("The total is", f"{n}*{each}", n * each)], n * each
@@ -127,17 +134,24 @@ def make_splits(per_family: int, seed: int = 0, max_tries: int = 50) -> dict[str
     return rows
 
 
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="folder for train.jsonl, validation.jsonl, test.jsonl")
+    p.add_argument("--out", required=True, help="folder for the split files")
     p.add_argument("--per-family", type=int, default=2000, help="distinct problems per family (before splitting)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     for split, rows in make_splits(a.per_family, a.seed).items():
-        (out / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        print(f"{split}: {len(rows)} problems")
+        write_jsonl(out / f"{split}.jsonl", rows)
+        for family in FAMILIES:
+            write_jsonl(out / f"{split}-{family}.jsonl", [r for r in rows if r["family"] == family])
+        counts = Counter(r["family"] for r in rows)
+        print(f"{split}: {len(rows)} problems ({', '.join(f'{f} {counts[f]}' for f in FAMILIES)})")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
-"""The SmolLM2 comparison from `measure.sh`'s runs: accuracy with bootstrap intervals, McNemar's exact test of TARo
-against the base and GenARM (and GenARM against the base) on the same problems, and what guidance changed: loops
-(a line written three times or more), answers given in the asked format, and length.
+"""The SmolLM2 comparison from `measure.sh`'s or `train_arithmetic.sh`'s runs: accuracy with bootstrap intervals,
+McNemar's exact test of TARo against the base and GenARM (and GenARM against the base) on the same problems, and
+what guidance changed: loops (a line written three times or more), answers given in the asked format, and length.
+
+Every `BLOCK-METHOD` subfolder with a `report.json` is read (`gsm8k-base`, `multiply-taro`, ...): one block per
+task or problem family, in the order of their names.
 
     python examples/smollm2/compare.py runs/smollm2-eval [--output results/smollm2/comparison.json]
 """
@@ -33,16 +36,59 @@ def behaviour(run: Path) -> dict[str, float]:
     }
 
 
+def blocks(root: Path) -> list[str]:
+    """The blocks (tasks or families) that have at least one finished run under `root`."""
+    names = {
+        run.parent.name.rpartition("-")[0]
+        for run in root.glob("*/report.json")
+        if run.parent.name.rpartition("-")[2] in METHODS
+    }
+    return sorted(names)
+
+
+def table(result: dict, names: list[str]) -> str:
+    """One Markdown row per block: each method's accuracy (95% CI) and the McNemar p of each pair."""
+
+    def cell(block: dict, method: str) -> str:
+        r = block.get(method)
+        return "" if r is None else f"{r['accuracy']:.3f} ({r['ci95'][0]:.3f}-{r['ci95'][1]:.3f})"
+
+    def p(block: dict, pair: str) -> str:
+        return f"{block[pair]['mcnemar_p']:.2g}" if pair in block else ""
+
+    lines = [
+        "| problems | n | base | GenARM | TARo | p TARo vs base | p GenARM vs base | p TARo vs GenARM |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        b = result[name]
+        n = next(r["n"] for m, r in b.items() if m in METHODS)
+        lines.append(
+            f"| {name} | {n} | {cell(b, 'base')} | {cell(b, 'genarm')} | {cell(b, 'taro')} | "
+            f"{p(b, 'taro vs base')} | {p(b, 'genarm vs base')} | {p(b, 'taro vs genarm')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", help="measure.sh's output folder (TASK-METHOD subfolders)")
+    p.add_argument("runs", help="the runs folder (BLOCK-METHOD subfolders)")
     p.add_argument("--output", default="results/smollm2/comparison.json")
+    p.add_argument(
+        "--record",
+        action="append",
+        default=[],
+        metavar="KEY=FILE",
+        help="also keep a JSON or JSONL file (a stage's record: held-out accuracy, stage times) under KEY",
+    )
+    p.add_argument("--markdown", default=None, help="also write the accuracies and p-values as a Markdown table")
     a = p.parse_args()
     root, result = Path(a.runs), {}
-    for task in ("gsm8k", "svamp"):
+    for key, _, file in (r.partition("=") for r in a.record):
+        text = Path(file).read_text()
+        result[key] = [json.loads(line) for line in text.splitlines()] if file.endswith(".jsonl") else json.loads(text)
+    for task in blocks(root):
         runs = {m: root / f"{task}-{m}" for m in METHODS if (root / f"{task}-{m}" / "report.json").is_file()}
-        if not runs:
-            continue
         block = result[task] = {}
         for method, run in runs.items():
             report = json.loads((run / "report.json").read_text())
@@ -60,8 +106,10 @@ def main() -> None:
     out = Path(a.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    for task, block in result.items():
-        for key, value in block.items():
+    if a.markdown:
+        Path(a.markdown).write_text(table(result, blocks(root)))
+    for task in blocks(root):
+        for key, value in result[task].items():
             if " vs " in key:
                 print(
                     f"{task} {key}: {value['accuracy_a']:.3f} vs {value['accuracy_b']:.3f}, "

@@ -135,6 +135,8 @@ class TARoGuideConfig:
         system_prompt: The system prompt of the prompt format used in training (`guide.format_prompt`); None for
             none. The shipped SmolLM2 guide and guides written by `train_router` record the math prompt they use.
         training_summary: Data, steps and losses of training, for the model card.
+        evaluation: What was measured with the guide (Markdown: problems, accuracies, command, date), for the
+            model card.
     """
 
     method: str = "taro"
@@ -145,6 +147,7 @@ class TARoGuideConfig:
     vocab_size: int | None = None
     system_prompt: str | None = None
     training_summary: str | None = None
+    evaluation: str | None = None
     taro_version: str | None = None
 
     def __post_init__(self) -> None:
@@ -650,6 +653,7 @@ def card_fields(config: TARoGuideConfig, lora: dict[str, bool], router: TARoRout
         fields["router"] = f"yes: alpha in [0, {router.alpha_max:g}] per token, log p_base + alpha log p_reward"
     selection = config.alpha_selection or {}
     fields["alpha_selection"] = "\n".join(f"- {key}: {value}" for key, value in selection.items()) or "not recorded"
+    fields["evaluation"] = config.evaluation or "Not recorded with this guide."
     return fields
 
 

@@ -943,6 +943,23 @@ def test_mixed_traffic_end_to_end_at_toy_size(tmp_path, monkeypatch):
     assert "taro_multi - fixed_pair" in json.dumps(mixed.mixed_seeds([tmp_path / "r.json"]))
 
 
+def test_the_mixed_seeds_summary_reads_every_seed_but_not_fresh_test_draws_or_other_worlds(tmp_path):
+    from taro_miniworld.pipeline import _seed_files
+
+    names = [
+        "miniworld.json",
+        "miniworld-pipeline-seed2.json",
+        "miniworld-v3-seed5.json",
+        "miniworld-seed7.json",
+        "miniworld-pipeline-seed2-seed7.json",
+        "miniworld-transfers-pipeline-seed1.json",
+    ]
+    for name in names:
+        (tmp_path / name).write_text("{}")
+    found = [f.name for f in _seed_files(tmp_path, "miniworld")]
+    assert found == ["miniworld-pipeline-seed2.json", "miniworld-v3-seed5.json"]
+
+
 @pytest.mark.slow
 def test_the_demo_evidence_leads_with_mixed_traffic_and_keeps_the_single_model_tables(tmp_path):
     from taro_miniworld.demo import mixed_evidence, single_model_evidence

@@ -85,6 +85,23 @@ def best_alpha(accuracy_by_alpha: dict[float, float]) -> float:
     return max(sorted(accuracy_by_alpha), key=lambda a: accuracy_by_alpha[a])
 
 
+def choose_alpha(report_dirs: list[str]) -> tuple[float, dict[str, Any]]:
+    """GenARM's alpha from `taro eval --method genarm` reports on a validation split (`best_alpha`), and the
+    record of the choice (split, problems, accuracy per alpha, rule) that `record_alpha_choice` keeps."""
+    reports = [json.loads((Path(d) / "report.json").read_text()) for d in report_dirs]
+    if any(r["method"] != "genarm" for r in reports):
+        raise ValueError("choose_alpha takes reports of --method genarm runs only.")
+    accuracy = {float(r["alpha"]): r["accuracy"] for r in reports}
+    selection = {
+        "task": reports[0]["task"],
+        "n": reports[0]["n"],
+        "offset": reports[0]["offset"],
+        "accuracy_by_alpha": {f"{a:g}": accuracy[a] for a in sorted(accuracy)},
+        "rule": "highest validation accuracy; ties go to the smaller alpha",
+    }
+    return best_alpha(accuracy), selection
+
+
 def record_alpha_choice(report_dirs: list[str], guide_folder: str) -> float:
     """Choose GenARM's alpha from `taro eval --method genarm` reports on a validation split; record it in a guide.
 
@@ -93,23 +110,9 @@ def record_alpha_choice(report_dirs: list[str], guide_folder: str) -> float:
     """
     from ..guide import GUIDE_CONFIG_NAME, TARoGuideConfig
 
-    reports = [json.loads((Path(d) / "report.json").read_text()) for d in report_dirs]
-    if any(r["method"] != "genarm" for r in reports):
-        raise ValueError("record_alpha_choice takes reports of --method genarm runs only.")
-    accuracy = {float(r["alpha"]): r["accuracy"] for r in reports}
-    best = best_alpha(accuracy)
+    best, selection = choose_alpha(report_dirs)
     path = Path(guide_folder) / GUIDE_CONFIG_NAME
-    config = dataclasses.replace(
-        TARoGuideConfig.from_file(path),
-        alpha=best,
-        alpha_selection={
-            "task": reports[0]["task"],
-            "n": reports[0]["n"],
-            "offset": reports[0]["offset"],
-            "accuracy_by_alpha": {f"{a:g}": accuracy[a] for a in sorted(accuracy)},
-            "rule": "highest validation accuracy; ties go to the smaller alpha",
-        },
-    )
+    config = dataclasses.replace(TARoGuideConfig.from_file(path), alpha=best, alpha_selection=selection)
     write_json(path, dataclasses.asdict(config))
     return best
 

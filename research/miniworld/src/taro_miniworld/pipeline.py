@@ -911,8 +911,10 @@ def range_margin(results: dict[str, Any]) -> float:
 
 
 def _seed_files(results_dir: Path, stem: str) -> list[Path]:
-    """The shipped seed's and further pipeline seeds' result files (the shipped world's), but `stem`'s own."""
-    pipeline_seed = re.compile(r"miniworld(-pipeline-seed\d+)?\.json")
+    """The shipped seed's and further pipeline seeds' result files (the shipped world's), but `stem`'s own: the
+    seeds the mixed-traffic summary reads. `miniworld-v3-seedK.json` holds a seed whose world, drawn again from
+    nothing for v3, differs from the one its committed v2 file `miniworld-pipeline-seedK.json` describes."""
+    pipeline_seed = re.compile(r"miniworld(-pipeline-seed\d+|-v3-seed\d+)?\.json")
     return sorted(f for f in results_dir.glob("miniworld*.json") if pipeline_seed.fullmatch(f.name) and f.stem != stem)
 
 
