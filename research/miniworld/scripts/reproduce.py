@@ -6,6 +6,7 @@
     python research/miniworld/scripts/reproduce.py --eval-only --test-seed 7   # on freshly drawn test problems
     python research/miniworld/scripts/reproduce.py --ship                      # train seed 3, ship its checkpoints
     python research/miniworld/scripts/reproduce.py --mixed-only                # v3 beside seed 3's shipped world
+    python research/miniworld/scripts/reproduce.py --summarize-only            # the across-seeds summaries again
 
 Every run also trains and evaluates the mixed-traffic world (v3, `taro_miniworld.mixed`): reward model B, a
 router over both reward models (`taro_multi`), the headroom on validation and the `mixed` / `transfer_mixed`
@@ -15,16 +16,19 @@ the shipped checkpoints: its bases and reward model A are reused), and adds its 
 Seed K trains into runs/miniworld-seedK/checkpoints (never into the installed package: --ship copies them there
 after training). The shipped seed (3) writes results/miniworld.{json,md,png}, seed K
 results/miniworld-pipeline-seedK.*, --test-seed N results/miniworld-seedN.*. Every run refreshes the across-seeds
-summary in results/miniworld.json.
+summary in results/miniworld.json. A seed drawn again for v3 whose world differs from the one its committed v2 file
+describes is kept beside it as results/miniworld-v3-seedK.* (run with --results-dir runs/..., then copy it there
+under that name); --summarize-only folds it into the summaries.
 """
 
 import argparse
 import dataclasses
+import json
 import logging
 
 from taro_miniworld import MiniworldConfig, reproduce
 from taro_miniworld.mixed import MIXED_BLOCKS, reproduce_mixed
-from taro_miniworld.pipeline import BLOCKS, SHIPPED_SEED, ship_checkpoints, world_config
+from taro_miniworld.pipeline import BLOCKS, SHIPPED_SEED, refresh_summaries, ship_checkpoints, world_config
 from taro_miniworld.problems import DOMAINS
 
 if __name__ == "__main__":
@@ -88,6 +92,11 @@ if __name__ == "__main__":
         action="store_true",
         help="only the mixed-traffic world (v3) beside a trained v2 world; with --eval-only, evaluate it only",
     )
+    ap.add_argument(
+        "--summarize-only",
+        action="store_true",
+        help="only recompute the across-seeds summaries in RESULTS_DIR/miniworld.{json,md} from the seed files there",
+    )
     ap.add_argument("--results-dir", default="results")
     ap.add_argument(
         "--checkpoints",
@@ -115,6 +124,10 @@ if __name__ == "__main__":
     )
     if a.ship and a.eval_only:
         ap.error("--ship copies what training wrote: leave out --eval-only")
+    if a.summarize_only:
+        summary = refresh_summaries(a.results_dir)["mixed_seeds"]
+        print(json.dumps({k: v for k, v in summary.items() if k != "per_seed"}, indent=2))
+        raise SystemExit(0)
     if a.mixed_only:
         results = reproduce_mixed(a.results_dir, cfg, a.test_seed, a.resume, a.processes, train=not a.eval_only)
     else:

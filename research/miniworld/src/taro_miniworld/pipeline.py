@@ -37,7 +37,7 @@ from transformers_taro.data import arithmetic_is_correct, equations_in, gsm8k_so
 from transformers_taro.evaluation.runner import best_alpha, paired_comparison, record_alpha_choice, run_eval
 from transformers_taro.evaluation.session import Session
 from transformers_taro.extras import require
-from transformers_taro.files import copy_final_files, copy_folder
+from transformers_taro.files import copy_final_files, copy_folder, write_json
 from transformers_taro.graders import extract_number, grade_number
 from transformers_taro.guide import TARoGuide
 from transformers_taro.models import load_causal_lm, load_tokenizer
@@ -980,6 +980,20 @@ TITLES = {
     "transfer": "Larger base (~4x), domain A: the small base's reward model and routers",
     "transfer_b": "Larger base (~4x), domain B",
 }
+
+
+def refresh_summaries(results_dir: str | Path) -> dict[str, Any]:
+    """Recompute the across-seeds summaries (`seeds`, `mixed_seeds`) of the shipped world's main results file
+    from the per-seed files beside it, and rewrite `miniworld.json` and `.md`; nothing is trained or evaluated."""
+    from .mixed import mixed_seeds
+
+    res = Path(results_dir)
+    main = json.loads((res / "miniworld.json").read_text())
+    main["seeds"] = summarize_seeds(res)
+    main["mixed_seeds"] = mixed_seeds([res / "miniworld.json", *_seed_files(res, "miniworld")])
+    write_json(res / "miniworld.json", main)
+    (res / "miniworld.md").write_text(markdown(main))
+    return main
 
 
 def markdown(results: dict[str, Any]) -> str:
