@@ -134,6 +134,8 @@ def test_the_arithmetic_guide_pipeline_runs_end_to_end_and_resumes(tiny_model_di
         "RUNS": str(runs),
         "RESULTS": str(results),
         "SHIP": str(tmp_path / "shipped"),
+        "DEMO": str(tmp_path / "demo.jsonl"),
+        "DEMO_PER_FAMILY": "3",
         "IN_DOMAIN": "multiply",
         "OUT_OF_DOMAIN": "give_away",
         "PER_FAMILY": "300",
@@ -169,6 +171,10 @@ def test_the_arithmetic_guide_pipeline_runs_end_to_end_and_resumes(tiny_model_di
     shipped = TARoGuide.from_pretrained(str(tmp_path / "shipped"))
     assert "| multiply | 6 |" in shipped.config.evaluation and shipped.config.alpha == guide.config.alpha
     assert "| give_away | 4 |" in (tmp_path / "shipped" / "README.md").read_text()
+    # The demo's problems: in-domain test problems after the measured ones, never one of those.
+    demo = [json.loads(line)["question"] for line in (tmp_path / "demo.jsonl").open()]
+    test = [json.loads(line)["question"] for line in (runs / "problems" / "test-multiply.jsonl").open()]
+    assert demo == test[6:9]
     # The reward model's pairs come from in-domain train problems only.
     pairs = [json.loads(line) for line in (runs / "pairs" / "train.jsonl").open()]
     train = {json.loads(line)["question"] for line in (runs / "problems" / "train-multiply.jsonl").open()}

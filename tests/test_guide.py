@@ -285,3 +285,14 @@ def test_a_card_names_the_default_base_by_what_it_is(tmp_path):
     card = (tmp_path / "g" / "README.md").read_text()
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card  # the Hub's metadata: its original
     assert "| base model it was trained next to | `SmolLM2-135M-Instruct (Q4_1 GGUF" in card  # what it is
+
+
+def test_what_a_guide_was_measured_on_travels_with_it(tmp_path):
+    guide = TARoGuide(tiny_lm(seed=2), alpha=0.5)
+    guide.save_pretrained(tmp_path / "before")
+    assert "Not recorded with this guide." in (tmp_path / "before" / "README.md").read_text()
+    guide.config.evaluation = "| problems | n | base | GenARM |\n|---|---|---|---|\n| multiply | 1000 | 0.45 | 0.60 |\n"
+    guide.save_pretrained(tmp_path / "g")
+    card = (tmp_path / "g" / "README.md").read_text()
+    assert "## Evaluation\n\n| problems | n | base | GenARM |" in card and "| multiply | 1000 | 0.45 | 0.60 |" in card
+    assert TARoGuide.from_pretrained(tmp_path / "g").config.evaluation == guide.config.evaluation

@@ -14,6 +14,8 @@
 #               test and N_SVAMP of SVAMP; base, GenARM and TARo, greedy; compare.py pairs them.
 # Every stage is skipped once finished (its seconds are in $RUNS/stages.jsonl), and a killed stage resumes: the
 # trainers from their last checkpoint, `taro eval` from its generations. Run it alone on the CPU.
+#   ship        the guide to $SHIP, its card carrying the test table; `taro demo`'s problems to $DEMO (the next
+#               DEMO_PER_FAMILY test problems of each in-domain family after the measured ones).
 # Usage: bash examples/smollm2/train_arithmetic.sh   (outputs under $RUNS; SHIP= to ship elsewhere, SHIP=none not
 # at all; MODEL= a base model folder or Hub id instead of the embedded SmolLM2; every count above can be set)
 set -euo pipefail
@@ -21,6 +23,8 @@ cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-runs/smollm2-arith}
 SHIP=${SHIP:-src/transformers_taro/pretrained/smollm2-135m-arithmetic}
 RESULTS=${RESULTS:-results/smollm2/arithmetic.json}
+DEMO=${DEMO:-src/transformers_taro/demo/arithmetic_demo.jsonl}
+DEMO_PER_FAMILY=${DEMO_PER_FAMILY:-20}
 MODEL=${MODEL:-}
 SYSTEM=${SYSTEM:-Answer with the number.}
 IN_DOMAIN=${IN_DOMAIN:-add_one_digit multiply}
@@ -172,6 +176,14 @@ records=(--record "stages=$RUNS/stages.jsonl" --record "guide=$RUNS/router/guide
 for f in $IN_DOMAIN; do records+=(--record "rm_heldout_$f=$RUNS/rm-heldout-$f.json"); done
 python examples/smollm2/compare.py "$RUNS/test" --output "$RESULTS" --markdown "$RUNS/test.md" "${records[@]}"
 if [ "$SHIP" != none ]; then
+  # `taro demo`'s problems: the next DEMO_PER_FAMILY test problems of each in-domain family after the measured
+  # ones, the families interleaved.
+  demo=()
+  for f in $IN_DOMAIN; do
+    rows "$P/test-$f.jsonl" "$N_TEST" "$DEMO_PER_FAMILY" >"$RUNS/demo-$f.jsonl"
+    demo+=("$RUNS/demo-$f.jsonl")
+  done
+  paste -d '\n' "${demo[@]}" | grep -v '^$' >"$DEMO"
   # The guide as trained, its card carrying what was measured (saved by the library: folder and card together).
   python - "$RUNS/router/guide" "$SHIP" "$RUNS/test.md" "$RESULTS" <<'EOF'
 import datetime

@@ -333,6 +333,11 @@ def test_reproduce_end_to_end_on_a_toy_world(tmp_path, monkeypatch):
     assert (tmp_path / "res" / "miniworld-seed5.json").is_file() and other["config"]["test_seed"] == 5
     assert not (tmp_path / "res" / "miniworld-seed5.png").exists()
     assert other["methods"]["base"]["n"] == 6
+    # The mixed-traffic keys too, on the fresh draw (the results file, under --eval-only --test-seed).
+    assert {"mixed", "transfer_mixed", "best_pair_on_validation", "headroom_on_validation"} <= set(other)
+    assert (
+        "mixed: taro_multi vs fixed_pair" in other["paired"] and "transfer_mixed: taro_multi vs base" in other["paired"]
+    )
     # Another pipeline seed adds itself to the summary in miniworld.json.
     reproduce(
         **{
