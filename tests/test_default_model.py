@@ -53,8 +53,8 @@ def test_demo_runs_on_the_shipped_guide(converted, tmp_path, monkeypatch):
 
     monkeypatch.delenv("TARO_DATA_DIR", raising=False)
     monkeypatch.chdir(tmp_path)  # no checkout around: the problems come from the package
-    result = run_demo(problems=1, max_new_tokens=8, output_dir=str(tmp_path), miniworld_problems=20)
-    assert set(result["smollm2"]) == {"base", "taro"}
+    result = run_demo(problems=3, max_new_tokens=8, output_dir=str(tmp_path), miniworld_problems=20)
+    assert set(result["smollm2"]) == {"base", "genarm", "taro"}
     world = result["miniworld"]  # the mixed-traffic table: the mini-world ships reward model B and the router over both
     assert len(world["mixed"]) == 6 and "TARo, router over both (no label)" in world["mixed"]
     assert all(r["n"] == 40 and set(r["by_domain"]) == {"a", "b"} for r in world["mixed"].values())
@@ -63,3 +63,16 @@ def test_demo_runs_on_the_shipped_guide(converted, tmp_path, monkeypatch):
     assert (tmp_path / "miniworld.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "alphas.html").read_text().count("alpha=") >= 8
     assert (tmp_path / "alphas.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_shipped_arithmetic_guide_is_one_guide_folder_in_its_prompt_format(converted):
+    from transformers_taro import TARoGuide
+    from transformers_taro.defaults import ARITHMETIC_GUIDE, DEMO_PROBLEMS
+
+    guide = TARoGuide.from_pretrained(ARITHMETIC_GUIDE)
+    assert guide.method == "taro" and guide.config.system_prompt == "Answer with the number."
+    assert guide.alpha == 2.0 and set(guide.config.alpha_selection["accuracy_by_alpha"]) == {"0.5", "1", "2"}
+    assert (Path(ARITHMETIC_GUIDE) / "reward_model" / "adapter_config.json").is_file()  # LoRA: the fused path
+    assert guide.router.config.vocab_size == guide.reward_model.config.vocab_size == 49152
+    rows = [json.loads(line) for line in DEMO_PROBLEMS.open()]
+    assert len(rows) == 40 and {r["family"] for r in rows} == {"add_one_digit", "multiply"}

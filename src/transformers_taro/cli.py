@@ -14,7 +14,7 @@ from transformers import HfArgumentParser
 _Formatter = argparse.ArgumentDefaultsHelpFormatter
 DESCRIPTION = """TARo / GenARM reward-guided decoding for Hugging Face transformers.
 
-  taro demo                                     the embedded SmolLM2 with the shipped guide, offline
+  taro demo                                     measured evidence, then SmolLM2 with a shipped guide, offline
   taro generate "prompt" [--guide ID]           stream a guided answer, coloured by alpha
   taro eval --task gsm8k [--guide ID] --output_dir DIR
   taro train-rm --data PATH --output_dir DIR [--use_peft] ...
@@ -338,12 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="the measured effect (mini-world), then a real SmolLM2 answer (offline)",
+        help="the measured effect (mini-world), then a real model, SmolLM2, on arithmetic (offline)",
         formatter_class=_Formatter,
-        description="1. The shipped mini-world on fresh test problems of two domains: base vs GenARM "
-        "vs TARo, accuracy and McNemar p-values, a plot. 2. The embedded "
-        "SmolLM2-135M-Instruct with the shipped guide on a GSM8K problem, TARo's answer "
-        "coloured by alpha.",
+        description="1. The shipped mini-world on fresh mixed traffic of two domains: the base, each "
+        "reward model alone, the best fixed pair of weights, per-domain weights and the router over both, "
+        "accuracy and McNemar p-values, a plot. 2. The embedded SmolLM2-135M-Instruct alone, with GenARM and "
+        "with TARo (the shipped arithmetic guide) on arithmetic test problems, then one TARo answer coloured "
+        "by alpha.",
     )
     p.add_argument(
         "--miniworld_problems",
@@ -353,16 +354,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="mini-world test problems per domain (0: skip part 1)",
     )
     p.add_argument(
-        "--problems", type=int, default=1, help="how many GSM8K problems SmolLM2 solves in part 2 (0: skip it)"
+        "--problems",
+        type=int,
+        default=40,
+        help="how many arithmetic problems SmolLM2 solves in part 2, alone, with GenARM and with TARo (0: skip it)",
     )
-    p.add_argument("--guide", default=None, help="guide folder or Hub id (None: the shipped one)")
+    p.add_argument("--guide", default=None, help="guide folder or Hub id (None: the shipped arithmetic guide)")
     p.add_argument(
-        "--max_new_tokens", "--max-new-tokens", type=int, default=160, help="tokens to generate at most per answer"
+        "--max_new_tokens", "--max-new-tokens", type=int, default=96, help="tokens to generate at most per answer"
     )
     p.add_argument(
         "--data",
         default=None,
-        help="GSM8K-format JSONL (None: $TARO_DATA_DIR/gsm8k/test.jsonl if set, else the shipped problems)",
+        help="GSM8K-format JSONL for part 2 (None: the arithmetic test problems shipped with the package)",
     )
     p.add_argument("--output_dir", "--output-dir", default="taro-demo", help="where alphas.html and alphas.png go")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"), help="model dtype (None: as saved)")

@@ -18,8 +18,16 @@ SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_GUIDE = str(Path(__file__).resolve().parent / "pretrained" / "smollm2-135m-gsm8k")
 """The shipped guide for `DEFAULT_MODEL`: a LoRA reward model and a router trained on GSM8K (a guide folder)."""
 
-DEMO_PROBLEMS = Path(__file__).resolve().parent / "demo" / "gsm8k_demo.jsonl"
-"""The GSM8K test problems `taro demo` shows, shipped so the demo runs offline from any folder."""
+ARITHMETIC_GUIDE = str(Path(__file__).resolve().parent / "pretrained" / "smollm2-135m-arithmetic")
+"""The shipped arithmetic guide for `DEFAULT_MODEL` (`examples/smollm2/train_arithmetic.sh`): a LoRA reward model
+and a router trained on one-step arithmetic word problems, in the prompt format "Answer with the number."."""
+
+DEMO_GUIDE = ARITHMETIC_GUIDE
+"""The guide `taro demo` shows on a real model."""
+
+DEMO_PROBLEMS = Path(__file__).resolve().parent / "demo" / "arithmetic_demo.jsonl"
+"""The arithmetic test problems `taro demo` solves (from the guide's test pool, beyond the ones measured in the
+docs), shipped so the demo runs offline from any folder."""
 
 
 def is_default_model(name_or_path: str | None) -> bool:

