@@ -15,6 +15,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from transformers_taro.data import read_jsonl
 from transformers_taro.evaluation.runner import paired_comparison
 
 METHODS = ("base", "genarm", "taro")
@@ -85,9 +86,9 @@ def main() -> None:
     a = p.parse_args()
     root, result = Path(a.runs), {}
     for key, _, file in (r.partition("=") for r in a.record):
-        text = Path(file).read_text()
-        result[key] = [json.loads(line) for line in text.splitlines()] if file.endswith(".jsonl") else json.loads(text)
-    for task in blocks(root):
+        result[key] = list(read_jsonl(file)) if file.endswith(".jsonl") else json.loads(Path(file).read_text())
+    names = blocks(root)
+    for task in names:
         runs = {m: root / f"{task}-{m}" for m in METHODS if (root / f"{task}-{m}" / "report.json").is_file()}
         block = result[task] = {}
         for method, run in runs.items():
@@ -107,8 +108,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     if a.markdown:
-        Path(a.markdown).write_text(table(result, blocks(root)))
-    for task in blocks(root):
+        Path(a.markdown).write_text(table(result, names))
+    for task in names:
         for key, value in result[task].items():
             if " vs " in key:
                 print(

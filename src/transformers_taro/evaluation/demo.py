@@ -106,9 +106,10 @@ def smollm2_illustration(
     system = taro.config.system_prompt or ""
     task = load_task("gsm8k", data or str(DEMO_PROBLEMS))
     n = min(problems, len(task.rows))
+    source = "arithmetic word problems from the guide's test pool (none trained or chosen on)" if data is None else data
     console.print(
-        f"Base model: {DEFAULT_MODEL_DESCRIPTION}. {n} arithmetic word problems from the guide's test pool (none "
-        f"trained or chosen on), greedy, every method asked alike (system prompt {system!r})."
+        f"Base model: {DEFAULT_MODEL_DESCRIPTION}. {n} problems: {source}; greedy, every method asked alike "
+        f"(system prompt {system!r})."
     )
     fixed = taro.fixed()
     labels = {"base": "base model", "genarm": f"GenARM (fixed alpha {fixed.alpha:g})", "taro": "TARo (router)"}
