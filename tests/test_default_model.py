@@ -39,13 +39,21 @@ def test_default_model_converts_once_and_loads_offline(converted):
     assert out.shape[1] == enc["input_ids"].shape[1] + 3
 
 
-def test_shipped_guide_is_one_guide_folder(converted):
+def test_shipped_guide_is_one_guide_folder_in_its_prompt_format_with_its_measurements(converted):
     from transformers_taro import TARoGuide
+    from transformers_taro.defaults import DEMO_PROBLEMS
 
     guide = TARoGuide.from_pretrained(DEFAULT_GUIDE)
-    assert guide.method == "taro" and guide.alpha == 0.25 and guide.config.vocab_size == 49152
-    assert (Path(DEFAULT_GUIDE) / "reward_model" / "adapter_config.json").is_file()
-    assert guide.router.config.vocab_size == guide.reward_model.config.vocab_size
+    assert guide.method == "taro" and guide.config.system_prompt == "Answer with the number."
+    assert guide.alpha == 2.0 and set(guide.config.alpha_selection["accuracy_by_alpha"]) == {"0.5", "1", "2"}
+    assert (Path(DEFAULT_GUIDE) / "reward_model" / "adapter_config.json").is_file()  # LoRA: the fused path
+    assert guide.router.config.vocab_size == guide.reward_model.config.vocab_size == 49152
+    assert (
+        "one-digit addition" in guide.config.evaluation
+        and "## Evaluation" in (Path(DEFAULT_GUIDE) / "README.md").read_text()
+    )
+    rows = [json.loads(line) for line in DEMO_PROBLEMS.open()]
+    assert len(rows) == 40 and {r["family"] for r in rows} == {"add_one_digit", "multiply"}
 
 
 def test_demo_runs_on_the_shipped_guide(converted, tmp_path, monkeypatch):
@@ -63,16 +71,3 @@ def test_demo_runs_on_the_shipped_guide(converted, tmp_path, monkeypatch):
     assert (tmp_path / "miniworld.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "alphas.html").read_text().count("alpha=") >= 8
     assert (tmp_path / "alphas.png").read_bytes()[:4] == b"\x89PNG"
-
-
-def test_shipped_arithmetic_guide_is_one_guide_folder_in_its_prompt_format(converted):
-    from transformers_taro import TARoGuide
-    from transformers_taro.defaults import ARITHMETIC_GUIDE, DEMO_PROBLEMS
-
-    guide = TARoGuide.from_pretrained(ARITHMETIC_GUIDE)
-    assert guide.method == "taro" and guide.config.system_prompt == "Answer with the number."
-    assert guide.alpha == 2.0 and set(guide.config.alpha_selection["accuracy_by_alpha"]) == {"0.5", "1", "2"}
-    assert (Path(ARITHMETIC_GUIDE) / "reward_model" / "adapter_config.json").is_file()  # LoRA: the fused path
-    assert guide.router.config.vocab_size == guide.reward_model.config.vocab_size == 49152
-    rows = [json.loads(line) for line in DEMO_PROBLEMS.open()]
-    assert len(rows) == 40 and {r["family"] for r in rows} == {"add_one_digit", "multiply"}

@@ -59,24 +59,32 @@ def test_compare_counts_loops_and_pairs_the_runs(tmp_path, monkeypatch):
     from transformers_taro.evaluation.runner import mcnemar
 
     right = {"base": [1, 0, 0, 1], "genarm": [1, 1, 0, 1], "taro": [1, 1, 1, 0]}
+    other = {"base": [0, 0], "genarm": [1, 0], "taro": [1, 1]}  # a second block, pooled with the first
     looping = "He runs 60 meters per week.\n" * 3
-    for method, correct in right.items():
-        run = tmp_path / f"gsm8k-{method}"
-        run.mkdir()
-        rows = [
-            {
-                "index": i,
-                "output": looping if method == "taro" and i == 0 else f"The answer is {c}.\n",
-                "extracted": c,
-                "correct": bool(c),
-                "new_tokens": 10,
-            }
-            for i, c in enumerate(correct)
-        ]
-        (run / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        (run / "report.json").write_text(json.dumps({"accuracy": sum(correct) / 4, "ci95": [0, 1], "n": 4}))
+    for block, solved in (("gsm8k", right), ("svamp", other)):
+        for method, correct in solved.items():
+            run = tmp_path / f"{block}-{method}"
+            run.mkdir()
+            rows = [
+                {
+                    "index": i,
+                    "output": looping if (block, method, i) == ("gsm8k", "taro", 0) else f"The answer is {c}.\n",
+                    "extracted": c,
+                    "correct": bool(c),
+                    "new_tokens": 10,
+                }
+                for i, c in reversed(list(enumerate(correct)))  # pooling pairs problems by index, not line
+            ]
+            (run / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            n = len(correct)
+            (run / "report.json").write_text(json.dumps({"accuracy": sum(correct) / n, "ci95": [0, 1], "n": n}))
     out = tmp_path / "comparison.json"
-    run_script("compare.py", str(tmp_path), "--output", str(out), monkeypatch=monkeypatch)
+    run_script("compare.py", str(tmp_path), "--output", str(out), "--pool", "both=gsm8k,svamp", monkeypatch=monkeypatch)
+    both = json.loads(out.read_text())["both"]
+    assert both["taro"]["n"] == 6 and both["taro"]["accuracy"] == 5 / 6 and both["base"]["accuracy"] == 2 / 6
+    assert (both["taro vs base"]["only_a"], both["taro vs base"]["only_b"]) == (4, 1)
+    with pytest.raises(SystemExit, match="no finished runs"):
+        run_script("compare.py", str(tmp_path), "--output", str(out), "--pool", "x=gsm8k,math", monkeypatch=monkeypatch)
     result = json.loads(out.read_text())["gsm8k"]
     assert result["taro"]["loops"] == 0.25 and result["base"]["loops"] == 0
     assert (

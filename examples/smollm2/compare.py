@@ -3,7 +3,8 @@ McNemar's exact test of TARo against the base and GenARM (and GenARM against the
 what guidance changed: loops (a line written three times or more), answers given in the asked format, and length.
 
 Every `BLOCK-METHOD` subfolder with a `report.json` is read (`gsm8k-base`, `multiply-taro`, ...): one block per
-task or problem family, in the order of their names.
+task or problem family, in the order of their names. `--pool NAME=A,B` adds a block NAME that reads blocks A and B
+as one set of problems (the in-domain families together: the traffic one guide serves).
 
     python examples/smollm2/compare.py runs/smollm2-eval [--output results/smollm2/comparison.json]
 """
@@ -16,9 +17,10 @@ from collections import Counter
 from pathlib import Path
 
 from transformers_taro.data import read_jsonl
-from transformers_taro.evaluation.runner import paired_comparison
+from transformers_taro.evaluation.runner import bootstrap_ci, mcnemar, paired_comparison
 
 METHODS = ("base", "genarm", "taro")
+PAIRS = (("taro", "base"), ("taro", "genarm"), ("genarm", "base"))
 
 
 def loops(text: str) -> bool:
@@ -45,6 +47,29 @@ def blocks(root: Path) -> list[str]:
         if run.parent.name.rpartition("-")[2] in METHODS
     }
     return sorted(names)
+
+
+def correct(run: Path) -> list[bool]:
+    """Whether each problem of a run was solved, in problem order."""
+    rows = sorted(read_jsonl(run / "generations.jsonl"), key=lambda r: r["index"])
+    return [bool(r["correct"]) for r in rows]
+
+
+def pooled(root: Path, parts: list[str]) -> dict:
+    """Blocks `parts` read as one set of problems: each method's accuracy and interval, and McNemar per pair."""
+    methods = [m for m in METHODS if all((root / f"{b}-{m}" / "report.json").is_file() for b in parts)]
+    solved = {m: [c for b in parts for c in correct(root / f"{b}-{m}")] for m in methods}
+    block: dict = {"blocks": parts}
+    for m, c in solved.items():
+        block[m] = {"accuracy": sum(c) / len(c), "ci95": list(bootstrap_ci(c)), "n": len(c)}
+    for first, second in PAIRS:
+        if first in solved and second in solved:
+            block[f"{first} vs {second}"] = {
+                **mcnemar(solved[first], solved[second]),
+                "accuracy_a": block[first]["accuracy"],
+                "accuracy_b": block[second]["accuracy"],
+            }
+    return block
 
 
 def table(result: dict, names: list[str]) -> str:
@@ -83,6 +108,13 @@ def main() -> None:
         help="also keep a JSON or JSONL file (a stage's record: held-out accuracy, stage times) under KEY",
     )
     p.add_argument("--markdown", default=None, help="also write the accuracies and p-values as a Markdown table")
+    p.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        metavar="NAME=A,B",
+        help="also compare blocks A and B read as one set of problems, as the block NAME",
+    )
     a = p.parse_args()
     root, result = Path(a.runs), {}
     for key, _, file in (r.partition("=") for r in a.record):
@@ -101,9 +133,14 @@ def main() -> None:
                 },
                 **behaviour(run),
             }
-        for first, second in (("taro", "base"), ("taro", "genarm"), ("genarm", "base")):
+        for first, second in PAIRS:
             if first in runs and second in runs:
                 block[f"{first} vs {second}"] = paired_comparison(str(runs[first]), str(runs[second]))
+    for name, _, parts in (pool.partition("=") for pool in a.pool):
+        if missing := [b for b in parts.split(",") if b not in names]:
+            raise SystemExit(f"--pool {name}: no finished runs for {missing} under {root} (blocks: {names}).")
+        result[name] = pooled(root, parts.split(","))
+        names.append(name)
     out = Path(a.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
@@ -111,16 +148,20 @@ def main() -> None:
         Path(a.markdown).write_text(table(result, names))
     for task in names:
         for key, value in result[task].items():
+            if key == "blocks":
+                continue
             if " vs " in key:
                 print(
                     f"{task} {key}: {value['accuracy_a']:.3f} vs {value['accuracy_b']:.3f}, "
                     f"only one right {value['only_a']}/{value['only_b']}, McNemar p={value['mcnemar_p']:.3g}"
                 )
-            else:
+            elif "loops" in value:
                 print(
                     f"{task} {key}: {value['accuracy']:.3f} {value['ci95']}, loops {value['loops']:.2f}, "
                     f"'The answer is' {value['says_the_answer_is']:.2f}, {value['mean_new_tokens']:.0f} tokens"
                 )
+            else:
+                print(f"{task} {key}: {value['accuracy']:.3f} {value['ci95']}")
     print(f"Written to {out}")
 
 

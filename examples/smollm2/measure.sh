@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The SmolLM2-135M-Instruct measurements recorded in the README: base, GenARM at the alpha chosen on validation,
-# and TARo with the shipped guide, on GSM8K test and SVAMP, greedy.
+# The SmolLM2-135M-Instruct measurements of the GSM8K guide (research/smollm2/smollm2-135m-gsm8k): base, GenARM at
+# the alpha chosen on validation, and TARo, on GSM8K test and SVAMP, greedy.
 # 1. GenARM's alpha is chosen on a validation split of GSM8K *train* (problems 7200-7472 by default, which nothing
-#    trains on: see train_default.sh) and recorded in the shipped guide's guide_config.json. No test problem is
+#    trains on: see train_default.sh) and recorded in the guide's guide_config.json. No test problem is
 #    used to choose anything.
 # 2. base / genarm (that alpha) / taro on the first N_GSM8K GSM8K test problems and N_SVAMP SVAMP problems; then
 #    the paired comparison (McNemar's exact test, bootstrap intervals) in $OUT/comparison.json.
@@ -21,7 +21,7 @@ ALPHAS=${ALPHAS:-"0.25 0.5 1"}
 OUT=${OUT:-runs/smollm2-eval}
 BATCH=${BATCH:-32}
 EVAL_ARGS=${EVAL_ARGS:-}  # e.g. "--device-map auto" on a GPU
-GUIDE=${GUIDE:-src/transformers_taro/pretrained/smollm2-135m-gsm8k}
+GUIDE=${GUIDE:-research/smollm2/smollm2-135m-gsm8k}
 TRAIN=${TRAIN:-$(python -c "from transformers_taro.evaluation.tasks import data_dir; print(data_dir() / 'gsm8k' / 'train.jsonl')")}
 
 run() {  # run OUTPUT_DIR taro-eval-args...

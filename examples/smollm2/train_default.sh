@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The shipped guide for SmolLM2-135M-Instruct (src/transformers_taro/pretrained/smollm2-135m-gsm8k), from nothing.
+# The GSM8K guide for SmolLM2-135M-Instruct (research/smollm2/smollm2-135m-gsm8k, archived outside the package), from
+# nothing.
 # GSM8K train is split so that nothing is chosen on what trained it:
 #   problems 0-5999     step pairs for the reward models (incorrect steps sampled from the base and labelled
 #                       automatically on the first $SAMPLE_PROBLEMS; corrupted gold steps for the rest);
@@ -14,12 +15,12 @@
 # script can simply be run again. Outputs under $RUNS; the held-out comparison in $RUNS/rm-heldout.json.
 # Usage: bash examples/smollm2/train_default.sh
 # Scale and place: RM_STEPS, ROUTER_STEPS, SAMPLE_PROBLEMS, TRAIN_PROBLEMS, HELDOUT_PROBLEMS, VARIANTS, RUNS, SHIP,
-# DEVICE_ARGS. A dry run that leaves the shipped guide alone: SHIP=/tmp/guide RUNS=/tmp/runs RM_STEPS=2 ...
+# DEVICE_ARGS. A dry run that leaves the archived guide alone: SHIP=/tmp/guide RUNS=/tmp/runs RM_STEPS=2 ...
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data/gsm8k/train.jsonl}
 RUNS=${RUNS:-runs/smollm2-v2}
-SHIP=${SHIP:-src/transformers_taro/pretrained/smollm2-135m-gsm8k}
+SHIP=${SHIP:-research/smollm2/smollm2-135m-gsm8k}
 RM_STEPS=${RM_STEPS:-300}
 ROUTER_STEPS=${ROUTER_STEPS:-100}
 SAMPLE_PROBLEMS=${SAMPLE_PROBLEMS:-300}

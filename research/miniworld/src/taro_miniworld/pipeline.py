@@ -1177,16 +1177,9 @@ def reproduce(
             from .mixed import mixed_seeds
 
             results["mixed_seeds"] = mixed_seeds([res / f"{stem}.json", *_seed_files(res, stem)])
-        if (
-            not shipped and not world and (res / "miniworld.json").is_file()
-        ):  # the main file carries every seed's summary
-            main = json.loads((res / "miniworld.json").read_text())
-            main["seeds"] = summary
-            if "mixed_seeds" in results:
-                main["mixed_seeds"] = results["mixed_seeds"]
-            (res / "miniworld.json").write_text(json.dumps(main, indent=2))
-            (res / "miniworld.md").write_text(markdown(main))
         (res / f"{stem}.json").write_text(json.dumps(results, indent=2))
+        if not shipped and not world and (res / "miniworld.json").is_file():  # it carries every seed's summary
+            refresh_summaries(res)
     (res / f"{stem}.md").write_text(markdown(results))
     try:
         plot(results, res / f"{stem}.png", cfg.alphas)
