@@ -49,20 +49,22 @@ def test_shipped_guide_is_one_guide_folder_in_its_prompt_format_with_its_measure
     assert (Path(DEFAULT_GUIDE) / "reward_model" / "adapter_config.json").is_file()  # LoRA: the fused path
     assert guide.router.config.vocab_size == guide.reward_model.config.vocab_size == 49152
     assert (
-        "one-digit addition" in guide.config.evaluation
+        "add_one_digit" in guide.config.evaluation
         and "## Evaluation" in (Path(DEFAULT_GUIDE) / "README.md").read_text()
     )
     rows = [json.loads(line) for line in DEMO_PROBLEMS.open()]
     assert len(rows) == 40 and {r["family"] for r in rows} == {"add_one_digit", "multiply"}
 
 
-def test_demo_runs_on_the_shipped_guide(converted, tmp_path, monkeypatch):
+def test_demo_runs_on_the_shipped_guide(converted, tmp_path, monkeypatch, capsys):
     from transformers_taro.evaluation.demo import run_demo
 
     monkeypatch.delenv("TARO_DATA_DIR", raising=False)
     monkeypatch.chdir(tmp_path)  # no checkout around: the problems come from the package
     result = run_demo(problems=3, max_new_tokens=8, output_dir=str(tmp_path), miniworld_problems=20)
     assert set(result["smollm2"]) == {"base", "genarm", "taro"}
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "What the guide's card records:" in shown and "train_arithmetic.sh" in shown  # the figures at scale
     world = result["miniworld"]  # the mixed-traffic table: the mini-world ships reward model B and the router over both
     assert len(world["mixed"]) == 6 and "TARo, router over both (no label)" in world["mixed"]
     assert all(r["n"] == 40 and set(r["by_domain"]) == {"a", "b"} for r in world["mixed"].values())

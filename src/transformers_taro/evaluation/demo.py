@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markdown import Markdown
 from rich.table import Table
 
 from ..defaults import DEFAULT_GUIDE, DEFAULT_MODEL_DESCRIPTION, DEMO_PROBLEMS
@@ -135,7 +136,11 @@ def smollm2_illustration(
     for method, r in right.items():
         table.add_row(labels[method], f"{sum(r)}/{n}", f"{sum(r) / n:.3f}", _p_value(right["taro"], r, method))
     console.print(table)
-    console.print("A few dozen problems show the direction, not its size: the docs' figures (results/smollm2).")
+    if taro.config.evaluation:  # the guide's own record: thousands of problems, with the command and the date
+        console.print("A few dozen problems show the direction, not its size. What the guide's card records:")
+        console.print(Markdown(taro.config.evaluation))
+    else:
+        console.print("A few dozen problems show the direction, not its size; this guide records no evaluation.")
 
     # One answer coloured: the first problem TARo gets right and the base does not, else the first.
     i = next((k for k in range(n) if right["taro"][k] and not right["base"][k]), 0)
