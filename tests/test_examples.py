@@ -172,6 +172,7 @@ def test_the_arithmetic_guide_pipeline_runs_end_to_end_and_resumes(tiny_model_di
         assert {result[family][m]["n"] for m in ("base", "genarm", "taro")} == {n}
         assert 0 <= result[family]["taro vs base"]["mcnemar_p"] <= 1
     assert [s["stage"] for s in result["stages"]] == stages
+    assert result["in_domain"]["taro"]["n"] == 6 and result["out_of_domain"]["blocks"] == ["give_away"]
     assert 0 <= result["rm_heldout_multiply"][str(runs / "rm")]["accuracy"] <= 1
     guide = TARoGuide.from_pretrained(str(runs / "router" / "guide"))
     assert guide.config.system_prompt == "Answer with the number."

@@ -128,7 +128,16 @@ def main() -> None:
             block[method] = {
                 **{
                     k: report[k]
-                    for k in ("accuracy", "ci95", "n", "mean_alpha", "alpha", "decoding", "tokens_per_s")
+                    for k in (
+                        "accuracy",
+                        "ci95",
+                        "n",
+                        "mean_alpha",
+                        "alpha",
+                        "decoding",
+                        "tokens_per_s",
+                        "generation_seconds",
+                    )
                     if k in report
                 },
                 **behaviour(run),

@@ -174,7 +174,11 @@ stage test test_runs
 records=(--record "stages=$RUNS/stages.jsonl" --record "guide=$RUNS/router/guide/guide_config.json"
   --record "validation_base=$RUNS/validation/base/report.json")
 for f in $IN_DOMAIN; do records+=(--record "rm_heldout_$f=$RUNS/rm-heldout-$f.json"); done
-python examples/smollm2/compare.py "$RUNS/test" --output "$RESULTS" --markdown "$RUNS/test.md" "${records[@]}"
+# The in-domain families read as one set of problems (the traffic the guide serves), and the out-of-domain ones.
+pools=(--pool "in_domain=$(echo $IN_DOMAIN | tr ' ' ,)")
+[ -z "$OUT_OF_DOMAIN" ] || pools+=(--pool "out_of_domain=$(echo $OUT_OF_DOMAIN | tr ' ' ,)")
+python examples/smollm2/compare.py "$RUNS/test" --output "$RESULTS" --markdown "$RUNS/test.md" "${records[@]}" \
+  "${pools[@]}"
 if [ "$SHIP" != none ]; then
   # `taro demo`'s problems: the next DEMO_PER_FAMILY test problems of each in-domain family after the measured
   # ones, the families interleaved.
