@@ -13,6 +13,7 @@ reads the problems shipped with the package and runs offline from any folder.
 
 from __future__ import annotations
 
+import re
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,8 @@ def smollm2_illustration(
     console.print(table)
     if taro.config.evaluation:  # the guide's own record: thousands of problems, with the command and the date
         console.print("A few dozen problems show the direction, not its size. What the guide's card records:")
-        console.print(Markdown(taro.config.evaluation))
+        # Without its intervals the card's table fits an 80-column terminal; the card keeps them.
+        console.print(Markdown(re.sub(r" \(\d\.\d+-\d\.\d+\)", "", taro.config.evaluation)))
     else:
         console.print("A few dozen problems show the direction, not its size; this guide records no evaluation.")
 
