@@ -46,6 +46,11 @@ class TARoRouterConfig(PretrainedConfig):
         num_reward_models (`int`, defaults to 1): How many reward models the router weighs: it reads the features of
             each against the base and outputs one weight per model and token (product mixture only when > 1). A
             guide with another number of reward models refuses it.
+        weight_grid (`list[float]`, *optional*): Make the router a classifier over weight bins (product mixture).
+            Its head scores every point of the grid `weight_grid`^K (each reward model at each listed weight), and
+            the weight it decodes with is the expected point under the softmax of those scores. This is the router
+            the oracle objective trains (`RouterTrainingConfig.oracle_weight`): a cross-entropy toward the weights
+            that solved each training problem. Without it (the default), the head is one sigmoid per reward model.
         reward_model_name_or_path (`str`, *optional*): The reward model the router was trained with (with several:
             their names and paths).
         base_model_name_or_path (`str`, *optional*): The base model it was trained with (informational).
@@ -66,6 +71,7 @@ class TARoRouterConfig(PretrainedConfig):
         mixture: str = "product",
         vocab_size: int | None = None,
         num_reward_models: int = 1,
+        weight_grid: list[float] | None = None,
         reward_model_name_or_path: str | None = None,
         base_model_name_or_path: str | None = None,
         training_summary: str | None = None,
@@ -83,6 +89,8 @@ class TARoRouterConfig(PretrainedConfig):
                 f"The geometric mixture is defined for one reward model, not {num_reward_models}: use "
                 "mixture='product'."
             )
+        if weight_grid is not None:
+            weight_grid = check_weight_grid(weight_grid, alpha_max, mixture)
         if use_reward_hidden_states and not reward_hidden_size:
             raise ValueError("use_reward_hidden_states=True needs reward_hidden_size (the reward model's hidden_size).")
         self.num_top_logprobs = num_top_logprobs
@@ -95,6 +103,7 @@ class TARoRouterConfig(PretrainedConfig):
         self.mixture = mixture
         self.vocab_size = vocab_size
         self.num_reward_models = num_reward_models
+        self.weight_grid = weight_grid
         self.reward_model_name_or_path = reward_model_name_or_path
         self.base_model_name_or_path = base_model_name_or_path
         self.training_summary = training_summary
@@ -116,6 +125,17 @@ class TARoRouterConfig(PretrainedConfig):
         return self.weight_of(self.alpha_init)
 
     @property
+    def grid_points(self) -> torch.Tensor | None:
+        """`[G, K]`: every combination of the grid's weights over the K reward models (None without a grid), in the
+        order of the head's outputs: the first reward model's weight varies slowest."""
+        return None if self.weight_grid is None else grid_points(self.weight_grid, self.num_reward_models)
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the router's head: one logit per reward model, or one per grid point."""
+        return self.num_reward_models if self.weight_grid is None else len(self.weight_grid) ** self.num_reward_models
+
+    @property
     def num_features(self) -> int:
         hidden = self.reward_hidden_size if self.use_reward_hidden_states else None
         return num_features(self.num_top_logprobs, hidden, self.num_reward_models)
@@ -128,9 +148,11 @@ class TARoRouterOutput(ModelOutput):
     Args:
         alpha: The guidance weight per position, shape `[...]` (the leading shape of the inputs; `[..., K]` for a
             sequence of K reward models): alpha for a product router, w for a geometric one.
+        grid_logits: For a router with a `weight_grid`, its score of every grid point, `[..., G]`; else None.
     """
 
     alpha: torch.Tensor | None = None
+    grid_logits: torch.Tensor | None = None
 
 
 class TARoRouter(PreTrainedModel):
@@ -168,7 +190,7 @@ class TARoRouter(PreTrainedModel):
             layers += [nn.Linear(width, config.router_hidden_size), nn.GELU()]
             width = config.router_hidden_size
         self.mlp = nn.Sequential(*layers)
-        self.head = nn.Linear(width, config.num_reward_models)
+        self.head = nn.Linear(width, config.num_outputs)
         # A hidden state has its own scale per backbone; normalising it keeps the MLP input at order one.
         self.hidden_norm = nn.LayerNorm(config.reward_hidden_size) if config.use_reward_hidden_states else None
         self.post_init()
@@ -178,10 +200,15 @@ class TARoRouter(PreTrainedModel):
         if isinstance(module, nn.Linear):
             module.weight.normal_(0.0, self.config.initializer_range)
             module.bias.zero_()
-            if module is self.head:
+            if module is self.head and self.config.weight_grid is None:
                 # Start at alpha_init everywhere: the fixed-alpha (GenARM) baseline the router must improve on.
                 p = self.config.weight_init / self.config.weight_max
                 module.bias.fill_(math.log(p / (1 - p)))
+            elif module is self.head:
+                # Most of the mass on the grid point nearest alpha_init for every reward model: near GenARM's start.
+                points = self.config.grid_points
+                nearest = int((points - self.config.alpha_init).abs().sum(-1).argmin())
+                module.bias[nearest] = math.log(_GRID_INIT_MASS * (len(points) - 1) / (1 - _GRID_INIT_MASS))
         elif isinstance(module, nn.LayerNorm):
             module.weight.fill_(1.0)
             module.bias.zero_()
@@ -241,8 +268,25 @@ class TARoRouter(PreTrainedModel):
         rewards = as_list(reward_logprobs)
         self.check_inputs(base_logprobs.shape[-1], [r.shape[-1] for r in rewards], reward_hidden_states)
         features = router_features(base_logprobs, reward_logprobs, self.config.num_top_logprobs)
+        if self.config.weight_grid is not None:
+            return per_model(self.expected_weight(self.grid_logits(features, reward_hidden_states)), reward_logprobs)
         weight = self.config.weight_max * torch.sigmoid(self.weight_logit(features, reward_hidden_states))
         return per_model(weight, reward_logprobs)
+
+    def expected_weight(self, grid_logits: torch.Tensor) -> torch.Tensor:
+        """A grid router's weights from its scores `[..., G]`: the expected grid point, `[...]` for one reward model
+        and `[..., K]` for K."""
+        points = self.config.grid_points.to(grid_logits.device)
+        weight = torch.softmax(grid_logits.float(), -1) @ points
+        return weight.squeeze(-1) if self.config.num_reward_models == 1 else weight
+
+    def grid_logits(
+        self, features: torch.Tensor, reward_hidden_states: torch.Tensor | Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """A grid router's score of every grid point, `[..., G]` (see `weight_logit` for the inputs)."""
+        if self.config.weight_grid is None:
+            raise ValueError("grid_logits() is for routers with a weight_grid; this one has a sigmoid head.")
+        return self._head_output(features, reward_hidden_states)
 
     def weight_logit(
         self, features: torch.Tensor, reward_hidden_states: torch.Tensor | Sequence[torch.Tensor] | None = None
@@ -254,6 +298,17 @@ class TARoRouter(PreTrainedModel):
 
         `compute_alpha` is `weight_max * sigmoid(weight_logit(...))`; the outcome objective treats this logit as
         the mean of the router's policy (see `transformers_taro.training.outcome`)."""
+        if self.config.weight_grid is not None:
+            raise ValueError(
+                "This router chooses among weight bins (weight_grid): it has no weight logit. The outcome objective "
+                "needs a router without weight_grid."
+            )
+        logit = self._head_output(features, reward_hidden_states)
+        return logit.squeeze(-1) if self.config.num_reward_models == 1 else logit
+
+    def _head_output(
+        self, features: torch.Tensor, reward_hidden_states: torch.Tensor | Sequence[torch.Tensor] | None
+    ) -> torch.Tensor:
         parts = [features]
         if self.hidden_norm is not None:
             hidden = reward_hidden_states
@@ -263,8 +318,7 @@ class TARoRouter(PreTrainedModel):
             normed = self.hidden_norm(hidden.to(self.hidden_norm.weight.dtype)).float()
             parts.append(normed.flatten(-2) if normed.shape[:-1] != features.shape[:-1] else normed)
         feats = torch.cat(parts, dim=-1) if len(parts) > 1 else features
-        logit = self.head(self.mlp(feats.to(self.head.weight.device, self.head.weight.dtype)))
-        return logit.squeeze(-1) if self.config.num_reward_models == 1 else logit
+        return self.head(self.mlp(feats.to(self.head.weight.device, self.head.weight.dtype)))
 
     def forward(
         self,
@@ -284,12 +338,13 @@ class TARoRouter(PreTrainedModel):
                 `use_reward_hidden_states`.
         """
         rewards = [torch.log_softmax(r.float(), -1) for r in as_list(reward_logprobs)]
-        alpha = self.compute_alpha(
-            torch.log_softmax(base_logprobs.float(), -1),
-            rewards[0] if isinstance(reward_logprobs, torch.Tensor) else rewards,
-            reward_hidden_states,
-        )
-        return TARoRouterOutput(alpha=alpha)
+        given = rewards[0] if isinstance(reward_logprobs, torch.Tensor) else rewards
+        base = torch.log_softmax(base_logprobs.float(), -1)
+        if self.config.weight_grid is None:
+            return TARoRouterOutput(alpha=self.compute_alpha(base, given, reward_hidden_states))
+        self.check_inputs(base.shape[-1], [r.shape[-1] for r in rewards], reward_hidden_states)
+        logits = self.grid_logits(router_features(base, given, self.config.num_top_logprobs), reward_hidden_states)
+        return TARoRouterOutput(alpha=per_model(self.expected_weight(logits), given), grid_logits=logits)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any) -> TARoRouter:
@@ -334,6 +389,31 @@ class TARoRouter(PreTrainedModel):
         Takes `private`, `token`, `revision`, `create_pr` as `huggingface_hub.HfApi.upload_folder` does.
         """
         return push_folder_to_hub(self.save_pretrained, repo_id, commit_message=commit_message, **kwargs)
+
+
+_GRID_INIT_MASS = 0.98
+"""A fresh grid router's probability on the grid point nearest `alpha_init`."""
+
+
+def grid_points(grid: Sequence[float], num_reward_models: int) -> torch.Tensor:
+    """`[len(grid) ** K, K]`: every combination of `grid`'s weights over K reward models, the first one's slowest."""
+    values = torch.tensor(list(grid), dtype=torch.float32)
+    return torch.cartesian_prod(*[values] * num_reward_models).view(-1, num_reward_models)
+
+
+def check_weight_grid(grid: Any, alpha_max: float, mixture: str) -> list[float]:
+    """The weight grid as sorted floats, or a `ValueError` that says what to pass."""
+    if mixture != "product":
+        raise ValueError(f"weight_grid is for the product mixture, not {mixture!r}: use mixture='product'.")
+    values = list(grid) if isinstance(grid, (list, tuple)) else None
+    if values is None or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        raise ValueError(f"weight_grid must be a list of numbers, e.g. [0, 0.5, 1, 2, 4]; got {grid!r}.")
+    values = sorted(float(v) for v in values)
+    if len(set(values)) < 2 or len(set(values)) != len(values):
+        raise ValueError(f"weight_grid needs at least two distinct weights, each listed once; got {grid!r}.")
+    if values[0] < 0 or values[-1] > alpha_max or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"weight_grid's weights must lie in [0, alpha_max={alpha_max:g}]; got {grid!r}.")
+    return values
 
 
 def per_model(weight: torch.Tensor, reward_logprobs: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:

@@ -93,6 +93,12 @@ if __name__ == "__main__":
         help="only the mixed-traffic world (v3) beside a trained v2 world; with --eval-only, evaluate it only",
     )
     ap.add_argument(
+        "--reuse-shipped",
+        action="store_true",
+        help="with --mixed-only on the shipped seed: copy its reward model B and NLL router over both too, and "
+        "train only the other candidate routers (mixed.ROUTER_CANDIDATES)",
+    )
+    ap.add_argument(
         "--summarize-only",
         action="store_true",
         help="only recompute the across-seeds summaries in RESULTS_DIR/miniworld.{json,md} from the seed files there",
@@ -129,7 +135,9 @@ if __name__ == "__main__":
         print(json.dumps({k: v for k, v in summary.items() if k != "per_seed"}, indent=2))
         raise SystemExit(0)
     if a.mixed_only:
-        results = reproduce_mixed(a.results_dir, cfg, a.test_seed, a.resume, a.processes, train=not a.eval_only)
+        results = reproduce_mixed(
+            a.results_dir, cfg, a.test_seed, a.resume, a.processes, train=not a.eval_only, reuse=a.reuse_shipped
+        )
     else:
         results = reproduce(
             a.results_dir, a.checkpoints, a.eval_only, a.test_seed, cfg, resume=a.resume, processes=a.processes

@@ -11,7 +11,8 @@ class TraceCollator:
 
     `labels[:, t]` is the token that follows position t, or -100 where it belongs to the prompt or padding. The
     prompt is tokenized exactly as generation tokenizes it, so training contexts equal decoding contexts. A whole
-    trace ends with EOS (`add_eos`); a single step scored on its own does not.
+    trace ends with EOS (`add_eos`); a single step scored on its own does not. Rows with a `weight_target` (the
+    oracle objective's) also give `weight_targets`, `[B, G]`.
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int = 512, add_eos: bool = True):
@@ -42,4 +43,7 @@ class TraceCollator:
             mask[i, : len(seq)] = 1
             # Position t predicts token t+1: score the positions whose next token is a completion token.
             labels[i, start - 1 : len(seq) - 1] = torch.tensor(seq[start:])
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if "weight_target" in rows[0]:  # the oracle objective's per-row target over the router's weight grid
+            batch["weight_targets"] = torch.tensor([row["weight_target"] for row in rows], dtype=torch.float32)
+        return batch

@@ -7,6 +7,7 @@ Objective, with q the guided distribution of `mixing.mix` (product `log p_b + al
     L = nll_weight    * mean_t -log q(y_t | y<t)               on correct step-wise traces (prompt masked)
       + margin_weight * mean_pairs -log sigmoid(margin_beta * (S(chosen) - S(rejected)))
       + outcome_weight * REINFORCE loss of graded guided rollouts                 (see `training.outcome`)
+      + oracle_weight  * mean_t CE(router's grid scores, the weights that solved the problem)  (`training.oracle`)
       + alpha_reg     * mean_t (weight_t - prior)^2
 
 where S(step) is the step's summed log-probability under q, for a correct and an incorrect next step after the
@@ -16,8 +17,10 @@ below the accuracy optimum. The margin term asks only that the mixture rank the 
 incorrect one: what decoding needs. The outcome term asks for what is measured: each step decodes
 `outcome_problems` training problems `outcome_rollouts` times with the weight drawn around the router's (a
 logit-normal policy, spread `outcome_sigma`), grades the answers and reinforces the weights of the rollouts that
-were right more often than their siblings. The prior keeps the weight near a sensible fixed one where the data is
-indifferent.
+were right more often than their siblings. The oracle term is the cheapest way to aim at accuracy: every training
+problem is decoded once at each point of a grid of fixed weights and graded, and a router over that grid learns
+which points solved the problems it decodes (its traces are then those correct guided decodes). The prior keeps
+the weight near a sensible fixed one where the data is indifferent.
 
 Built on transformers' `Trainer`: checkpointing, `--resume`, logging and `accelerate launch` come with it.
 """
@@ -25,6 +28,7 @@ Built on transformers' `Trainer`: checkpointing, `--resume`, logging and `accele
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +41,11 @@ from ..data import SYSTEM_PROMPT, format_prompt
 from ..extras import require
 from ..files import atomic_save
 from ..mixing import mix
-from ..router import TARoRouter, TARoRouterConfig
+from ..router import TARoRouter, TARoRouterConfig, check_weight_grid, grid_points
 from ..tasks import Task
 from .collate import TraceCollator
 from .common import check_max_steps, resume_point
+from .oracle import check_grid_size, oracle_loss, oracle_rows
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +102,26 @@ class RouterTrainingConfig(TrainingArguments):
     )
     outcome_sigma: float = field(default=0.5, metadata={"help": "Spread of the policy's weight logit."})
     outcome_max_new_tokens: int = field(default=256, metadata={"help": "Length limit of a rollout."})
+    oracle_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the oracle term: the router (a classifier over oracle_grid's weights) learns which "
+            "fixed weights solved each training problem. Its traces are those correct guided decodes."
+        },
+    )
+    oracle_grid: list[float] = field(
+        default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0],
+        metadata={"help": "The weights each reward model takes in the oracle's grid (all combinations are decoded)."},
+    )
+    oracle_problems: int = field(
+        default=1000, metadata={"help": "Training problems the oracle grid decodes (the first ones of the data)."}
+    )
+    oracle_tie_break: float = field(
+        default=0.25,
+        metadata={"help": "Among the grid points that solved a problem, lean toward alpha_prior: exp(-this * L1)."},
+    )
+    oracle_max_new_tokens: int = field(default=256, metadata={"help": "Length limit of a grid decode."})
+    oracle_batch_size: int = field(default=64, metadata={"help": "Problems decoded at once in the grid stage."})
     cache_frozen_outputs: bool = field(
         default=False,
         metadata={
@@ -126,10 +151,25 @@ class RouterTrainingConfig(TrainingArguments):
         check_max_steps(self.max_steps)
         if self.margin_weight > 0 and not self.pairs_data:
             raise ValueError("margin_weight > 0 needs pairs_data: step pairs (a GSM8K or Math-Step-DPO file or id).")
-        if self.nll_weight <= 0 and self.margin_weight <= 0 and self.outcome_weight <= 0:
+        if self.nll_weight <= 0 and self.margin_weight <= 0 and self.outcome_weight <= 0 and self.oracle_weight <= 0:
             raise ValueError(
-                "nll_weight, margin_weight and outcome_weight are all 0: the router would learn nothing. Set one > 0."
+                "nll_weight, margin_weight, outcome_weight and oracle_weight are all 0: the router would learn "
+                "nothing. Set one > 0."
             )
+        if self.oracle_weight > 0:
+            if self.outcome_weight > 0:
+                raise ValueError(
+                    "oracle_weight and outcome_weight cannot be combined: the oracle's router chooses among weight "
+                    "bins and has no weight logit for the outcome term's policy. Set one of them to 0."
+                )
+            check_weight_grid(self.oracle_grid, self.alpha_max, self.mixture)
+            if self.oracle_problems < 1 or self.oracle_max_new_tokens < 1 or self.oracle_batch_size < 1:
+                raise ValueError(
+                    "oracle_problems, oracle_max_new_tokens and oracle_batch_size must be >= 1; got "
+                    f"{self.oracle_problems}, {self.oracle_max_new_tokens}, {self.oracle_batch_size}."
+                )
+            if not math.isfinite(self.oracle_tie_break) or self.oracle_tie_break < 0:
+                raise ValueError(f"oracle_tie_break must be a finite number >= 0, got {self.oracle_tie_break}.")
         if self.outcome_weight > 0:
             if self.outcome_rollouts < 2:
                 raise ValueError(
@@ -157,6 +197,7 @@ class RouterTrainingConfig(TrainingArguments):
             alpha_init=self.alpha_init,
             mixture=self.mixture,
             vocab_size=vocab_size,
+            weight_grid=list(self.oracle_grid) if self.oracle_weight > 0 else None,
             **names,
         )
 
@@ -222,6 +263,7 @@ class RouterTrainer(Trainer):
         self._alpha_log: list[torch.Tensor] = []
         self._margin_log: list[float] = []
         self._outcome_log: list[float] = []
+        self._oracle_log: list[float] = []
         self._frozen_cache: dict[tuple[bytes, int], list[torch.Tensor | None]] = {}
 
     def _check_cache_size(self) -> None:
@@ -407,6 +449,10 @@ class RouterTrainer(Trainer):
         loss = self.args.nll_weight * nll + self.args.alpha_reg * reg
         if self.args.outcome_weight > 0:
             loss = loss + self.args.outcome_weight * self._outcome(router)
+        if self.args.oracle_weight > 0:
+            oracle = oracle_loss(out.grid_logits[:n], inputs["weight_targets"], mask[:n])
+            loss = loss + self.args.oracle_weight * oracle
+            self._oracle_log.append(float(oracle.detach()))
         if pairs:
             sums = token_logprobs[n:].sum(-1)
             chosen, rejected = sums[: len(pairs)], sums[len(pairs) :]
@@ -428,14 +474,17 @@ class RouterTrainer(Trainer):
         if self._margin_log:
             logs["margin_loss"] = round(sum(self._margin_log) / len(self._margin_log), 4)
             self._margin_log.clear()
+        if self._oracle_log:
+            logs["oracle_loss"] = round(sum(self._oracle_log) / len(self._oracle_log), 4)
+            self._oracle_log.clear()
         if self._outcome_log:  # the share of rollouts graded right, under the exploring policy
             logs["rollout_accuracy"] = round(sum(self._outcome_log) / len(self._outcome_log), 4)
             self._outcome_log.clear()
         super().log(logs, *args, **kwargs)
 
 
-def _outcome_task(data: str) -> Task:
-    """The training problems as a task for the outcome term: rows with a question and a numeric answer, all
+def _graded_task(data: str, what: str) -> Task:
+    """The training problems as a task for the outcome or oracle term: rows with a question and a numeric answer, all
     checked before any training (a bad row found at step 500 would lose the run)."""
     from ..data import load_rows
     from ..tasks import TASKS
@@ -443,13 +492,46 @@ def _outcome_task(data: str) -> Task:
     rows = load_rows(data)
     if not rows or "question" not in rows[0] or "answer" not in rows[0]:
         raise ValueError(
-            f"The outcome term grades rollouts of the training problems, but the rows of {data} have no "
-            "'question' and 'answer' fields (GSM8K format). Use GSM8K-format data, or outcome_weight=0."
+            f"The {what} term grades decodes of the training problems, but the rows of {data} have no "
+            f"'question' and 'answer' fields (GSM8K format). Use GSM8K-format data, or {what}_weight=0."
         )
     task = TASKS["jsonl"](rows)
     task.source = data
     task.check_rows(0, len(rows))
     return task
+
+
+def _oracle_traces(
+    base: PreTrainedModel, reward_models: list[PreTrainedModel], base_model: str | None, data: str, config: Any
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The oracle term's training rows (correct guided traces with their targets over the grid) and its summary."""
+    from ..models import load_tokenizer
+
+    task = _graded_task(data, "oracle")
+    task.rows = task.rows[: config.oracle_problems]
+    points = grid_points(config.oracle_grid, len(reward_models))
+    check_grid_size(len(points), len(task.rows))
+    prior = config.alpha_prior if config.alpha_prior is not None else config.alpha_init
+    rows, summary = oracle_rows(
+        base.to(config.device),
+        [m.to(config.device) for m in reward_models],
+        load_tokenizer(base_model),
+        task,
+        points,
+        prior=prior,
+        tie_break=config.oracle_tie_break,
+        max_new_tokens=config.oracle_max_new_tokens,
+        batch_size=config.oracle_batch_size,
+        system=config.system_prompt,
+        work=config.output_dir,
+    )
+    logger.warning("Oracle grid: %s", summary)
+    if not rows:
+        raise ValueError(
+            f"No training problem of {data} separates the grid's weights (each was solved at every grid point, or at "
+            "none): the oracle term has nothing to learn. Use more or harder problems, or a wider oracle_grid."
+        )
+    return rows, summary
 
 
 def _vocab_rows(model: PreTrainedModel) -> int:
@@ -506,7 +588,6 @@ def train_router(
     names = dict(base_model_name_or_path=base_model or DEFAULT_MODEL, reward_model_name_or_path=named)
     set_seed(config.seed)  # the router's initial weights too, not only the Trainer's data order
     router = TARoRouter(config.router_config(vocab, hidden_sizes.pop(), len(rms), **names))
-    logger.warning("Training the router on %d traces from %s", len(traces), data)
     pairs = (
         build_step_pairs(config.pairs_data, tokenizer, seed=config.seed, system=config.system_prompt)
         if config.margin_weight > 0
@@ -514,7 +595,11 @@ def train_router(
     )
     if pairs is not None and not pairs:
         raise ValueError(f"No step pairs could be built from pairs_data={config.pairs_data}.")
-    outcome_task = _outcome_task(data) if config.outcome_weight > 0 else None
+    outcome_task = _graded_task(data, "outcome") if config.outcome_weight > 0 else None
+    oracle = None
+    if config.oracle_weight > 0:
+        traces, oracle = _oracle_traces(base, list(rms.values()), base_model, data, config)
+    logger.warning("Training the router on %d traces from %s", len(traces), data)
     trainer = RouterTrainer(
         base_model=base,
         reward_model=list(rms.values()),
@@ -533,6 +618,13 @@ def train_router(
         + (f"; loss {losses[0]:.4f} → {losses[-1]:.4f}" if losses else "")
         + f"; mixture={config.mixture}, nll_weight={config.nll_weight}, margin_weight={config.margin_weight}"
         + (f" on {len(pairs)} step pairs from `{config.pairs_data}` (beta {config.margin_beta})" if pairs else "")
+        + (
+            f", oracle_weight={config.oracle_weight} (grid {config.oracle_grid} per reward model; "
+            f"{oracle['informative']} of {oracle['problems']} problems informative; best fixed point "
+            f"{oracle['best_fixed_accuracy']:.3f}, oracle {oracle['oracle_accuracy']:.3f})"
+            if oracle
+            else ""
+        )
         + (
             f", outcome_weight={config.outcome_weight} ({config.outcome_problems} problems x "
             f"{config.outcome_rollouts} rollouts a step, sigma {config.outcome_sigma})"

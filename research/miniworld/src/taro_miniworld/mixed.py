@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import shutil
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -54,11 +55,35 @@ from .problems import NAMES
 logger = logging.getLogger(__name__)
 
 GUIDE_B, GUIDE_MULTI = "guide-b", "guide-multi"
+ORACLE_GRID = [0.0, 0.5, 1.0, 2.0, 4.0]
+"""Each reward model's weights in the oracle objective's grid (`RouterTrainingConfig.oracle_grid`): 25 pairs."""
+ORACLE = dict(nll_weight=0.0, oracle_weight=1.0, oracle_grid=ORACLE_GRID, oracle_problems=800)
+ROUTER_CANDIDATES: dict[str, dict[str, Any]] = {
+    "taro_multi_nll": {},
+    "taro_multi_oracle": ORACLE,
+    "taro_multi_oracle_dists": {**ORACLE, "use_reward_hidden_states": False},
+}
+"""The routers over both reward models that validation chooses among (objective x features), each a
+`RouterTrainingConfig` change to `train_miniworld_router`'s settings: guided NLL on correct traces (the router
+shipped until the oracle objective), the oracle objective with the reward models' hidden states among the features,
+and the oracle objective on the distributions' features alone. The one best on mixed validation is `taro_multi`."""
 PAIR_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 """The fixed pairs `(alpha_A, alpha_B)` searched on mixed validation traffic."""
 MIXED_BLOCKS = {"mixed": "small", "transfer_mixed": "large"}
 """Each mixed-traffic block: which base decodes (the larger one was never trained beside the guides)."""
-MIXED_METHODS = ("base", "genarm_a", "genarm_b", "fixed_pair", "per_domain", "taro", "taro_ab", "taro_multi")
+MIXED_METHODS = (
+    "base",
+    "genarm_a",
+    "genarm_b",
+    "fixed_pair",
+    "per_domain",
+    "taro",
+    "taro_ab",
+    "taro_multi_nll",
+    "taro_multi",
+)
+"""Decoded on mixed test traffic: `taro_multi` is the candidate router chosen on validation; `taro_multi_nll` the
+NLL-trained one (the same decodes when NLL is chosen)."""
 
 Spec = tuple
 """What decodes: `("base",)`, `("a", alpha)` / `("b", alpha)` (one reward model, GenARM), `("pair", alpha_A,
@@ -91,21 +116,49 @@ def train_reward_model_b(
     TARoGuide(rm, alpha=1.0, tokenizer=load_tokenizer(str(ckpt / "small"))).save_pretrained(ckpt / GUIDE_B)
 
 
-def train_router_multi(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work: Path) -> None:
-    """`taro_multi`: one router over reward models A and B, trained as `taro_ab` is (same pools, steps, objective:
-    `train_miniworld_router`), saved with both reward models as `ckpt/guide-multi`."""
+def candidate_folder(method: str) -> str:
+    """A candidate router's guide folder in the checkpoints: `guide-multi-nll`, `guide-multi-oracle`, ..."""
+    return "guide-multi-" + method.removeprefix("taro_multi_").replace("_", "-")
+
+
+def train_router_multi(
+    cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work: Path, method: str = "taro_multi_nll"
+) -> None:
+    """A candidate router over reward models A and B (`ROUTER_CANDIDATES[method]`), next to the small base, on the
+    router pools of both domains (no domain labels), saved with both reward models as `ckpt/<candidate_folder>`.
+    The NLL one trains as `taro_ab` does (correct traces of all 2000 A + 2000 B problems); the oracle ones decode
+    the first `oracle_problems` of those problems, A and B alternating, at every grid point (shared between oracle
+    candidates: the grid file is copied, not decoded again)."""
     reward_models = {"a": str(ckpt / "guide-a" / "reward_model"), "b": str(ckpt / GUIDE_B / "reward_model")}
-    rows = data["router_a"] + data["router_b"]
-    train_miniworld_router(cfg, ckpt, rows, work, "taro_multi", ckpt / GUIDE_MULTI, reward_models)
+    objective = ROUTER_CANDIDATES[method]
+    if objective.get("oracle_weight"):
+        rows = [row for pair in zip(data["router_a"], data["router_b"]) for row in pair]
+        objective = {**objective, "oracle_max_new_tokens": cfg.max_new_tokens, "oracle_batch_size": cfg.eval_batch_size}
+        from transformers_taro.training.oracle import ORACLE_FILE
+
+        grid_file = work / method / ORACLE_FILE
+        decoded = [work / m / ORACLE_FILE for m in ROUTER_CANDIDATES if m != method]
+        if not grid_file.is_file() and any(f.is_file() for f in decoded):
+            grid_file.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(next(f for f in decoded if f.is_file()), grid_file)
+    else:
+        rows = data["router_a"] + data["router_b"]
+    train_miniworld_router(cfg, ckpt, rows, work, method, ckpt / candidate_folder(method), reward_models, **objective)
 
 
-def train_mixed(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work: Path, resume: bool) -> None:
-    """The v3 stages, after v2's (`train_all`): reward model B, then the router over both. Journalled in
-    `work/stages-mixed.json`, so `resume` skips what a killed run completed."""
+def train_mixed(
+    cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work: Path, resume: bool, reuse: bool = False
+) -> None:
+    """The v3 stages, after v2's (`train_all`): reward model B, then the candidate routers over both. Journalled in
+    `work/stages-mixed.json`, so `resume` skips what a killed run completed. With `reuse`, reward model B and any
+    candidate router already in `ckpt` (copied from the shipped world) are kept, not trained again."""
     (work / "mixed").mkdir(parents=True, exist_ok=True)
     stages = Stages(work / "mixed", cfg, resume)
-    stages.run("reward model b", train_reward_model_b, cfg, ckpt, data, work, resume)
-    stages.run("router taro_multi", train_router_multi, cfg, ckpt, data, work)
+    if not (reuse and (ckpt / GUIDE_B).is_dir()):
+        stages.run("reward model b", train_reward_model_b, cfg, ckpt, data, work, resume)
+    for method in ROUTER_CANDIDATES:
+        if not (reuse and (ckpt / candidate_folder(method)).is_dir()):
+            stages.run(f"router {method}", train_router_multi, cfg, ckpt, data, work, method)
 
 
 # -- decoding ------------------------------------------------------------------------------------------------------
@@ -120,7 +173,7 @@ class Decoder:
         self.tok = load_tokenizer(str(ckpt / "small"))
         self.bases = {name: load_causal_lm(str(ckpt / name)) for name in ("small", "large")}
         self.single = {"a": TARoGuide.from_pretrained(ckpt / "guide-a"), "b": TARoGuide.from_pretrained(ckpt / GUIDE_B)}
-        folders = {**TARO_METHODS, "taro_multi": GUIDE_MULTI}
+        folders = {**TARO_METHODS, **{m: candidate_folder(m) for m in ROUTER_CANDIDATES}}
         self.routers = {m: TARoGuide.from_pretrained(ckpt / f) for m, f in folders.items() if (ckpt / f).is_dir()}
         models = {d: guide.reward_model for d, guide in self.single.items()}
         self.pair = TARoGuide(models, alpha={"a": 1.0, "b": 1.0})
@@ -172,7 +225,9 @@ def decode_all(
         decoder = Decoder(cfg, ckpt, data, out)
         return {job: load_records(decoder.run(job)) for job in jobs}
     # The slowest first (larger base, two reward models), so that no worker is left alone with a long one at the end.
-    slowest = sorted(jobs, key=lambda job: (job[0] == "large", job[1][0] in ("pair", "taro_multi")), reverse=True)
+    slowest = sorted(
+        jobs, key=lambda job: (job[0] == "large", job[1][0].startswith(("pair", "taro_multi"))), reverse=True
+    )
     with ProcessPoolExecutor(
         processes,
         mp_context=multiprocessing.get_context("spawn"),
@@ -241,6 +296,31 @@ def headroom(cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work
     }
 
 
+def choose_router(
+    cfg: MiniworldConfig, ckpt: Path, data: dict[str, list[dict]], work: Path, processes: int = 1
+) -> dict[str, Any]:
+    """Every trained candidate router (`ROUTER_CANDIDATES`) on mixed validation (small base), and the best: ties go
+    to the earlier candidate. The chosen one is copied to `ckpt/guide-multi`, the guide `taro demo` and the shipped
+    checkpoints use."""
+    from transformers_taro.files import copy_folder
+
+    candidates = [m for m in ROUTER_CANDIDATES if (ckpt / candidate_folder(m)).is_dir()]
+    jobs = [("small", (m,), f"val_{d}") for m in candidates for d in "ab"]
+    runs = decode_all(cfg, ckpt, data, work / "eval-mixed-val", jobs, processes)
+    scores = {}
+    for m in candidates:
+        correct = [r["correct"] for d in "ab" for r in runs["small", (m,), f"val_{d}"]]
+        means = {d: [r["mean_alpha"] for r in runs["small", (m,), f"val_{d}"] if r["mean_alpha"]] for d in "ab"}
+        scores[m] = {
+            "accuracy": sum(correct) / len(correct),
+            "by_domain": {d: _accuracy(runs["small", (m,), f"val_{d}"]) for d in "ab"},
+            "mean_weight": {d: {f"rm_{k}": statistics.mean(w[k] for w in means[d]) for k in "ab"} for d in "ab"},
+        }
+    chosen = max(candidates, key=lambda m: (scores[m]["accuracy"], -candidates.index(m)))
+    copy_folder(ckpt / candidate_folder(chosen), ckpt / GUIDE_MULTI)
+    return {"router_candidates_on_validation": scores, "router": chosen}
+
+
 # -- mixed test traffic ----------------------------------------------------------------------------------------------
 
 
@@ -253,6 +333,7 @@ def method_jobs(base: str, method: str, choice: dict) -> dict[str, Job]:
         "genarm_b": {d: ("b", best["b"]) for d in "ab"},
         "fixed_pair": {d: ("pair", pair["a"], pair["b"]) for d in "ab"},
         "per_domain": {d: (d, best[d]) for d in "ab"},
+        "taro_multi": {d: (choice["router"],) for d in "ab"},
     }.get(method, {d: (method,) for d in "ab"})
     return {d: (base, spec[d], f"test_{d}") for d in "ab"}
 
@@ -320,7 +401,7 @@ def evaluate_mixed(
                 "ci95": list(ci),
                 "by_domain": {d: _accuracy(runs[per_method[m][d]]) for d in "ab"},
             }
-            if m == "taro_multi":
+            if m.startswith("taro_multi"):
                 means = {d: [r["mean_alpha"] for r in runs[per_method[m][d]] if r["mean_alpha"]] for d in "ab"}
                 results[block][m]["mean_weight"] = {
                     d: {f"rm_{k}": statistics.mean(w[k] for w in means[d]) for k in "ab"} for d in "ab"
@@ -331,18 +412,23 @@ def evaluate_mixed(
                 key = f"{block}: taro_multi vs {other}"
                 results["paired"][key] = test["mcnemar_p"]
                 results["paired_detail"][key] = test
-        multi = {d: runs[per_method["taro_multi"][d]] for d in "ab"}
-        results["weights_by_token_type"][block] = weights_by_type(multi, tok)
+        for m in ("taro_multi", "taro_multi_nll"):
+            multi = {d: runs[per_method[m][d]] for d in "ab"}
+            key = block if m == "taro_multi" else f"{block}: {m}"
+            results["weights_by_token_type"][key] = weights_by_type(multi, tok)
     return results
 
 
-def token_pictures(ckpt: Path, data: dict[str, list[dict]], work: Path, test_seed: int, out_stem: Path) -> list[Path]:
-    """One A and one B test problem decoded by `taro_multi` on the small base, both weights per token: HTML and PNG
+def token_pictures(
+    ckpt: Path, data: dict[str, list[dict]], work: Path, test_seed: int, out_stem: Path, router: str
+) -> list[Path]:
+    """One A and one B test problem decoded by `taro_multi` (the candidate `router`) on the small base, both weights
+    per token: HTML and PNG
     (the PNG needs matplotlib; without it, the HTML alone)."""
     tok = load_tokenizer(str(ckpt / "small"))
     sections = []
     for d, title in (("a", "A (arithmetic)"), ("b", "B (comparisons)")):
-        job = ("small", ("taro_multi",), f"test_{d}")
+        job = ("small", (router,), f"test_{d}")
         record = load_records(job_folder(work / f"eval-mixed-test{test_seed}", job))[0]
         gen = Generation(record["output"], record["token_ids"], record["alphas"], ["a", "b"])
         heading = f"{title}: {data[f'test_{d}'][record['index']]['question']}"
@@ -372,6 +458,7 @@ def run_mixed(
     mixed test blocks; the keys the results file gains."""
     start = time.time()
     choice = headroom(cfg, ckpt, data, work, processes)
+    choice.update(choose_router(cfg, ckpt, data, work, processes))
     write_json(work / "mixed-choice.json", choice)
     pair, best_b = choice["best_pair_on_validation"], choice["best_single_alpha_on_validation"]["b"]
     recorded = {
@@ -402,7 +489,7 @@ def run_mixed(
     results["reward_models_on_heldout_pairs"] = reward_model_accuracy(ckpt, data)
     results.update(evaluate_mixed(cfg, ckpt, data, work, test_seed, choice, processes))
     if pictures is not None:
-        token_pictures(ckpt, data, work, test_seed, pictures)
+        token_pictures(ckpt, data, work, test_seed, pictures, choice["router"])
     results["mixed_seconds"] = round(time.time() - start)
     return results
 
@@ -519,11 +606,14 @@ def reproduce_mixed(
     resume: bool = False,
     processes: int = 2,
     train: bool = True,
+    reuse: bool = False,
 ) -> dict[str, Any]:
-    """v3 on a world whose v2 is trained and evaluated already: train reward model B and `taro_multi` beside its
-    checkpoints (for the shipped seed, copies of the shipped ones: its bases and reward model A are reused, never
-    retrained), evaluate the mixed blocks and add them to the seed's results file, whose v2 keys stay as they are.
-    Without `train`, the checkpoints must hold `guide-b/` and `guide-multi/` already."""
+    """v3 on a world whose v2 is trained and evaluated already: train reward model B and the candidate routers
+    beside its checkpoints (for the shipped seed, copies of the shipped ones: its bases and reward model A are
+    reused, never retrained), evaluate the mixed blocks and add them to the seed's results file, whose v2 keys stay
+    as they are. Without `train`, the checkpoints must hold `guide-b/` and the candidates already. With `reuse`
+    (shipped seed), the shipped reward model B and router over both (as the NLL candidate) are copied too, and
+    only the other candidates train."""
     from transformers_taro.files import copy_folder
 
     from .pipeline import CHECKPOINTS, SHIPPED_SEED, markdown, splits
@@ -533,15 +623,17 @@ def reproduce_mixed(
     work = Path(f"runs/miniworld-seed{cfg.seed}")
     ckpt = work / "checkpoints"
     if shipped:
-        sources = ("small", "large", *TARO_METHODS.values()) + (() if train else (GUIDE_B, GUIDE_MULTI))
+        sources = ("small", "large", *TARO_METHODS.values()) + (() if train and not reuse else (GUIDE_B,))
         for name in sources:
             copy_folder(CHECKPOINTS / name, ckpt / name)
+        if reuse or not train:
+            copy_folder(CHECKPOINTS / GUIDE_MULTI, ckpt / candidate_folder("taro_multi_nll"))
     test = cfg.test_seed if test_seed is None else test_seed
     data = splits(cfg, test)
     res = Path(results_dir)
     if train:
         start = time.time()
-        train_mixed(cfg, ckpt, data, work, resume)
+        train_mixed(cfg, ckpt, data, work, resume, reuse)
         logger.warning("mixed-traffic training took %d s", time.time() - start)
     stem = ("miniworld" if shipped else f"miniworld-pipeline-seed{cfg.seed}") + (
         "" if test_seed is None else f"-seed{test_seed}"

@@ -1153,9 +1153,9 @@ def reproduce(
     trained = time.time()
     results = evaluate_all(cfg, ckpt, data, work, test, record_alpha=not eval_only, processes=processes)
     if not world:
-        from .mixed import GUIDE_B, GUIDE_MULTI, add_mixed, run_mixed
+        from .mixed import GUIDE_B, GUIDE_MULTI, ROUTER_CANDIDATES, add_mixed, candidate_folder, run_mixed
 
-        if (ckpt / GUIDE_B).is_dir() and (ckpt / GUIDE_MULTI).is_dir():
+        if (ckpt / GUIDE_B).is_dir() and any((ckpt / candidate_folder(m)).is_dir() for m in ROUTER_CANDIDATES):
             add_mixed(results, run_mixed(cfg, ckpt, data, work, test, processes))
         else:
             logger.warning(
