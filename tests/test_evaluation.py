@@ -151,7 +151,7 @@ def test_eval_cli_writes_generations_and_report(tiny_model_dir, tmp_path, method
 
 
 def test_eval_cli_refuses_missing_parts(tiny_model_dir, tmp_path):
-    with pytest.raises(ValueError, match="--reward_model"):  # the shipped guide does not fit another base
+    with pytest.raises(SystemExit, match="--reward_model"):  # the shipped guide does not fit another base
         main(
             [
                 "eval",
@@ -167,7 +167,7 @@ def test_eval_cli_refuses_missing_parts(tiny_model_dir, tmp_path):
                 str(tmp_path),
             ]
         )
-    with pytest.raises(ValueError, match="--router"):
+    with pytest.raises(SystemExit, match="--router"):
         main(
             [
                 "eval",
@@ -386,5 +386,5 @@ def test_eval_cli_system_prompt_replaces_every_prompts_system_message(tiny_model
     main([*args, "--max_new_tokens", "3", "--system_prompt", "", "--output_dir", str(tmp_path / "none")])
     rows = [json.loads(line) for line in (tmp_path / "none" / "generations.jsonl").read_text().splitlines()]
     assert all("step by step" not in r["prompt"] for r in rows)
-    with pytest.raises(ValueError, match="other settings|system_prompt"):  # a resumed run must ask the same way
+    with pytest.raises(SystemExit, match="other settings|system_prompt"):  # a resumed run must ask the same way
         main([*args, "--max_new_tokens", "3", "--output_dir", str(out)])

@@ -205,7 +205,7 @@ def test_an_out_of_range_alpha_is_refused_before_anything_loads(tmp_path):
 
     missing = str(tmp_path / "no-such-guide")  # would fail later, when loading: the alpha is checked first
     for alpha in ("1e39", "-1", "nan"):
-        with pytest.raises(ValueError, match="alpha"):
+        with pytest.raises(SystemExit, match="alpha"):
             main(["eval", "--task", "gsm8k", "--guide", missing, "--alpha", alpha, "--output_dir", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
 

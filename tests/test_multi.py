@@ -299,7 +299,7 @@ def test_bad_input_is_refused_with_what_to_change():
         named_reward_models(["a=/x", "/y"])
     with pytest.raises(ValueError, match=r"weights for \['c'\], which the guide lacks"):
         TARoGuide({"a": a, "b": b}, alpha={"a": 1.0, "c": 1.0})
-    with pytest.raises(ValueError, match=r"no weight for \['b'\].*0 leaves one out"):
+    with pytest.raises(ValueError, match=r"no weight \(missing or null\) for \['b'\].*0 leaves one out"):
         TARoGuide({"a": a, "b": b}, alpha={"a": 1.0})
     with pytest.raises(ValueError, match=r"alpha must be >= 0"):
         TARoGuide({"a": a, "b": b}, alpha={"a": -1.0, "b": 0.0})

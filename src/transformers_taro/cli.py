@@ -21,7 +21,8 @@ DESCRIPTION = """TARo / GenARM reward-guided decoding for Hugging Face transform
   taro train-router --reward_model DIR --data PATH --output_dir DIR ...
   taro lm-eval --model taro --model_args guide=ID --tasks gsm8k ...
 
-`taro COMMAND --help` describes every option of a command."""
+`taro COMMAND --help` describes every option of a command. A mistake in what was asked ends a command with one line
+on stderr; add --debug to see the traceback."""
 
 
 @dataclass
@@ -156,6 +157,17 @@ def _main_process() -> bool:
     return PartialState().is_main_process
 
 
+def _positive_int(text: str) -> int:
+    """A count of at least 1, checked while the arguments are parsed, before anything loads."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _model_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
     p.add_argument(
         "--base_model", "--base-model", default=None, help="base model: Hub id or folder (None: the embedded SmolLM2)"
@@ -183,7 +195,11 @@ def _model_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
     )
     p.add_argument("--method", type=_method, default=None, help=_METHOD_HELP)
     p.add_argument(
-        "--max_new_tokens", "--max-new-tokens", type=int, default=max_new_tokens, help="tokens to generate at most"
+        "--max_new_tokens",
+        "--max-new-tokens",
+        type=_positive_int,
+        default=max_new_tokens,
+        help="tokens to generate at most",
     )
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"), help="model dtype (None: as saved)")
     p.add_argument(
@@ -361,7 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--guide", default=None, help="guide folder or Hub id (None: the shipped arithmetic guide)")
     p.add_argument(
-        "--max_new_tokens", "--max-new-tokens", type=int, default=96, help="tokens to generate at most per answer"
+        "--max_new_tokens",
+        "--max-new-tokens",
+        type=_positive_int,
+        default=96,
+        help="tokens to generate at most per answer",
     )
     p.add_argument(
         "--data",
@@ -425,17 +445,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The `taro` command. A mistake in what was asked (a library `ValueError`, a missing file, a folder held by
+    another run) ends it with one line on stderr and exit status 1; `--debug`, anywhere, shows the traceback."""
     argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     if not argv:
         parser.print_help()
         return
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if hasattr(args, "run_argv"):
-        args.run_argv(args.argv)
-    else:
-        args.run(args)
+    try:
+        if hasattr(args, "run_argv"):
+            args.run_argv(args.argv)
+        else:
+            args.run(args)
+    except (ValueError, OSError, RuntimeError, ImportError) as err:
+        if debug:
+            raise
+        raise SystemExit(f"taro {args.command}: error: {err} (--debug shows where)") from None
 
 
 if __name__ == "__main__":

@@ -7,11 +7,13 @@ pickled training arguments that only `Trainer` can read back.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,24 @@ def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def safetensors_shapes(path: str | os.PathLike, what: str = "the model") -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape in a safetensors file, read from its header alone; a `ValueError` names the file when it
+    is cut short or corrupt (safetensors checks that the header covers the whole file)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except SafetensorError as err:
+        raise ValueError(f"{path} is corrupt or truncated ({err}). Save or download {what} again.") from None
+
+
+def check_weight_files(folder: str | os.PathLike, what: str = "the model") -> None:
+    """Every `*.safetensors` file in `folder` is whole (`safetensors_shapes`), before anything loads them."""
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        safetensors_shapes(file, what)
+
+
 def write_atomically(path: str | os.PathLike, content: str | bytes) -> None:
     """Write `content` to `path` through a temporary file renamed over it: readers see the old file or the new."""
     path = Path(path)
@@ -88,7 +108,7 @@ def write_folder_atomically(target: str | os.PathLike, write: Callable[[Path], N
     """
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.saving-"))
+    scratch = _scratch_beside(target)
     old = target.parent / f".{target.name}.old-{os.getpid()}"
     try:
         write(scratch)
@@ -131,12 +151,42 @@ def write_entries_atomically(
             "else is touched)."
         )
     target.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.saving-"))
+    scratch = _scratch_beside(target)
     try:
         write(scratch / "new")
         _move_in(scratch / "new", target, entries, last=(marker,), trash=scratch / ".replaced")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+STALE_SCRATCH_SECONDS = 3600
+"""A scratch folder that names no process is left alone for this long before a later save removes it."""
+
+
+def _scratch_beside(target: Path) -> Path:
+    """A new scratch folder beside `target`, named for this process; those that a killed save of the same target
+    left behind (their process is gone) are removed first."""
+    prefix = f".{target.name}.saving-"
+    for stale in target.parent.glob(glob.escape(prefix) + "*"):
+        pid, _, _ = stale.name.removeprefix(prefix).partition("-")
+        if pid.isdigit():
+            gone = int(pid) != os.getpid() and not process_alive(int(pid))
+        else:  # written by an older version, which did not name the process
+            gone = time.time() - stale.stat().st_mtime > STALE_SCRATCH_SECONDS
+        if gone and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f"{prefix}{os.getpid()}-"))
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _move_in(new: Path, target: Path, names: Iterable[str], last: tuple[str, ...], trash: Path) -> None:

@@ -15,6 +15,7 @@ adapters.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import threading
@@ -27,7 +28,7 @@ import torch
 from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
 from .cards import push_folder_to_hub, render_card
-from .files import copy_final_files, read_json_object, write_entries_atomically, write_json
+from .files import check_weight_files, copy_final_files, read_json_object, write_entries_atomically, write_json
 from .fused import FusedAdapter, FusedCache, FusedForward, FusedNotApplicable, FusedProcessor, why_not_fused
 from .mixing import check_alpha
 from .models import is_peft_adapter, load_causal_lm, load_tokenizer, looks_like_a_path, quiet_progress, resolve
@@ -45,7 +46,10 @@ GUIDE_ENTRIES = (GUIDE_CONFIG_NAME, REWARD_MODEL_DIR, REWARD_MODELS_DIR, ROUTER_
 METHODS = ("taro", "genarm")
 SINGLE_NAME = "default"
 """The name of a guide's reward model when it holds one, unnamed (as PEFT names an adapter)."""
+logger = logging.getLogger(__name__)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_NAME_LENGTH = 64
+"""A reward model's name is a folder name: short enough for every filesystem (and a Hub path) with room to spare."""
 
 
 def check_reward_model_names(names: Any) -> list[str]:
@@ -62,9 +66,20 @@ def check_reward_model_names(names: Any) -> list[str]:
                 f"Reward model name {name!r}: use letters, digits, '_', '-' or '.' (not first), as it names the "
                 f"folder {REWARD_MODELS_DIR}/<name>/."
             )
+        if len(name) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"Reward model name {name[:20]}... has {len(name)} characters: use at most {MAX_NAME_LENGTH}, as it "
+                f"names the folder {REWARD_MODELS_DIR}/<name>/."
+            )
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ValueError(f"Reward model name(s) {repeated} given more than once: each reward model needs its own name.")
+    folded = [n for n in names if [m.lower() for m in names].count(n.lower()) > 1]
+    if folded:
+        raise ValueError(
+            f"Reward model names {folded} differ only in case: their folders would be one folder on macOS and "
+            "Windows. Give them names that differ in more than case."
+        )
     return names
 
 
@@ -83,6 +98,12 @@ def named_reward_models(specs: str | os.PathLike | Sequence[str] | Mapping[str, 
     if bare:
         raise ValueError(
             f"Several reward models need a name each: pass name=path (e.g. arith={bare[0]}), not {bare[0]!r}."
+        )
+    empty = [spec for spec, (_, _, path) in zip(specs, pairs) if not path.strip()]
+    if empty:
+        raise ValueError(
+            f"Reward model {empty[0]!r} has an empty path: pass name=path with the reward model's folder, LoRA "
+            "adapter folder or Hub id after the '='."
         )
     names = check_reward_model_names([name for name, _, _ in pairs])
     return {name: path for name, (_, _, path) in zip(names, pairs)}
@@ -111,9 +132,11 @@ def check_alphas(alpha: Any, names: list[str] | None) -> float | dict[str, float
     unknown = sorted(set(alpha) - set(names))
     if unknown:
         raise ValueError(f"alpha has weights for {unknown}, which the guide lacks: its reward models are {names}.")
-    missing = [n for n in names if n not in alpha]
+    missing = [n for n in names if alpha.get(n) is None]
     if missing:
-        raise ValueError(f"alpha has no weight for {missing}: give every reward model a weight (0 leaves one out).")
+        raise ValueError(
+            f"alpha has no weight (missing or null) for {missing}: give every reward model a number (0 leaves one out)."
+        )
     return {n: check_alpha(alpha[n]) for n in names}
 
 
@@ -154,8 +177,15 @@ class TARoGuideConfig:
         if self.reward_models is not None:
             self.reward_models = check_reward_model_names(self.reward_models)
         self.alpha = check_alphas(self.alpha, self.reward_models)
-        if self.vocab_size is not None and (not isinstance(self.vocab_size, int) or self.vocab_size < 1):
-            raise ValueError(f"vocab_size must be a positive whole number, got {self.vocab_size!r}.")
+        vocab = self.vocab_size
+        if vocab is not None and (not isinstance(vocab, int) or isinstance(vocab, bool) or vocab < 1):
+            raise ValueError(f"vocab_size must be a positive whole number, got {vocab!r}.")
+        for name in ("base_model_name_or_path", "system_prompt", "training_summary", "evaluation", "taro_version"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be text (or null), got {value!r}.")
+        if self.alpha_selection is not None and not isinstance(self.alpha_selection, dict):
+            raise ValueError(f"alpha_selection must be an object (or null), got {self.alpha_selection!r}.")
         if self.method not in METHODS:
             raise ValueError(f"A guide's method is one of {METHODS}, got {self.method!r}.")
         if self.method == "genarm" and self.alpha is None:
@@ -179,12 +209,14 @@ class TARoGuideConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(
-                f"{path}: unknown guide settings {unknown}; known: {sorted(known)}. "
-                "Was it written by a newer transformers-taro? Upgrade it."
+            # As peft's configs do: a guide saved by a newer version loads, without what this one cannot use.
+            logger.warning(
+                "%s: ignoring guide settings this version does not know: %s (written by a newer transformers-taro?).",
+                path,
+                ", ".join(unknown),
             )
         try:
-            return cls(**data)
+            return cls(**{k: v for k, v in data.items() if k in known})
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path}: {err}") from None
 
@@ -257,6 +289,13 @@ class TARoGuide:
                 raise ValueError(
                     "A guide needs a reward model (or the LoRA adapter_folder to load it from)"
                     + (f": none for {name!r}." if named else ".")
+                )
+            model = models.get(name)
+            if model is not None and any(p.is_meta for p in model.parameters()):
+                raise ValueError(
+                    f"The reward model{f' {name!r}' if named else ''} has weights on the 'meta' device (no data): "
+                    "load it with from_pretrained (not inside init_empty_weights), or move it with to_empty() and "
+                    "load its weights before building the guide."
                 )
         alpha = check_alphas(alpha, names if named else None)
         if router is not None and router.config.num_reward_models != len(names):
@@ -437,8 +476,19 @@ class TARoGuide:
                 "inputs_embeds cannot be guided: the reward model reads token ids, which embeddings do not give. Pass "
                 "input_ids (the tokenized prompt) instead."
             )
+        if ids is not None and ids.dim() != 2:
+            raise ValueError(
+                f"input_ids must be [batch, length], got shape {list(ids.shape)}: for one prompt, pass "
+                "ids.unsqueeze(0), or tokenize with return_tensors='pt'."
+            )
         if ids is not None and ids.shape[-1] == 0:
             raise ValueError("The prompt is empty (input_ids has no tokens): give every row at least one token.")
+        mask = generate_kwargs.get("attention_mask")
+        if ids is not None and mask is not None and tuple(mask.shape) != tuple(ids.shape):
+            raise ValueError(
+                f"attention_mask has shape {list(mask.shape)} and input_ids {list(ids.shape)}: give the mask the "
+                "tokenizer returned with these input_ids (one entry per prompt token)."
+            )
         self._check_vocabulary(model, generate_kwargs.get("tokenizer"))
         # What generate will use: its own kwargs, else the `generation_config` passed, else the model's.
         config = generate_kwargs.get("generation_config") or model.generation_config
@@ -666,6 +716,8 @@ class LazyRewardModel:
     def __init__(self, model: PreTrainedModel | None, adapter: str | os.PathLike | None):
         if adapter is not None and not is_peft_adapter(adapter):
             raise ValueError(f"adapter_folder={str(adapter)!r} holds no adapter_config.json.")
+        if adapter is not None:
+            _check_adapter(Path(adapter))
         self.model = model
         self.adapter = Path(adapter) if adapter is not None else None
         self.fused = FusedAdapter(adapter) if adapter is not None else None
@@ -712,16 +764,23 @@ def _reward_model_parts(
             "(adapter_config.json). Save or download the guide again."
         )
     if adapter is not None:
-        _check_adapter_base(adapter)
         return None, adapter
     return load_causal_lm(str(rm_dir), dtype=dtype, device_map=device_map), None
 
 
-def _check_adapter_base(adapter: Path) -> None:
-    """The base a LoRA adapter names must be loadable now, not at the first `generate`: a clear error names the
-    adapter's `base_model_name_or_path` (a folder that is gone, a relative path from elsewhere, an uncached Hub id)."""
+def _check_adapter(adapter: Path) -> None:
+    """A saved LoRA adapter must load now, not at the first `generate`: its config names a rank, its weights are
+    whole, and the base it names is loadable (a folder that is gone, a relative path from elsewhere, an uncached Hub
+    id are named as such)."""
     config_file = adapter / "adapter_config.json"
-    base = read_json_object(config_file).get("base_model_name_or_path")
+    config = read_json_object(config_file)
+    if config.get("peft_type", "LORA") == "LORA" and not isinstance(config.get("r"), int):
+        raise ValueError(
+            f"{config_file} has no LoRA rank 'r' (a whole number), so the adapter cannot be read: restore the "
+            "adapter_config.json it was saved with (its rank is lora_A's first dimension)."
+        )
+    check_weight_files(adapter, "the adapter")
+    base = config.get("base_model_name_or_path")
     try:
         resolve(base)
     except FileNotFoundError as err:
@@ -839,6 +898,16 @@ def load_guide(
                     f"holds {len(result.reward_model_names)} ({', '.join(result.reward_model_names)})."
                 )
     if only:
+        unused = sorted(set(alpha) - {only}) if isinstance(alpha, Mapping) else []
+        if unused and only not in alpha:
+            raise ValueError(
+                f"alpha gives weights for {unused} only, but method 'genarm:{only}' decodes with {only!r} alone: give "
+                f"{only}'s weight as {only}=WEIGHT (or none, for the one the guide recorded)."
+            )
+        if unused:
+            logger.warning(
+                "method 'genarm:%s' decodes with %r alone: the weights for %s are not used.", only, only, unused
+            )
         return result.only(only, alpha.get(only) if isinstance(alpha, Mapping) else alpha)
     if kind == "genarm" or (method is None and alpha is not None):
         return result.fixed(alpha)

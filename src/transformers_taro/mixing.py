@@ -33,6 +33,8 @@ def check_alpha(alpha: float | None) -> float | None:
     """
     if alpha is None:
         return None
+    if isinstance(alpha, bool):  # float(True) is 1.0: a flag where a weight belongs is a mistake, not a weight
+        raise ValueError(f"alpha must be a number, got the boolean {alpha!r}.")
     try:
         value = float(alpha)
     except (TypeError, ValueError):

@@ -23,7 +23,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .defaults import DEFAULT_MODEL, DEFAULT_MODEL_DESCRIPTION, is_default_model
-from .files import write_folder_atomically
+from .files import check_weight_files, write_folder_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +181,8 @@ def load_causal_lm(
     `device_map="auto"` spreads a large model over the available GPUs (and CPU) with accelerate.
     """
     path = resolve(name_or_path)
+    if Path(path).is_dir():
+        check_weight_files(path, f"the model in {path}")
     with quiet_progress():
         if is_peft_adapter(path):
             from peft import PeftConfig, PeftModel

@@ -229,7 +229,8 @@ class TARoProcessor(LogitsProcessor):
 
     def _reward_forward(self, k: int, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> Any:
         model = self.reward_models[k]
-        rows = model.get_input_embeddings().num_embeddings
+        # `.weight`, not `.num_embeddings`: peft wraps the embedding of an adapter with trainable tokens.
+        rows = model.get_input_embeddings().weight.shape[0]
         if ids.numel() and int(ids.max()) >= rows:
             raise ValueError(
                 f"Token id {int(ids.max())} is beyond the reward model's vocabulary ({rows} embeddings): the base (or "

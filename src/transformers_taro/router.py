@@ -16,7 +16,7 @@ from transformers.modeling_outputs import ModelOutput
 
 from .cards import push_folder_to_hub, render_card
 from .features import num_features, router_features
-from .files import read_json_object
+from .files import read_json_object, safetensors_shapes
 from .mixing import MIXTURES, as_list
 from .vocabulary import MAX_PADDING_ROWS
 
@@ -82,7 +82,7 @@ class TARoRouterConfig(PretrainedConfig):
             raise ValueError(f"mixture={mixture!r}: choose one of {MIXTURES}.")
         if alpha_init <= 0.0 or (mixture == "product" and alpha_init >= alpha_max):
             raise ValueError(f"alpha_init must lie strictly inside (0, alpha_max={alpha_max}); got {alpha_init}.")
-        if not isinstance(num_reward_models, int) or num_reward_models < 1:
+        if not isinstance(num_reward_models, int) or isinstance(num_reward_models, bool) or num_reward_models < 1:
             raise ValueError(f"num_reward_models must be a whole number >= 1, got {num_reward_models!r}.")
         if mixture == "geometric" and num_reward_models > 1:
             raise ValueError(
@@ -440,13 +440,7 @@ def _check_router_folder(folder: Path) -> None:
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{folder} has a router config but no model.safetensors: the router is incomplete.")
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(weights), "pt") as f:
-            saved = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
-    except SafetensorError as err:
-        raise ValueError(f"{weights} is corrupt or truncated ({err}). Save or download the router again.") from err
+    saved = safetensors_shapes(weights, "the router")
     with torch.device("meta"):  # shapes only: nothing is allocated or initialised
         skeleton = TARoRouter(TARoRouterConfig.from_pretrained(folder))
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}

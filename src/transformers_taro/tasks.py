@@ -152,9 +152,13 @@ def load_task(
 
 
 def _jsonl(rows: list[dict[str, Any]], question_field: str = "question", answer_field: str = "answer") -> Task:
-    return Task(
-        "jsonl", rows, lambda r: str(r[question_field]), numeric_gold(answer_field), extract_number, grade_number
-    )
+    def question(row: dict[str, Any]) -> str:
+        value = row[question_field]
+        if value is None:  # str(None) would ask the model "None"
+            raise ValueError(f"the {question_field!r} field is null")
+        return str(value)
+
+    return Task("jsonl", rows, question, numeric_gold(answer_field), extract_number, grade_number)
 
 
 # Each builder takes the rows and the field names (used by `jsonl` only).

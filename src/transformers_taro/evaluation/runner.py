@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..extras import require
-from ..files import fingerprint, read_json_object, write_atomically, write_json
+from ..files import fingerprint, process_alive, read_json_object, write_atomically, write_json
 from ..graders import grading_timeouts
 from ..tasks import Task
 from .session import Session
@@ -350,29 +350,30 @@ def _writer_lock(out: Path) -> Iterator[None]:
                 pid = int(lock.read_text() or 0)
             except (OSError, ValueError):
                 pid = 0
-            if pid and _alive(pid):
+            if pid == os.getpid() and lock.resolve() in _HELD_LOCKS:
+                raise RuntimeError(
+                    f"{out}: this process is already writing a run here; use another --output_dir."
+                ) from None
+            if pid and pid != os.getpid() and process_alive(pid):
                 raise RuntimeError(
                     f"{out}: another run (process {pid}) is writing here. Wait for it, or use another --output_dir."
                 ) from None
-            lock.unlink(missing_ok=True)  # left by a run that was killed
+            # Left by a run that was killed (its pid may since have been given to this very process).
+            lock.unlink(missing_ok=True)
     else:
         raise RuntimeError(f"{out}: could not take {lock.name}; another run may be starting here.")
     with os.fdopen(fd, "w") as f:
         f.write(str(os.getpid()))
+    _HELD_LOCKS.add(lock.resolve())
     try:
         yield
     finally:
+        _HELD_LOCKS.discard(lock.resolve())
         lock.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+_HELD_LOCKS: set[Path] = set()
+"""The writer locks this process holds: a lock file with this process's pid that is not among them is stale."""
 
 
 def _claim_output_dir(out: Path, settings: dict[str, Any]) -> None:
@@ -390,7 +391,13 @@ def _claim_output_dir(out: Path, settings: dict[str, Any]) -> None:
         ) from err
     run_file = out / RUN_FILE
     if run_file.is_file():
-        previous = json.loads(run_file.read_text())
+        try:
+            previous = read_json_object(run_file)
+        except ValueError as err:
+            raise ValueError(
+                f"{err} It records the settings of the run in {out}: delete {out} to start over, or use another "
+                "--output_dir."
+            ) from None
         changed = sorted(
             k for k in (set(previous) | set(settings)) - {"fingerprints"} if previous.get(k) != settings.get(k)
         )

@@ -102,6 +102,14 @@ class Session:
         return result
 
 
+def describe_guide(guide: TARoGuide) -> str:
+    """The guide's folder or Hub id, or the shipped guide's name for the one that ships in the package."""
+    from ..defaults import DEFAULT_GUIDE
+
+    where = guide.name_or_path or "a guide built in code"
+    return f"{Path(DEFAULT_GUIDE).name} (shipped)" if where == str(DEFAULT_GUIDE) else where
+
+
 def load_session(
     base_model: str | None = None,
     guide: str | None = None,
@@ -141,10 +149,13 @@ def load_session(
         loaded.to(base.device)
     names = {
         "base_model": describe_model(base_model),
-        "guide": None if reward_model else guide,
+        "guide": None if reward_model or loaded is None else guide or describe_guide(loaded),
         "reward_model": reward_model,
         "router": router,
         "alpha": loaded.alpha if loaded is not None and loaded.method == "genarm" else None,
+        # `genarm:a` and `genarm:b` are both "genarm" at the same weight: what decodes is part of a run's settings.
+        "method_option": method,
+        "reward_models_used": None if loaded is None else loaded.reward_model_names,
     }
     if system_prompt is not None:
         names["system_prompt"] = system_prompt
