@@ -79,9 +79,9 @@ def test_the_oracle_loss_teaches_a_router_to_tell_problems_apart():
     points = cfg.grid_points
     lb = torch.randn(8, 5, 20).log_softmax(-1)  # 8 problems, 5 tokens each; the distributions say nothing of kind
     lr = [lb.clone(), lb.clone()]
-    kind = torch.arange(8) % 2
-    hidden = torch.randn(8, 5, 2, 4) + (kind.float() * 2 - 1).view(8, 1, 1, 1) * 3
-    wanted = torch.tensor([[4.0, 0.0], [0.0, 1.0]])[kind]  # kind 0 solved by (4, 0), kind 1 by (0, 1)
+    group = torch.arange(8) % 2
+    hidden = 0.3 * torch.randn(8, 5, 2, 4) + (group.float() * 2 - 1).view(8, 1, 1, 1)
+    wanted = torch.tensor([[4.0, 0.0], [0.0, 1.0]])[group]  # kind 0 solved by (4, 0), kind 1 by (0, 1)
     targets = (points.unsqueeze(0) == wanted.unsqueeze(1)).all(-1).float()  # [8, G]
     mask = torch.ones(8, 5)
     opt = torch.optim.Adam(router.parameters(), lr=1e-2)
@@ -95,8 +95,20 @@ def test_the_oracle_loss_teaches_a_router_to_tell_problems_apart():
         opt.step()
     with torch.no_grad():
         alpha = router.compute_alpha(lb, lr, list(hidden.unbind(-2)))  # [8, 5, 2]
-    assert torch.allclose(alpha[kind == 0], torch.tensor([4.0, 0.0]), atol=0.3)
-    assert torch.allclose(alpha[kind == 1], torch.tensor([0.0, 1.0]), atol=0.3)
+    assert torch.allclose(alpha[group == 0], torch.tensor([4.0, 0.0]), atol=0.3)
+    assert torch.allclose(alpha[group == 1], torch.tensor([0.0, 1.0]), atol=0.3)
+
+
+def test_a_lower_grid_temperature_decodes_nearer_the_most_likely_point():
+    cfg = TARoRouterConfig(vocab_size=20, weight_grid=[0, 1, 4])
+    router = TARoRouter(cfg)
+    scores = torch.log(torch.tensor([[0.3, 0.25, 0.45]]))  # most likely 4, yet the expected weight is 2.05
+    assert router.expected_weight(scores).item() == pytest.approx(2.05)
+    cfg.grid_temperature = 0.05
+    assert router.expected_weight(scores).item() == pytest.approx(4.0, abs=0.01)
+    for bad in (0, -1, float("inf"), True):
+        with pytest.raises(ValueError, match="grid_temperature"):
+            TARoRouterConfig(vocab_size=20, weight_grid=[0, 1], grid_temperature=bad)
 
 
 def _task_solved_at(base, rm, tok, rows, weight: float, system: str | None = None) -> Task:

@@ -48,9 +48,12 @@ class TARoRouterConfig(PretrainedConfig):
             guide with another number of reward models refuses it.
         weight_grid (`list[float]`, *optional*): Make the router a classifier over weight bins (product mixture).
             Its head scores every point of the grid `weight_grid`^K (each reward model at each listed weight), and
-            the weight it decodes with is the expected point under the softmax of those scores. This is the router
-            the oracle objective trains (`RouterTrainingConfig.oracle_weight`): a cross-entropy toward the weights
-            that solved each training problem. Without it (the default), the head is one sigmoid per reward model.
+            the weight it decodes with is the expected point under `softmax(scores / grid_temperature)`. This is
+            the router the oracle objective trains (`RouterTrainingConfig.oracle_weight`) toward the weights that
+            solved each training problem. Without it (the default), the head is one sigmoid per reward model.
+        grid_temperature (`float`, defaults to 1.0): The softmax temperature of a grid router's decoding. Below 1
+            it moves the weight toward the single most likely grid point (0 would be the argmax), where a
+            cross-entropy-trained router spreads its mass over every point that solved problems like this one.
         reward_model_name_or_path (`str`, *optional*): The reward model the router was trained with (with several:
             their names and paths).
         base_model_name_or_path (`str`, *optional*): The base model it was trained with (informational).
@@ -72,6 +75,7 @@ class TARoRouterConfig(PretrainedConfig):
         vocab_size: int | None = None,
         num_reward_models: int = 1,
         weight_grid: list[float] | None = None,
+        grid_temperature: float = 1.0,
         reward_model_name_or_path: str | None = None,
         base_model_name_or_path: str | None = None,
         training_summary: str | None = None,
@@ -91,6 +95,10 @@ class TARoRouterConfig(PretrainedConfig):
             )
         if weight_grid is not None:
             weight_grid = check_weight_grid(weight_grid, alpha_max, mixture)
+        if isinstance(grid_temperature, bool) or not isinstance(grid_temperature, (int, float)):
+            raise ValueError(f"grid_temperature must be a number > 0, got {grid_temperature!r}.")
+        if not (math.isfinite(grid_temperature) and grid_temperature > 0):
+            raise ValueError(f"grid_temperature must be a finite number > 0, got {grid_temperature!r}.")
         if use_reward_hidden_states and not reward_hidden_size:
             raise ValueError("use_reward_hidden_states=True needs reward_hidden_size (the reward model's hidden_size).")
         self.num_top_logprobs = num_top_logprobs
@@ -104,6 +112,7 @@ class TARoRouterConfig(PretrainedConfig):
         self.vocab_size = vocab_size
         self.num_reward_models = num_reward_models
         self.weight_grid = weight_grid
+        self.grid_temperature = float(grid_temperature)
         self.reward_model_name_or_path = reward_model_name_or_path
         self.base_model_name_or_path = base_model_name_or_path
         self.training_summary = training_summary
@@ -274,10 +283,10 @@ class TARoRouter(PreTrainedModel):
         return per_model(weight, reward_logprobs)
 
     def expected_weight(self, grid_logits: torch.Tensor) -> torch.Tensor:
-        """A grid router's weights from its scores `[..., G]`: the expected grid point, `[...]` for one reward model
-        and `[..., K]` for K."""
+        """A grid router's weights from its scores `[..., G]`: the expected grid point under the softmax of the
+        scores at `config.grid_temperature`, `[...]` for one reward model and `[..., K]` for K."""
         points = self.config.grid_points.to(grid_logits.device)
-        weight = torch.softmax(grid_logits.float(), -1) @ points
+        weight = torch.softmax(grid_logits.float() / self.config.grid_temperature, -1) @ points
         return weight.squeeze(-1) if self.config.num_reward_models == 1 else weight
 
     def grid_logits(

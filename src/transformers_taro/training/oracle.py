@@ -14,10 +14,13 @@ cross-entropy at every token of the trace:
 
     L_oracle = mean_t  - sum_g t_g log softmax(router scores)_g
 
-Problems the router cannot tell apart pull it toward the point that solved most of them: within a group it
-cannot separate, the router's best choice is the best fixed weight of that group, and where its features tell
-problems apart (the reward models' hidden states know the question) it can do better than any fixed weight.
-Decoding uses the expected grid point under the router's softmax.
+Within a group of problems the router cannot tell apart, the best choice is the grid point that solved most of
+them. Cross-entropy learns the group's average target, whose most likely point is that one; the softmax mixes
+every point with some mass, so a grid router decodes sharper than it was trained, at a `grid_temperature` below 1
+(chosen on validation). (Maximising the target mass the router's choice hits, `sum_g t_g q_g`, aims at the same
+point directly, but its gradient vanishes wherever q is confident and wrong: it stalls.) Where the features tell
+problems apart (the reward models' hidden states know the question), the router can do better than any fixed
+weight. Decoding uses the expected grid point under `softmax(scores / grid_temperature)`.
 
 The grid decoding is the stage that costs: `len(oracle_grid) ** K` greedy decodes of each of `oracle_problems`
 problems. It is written to `oracle_grid.jsonl` beside the router's checkpoints, and a resumed run reuses it.
@@ -195,4 +198,11 @@ def check_grid_size(num_points: int, problems: int) -> None:
         )
 
 
-__all__ = ["decode_fixed", "grid_targets", "oracle_loss", "oracle_rows", "ORACLE_FILE", "check_grid_size"]
+__all__ = [
+    "decode_fixed",
+    "grid_targets",
+    "oracle_loss",
+    "oracle_rows",
+    "ORACLE_FILE",
+    "check_grid_size",
+]

@@ -120,6 +120,9 @@ class RouterTrainingConfig(TrainingArguments):
         default=0.25,
         metadata={"help": "Among the grid points that solved a problem, lean toward alpha_prior: exp(-this * L1)."},
     )
+    grid_temperature: float = field(
+        default=1.0, metadata={"help": "The grid router's decoding temperature (see TARoRouterConfig)."}
+    )
     oracle_max_new_tokens: int = field(default=256, metadata={"help": "Length limit of a grid decode."})
     oracle_batch_size: int = field(default=64, metadata={"help": "Problems decoded at once in the grid stage."})
     cache_frozen_outputs: bool = field(
@@ -198,6 +201,7 @@ class RouterTrainingConfig(TrainingArguments):
             mixture=self.mixture,
             vocab_size=vocab_size,
             weight_grid=list(self.oracle_grid) if self.oracle_weight > 0 else None,
+            grid_temperature=self.grid_temperature,
             **names,
         )
 

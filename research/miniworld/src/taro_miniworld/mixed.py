@@ -58,6 +58,8 @@ GUIDE_B, GUIDE_MULTI = "guide-b", "guide-multi"
 ORACLE_GRID = [0.0, 0.5, 1.0, 2.0, 4.0]
 """Each reward model's weights in the oracle objective's grid (`RouterTrainingConfig.oracle_grid`): 25 pairs."""
 ORACLE = dict(nll_weight=0.0, oracle_weight=1.0, oracle_grid=ORACLE_GRID, oracle_problems=800)
+GRID_TEMPERATURES = (1.0, 0.3, 0.1)
+"""The decoding temperatures (`TARoRouterConfig.grid_temperature`) each oracle router is scored at on validation."""
 ROUTER_CANDIDATES: dict[str, dict[str, Any]] = {
     "taro_multi_nll": {},
     "taro_multi_oracle": ORACLE,
@@ -186,6 +188,8 @@ class Decoder:
             return self.single[kind].fixed(spec[1])
         if kind == "pair":
             return self.pair.fixed({"a": spec[1], "b": spec[2]})
+        if len(spec) == 2:  # a grid router at another decoding temperature
+            return at_temperature(self.routers[kind], spec[1])
         return self.routers[kind]
 
     def run(self, job: Job) -> Path:
@@ -200,6 +204,15 @@ class Decoder:
             progress=False,
         )
         return folder
+
+
+def at_temperature(guide: TARoGuide, temperature: float) -> TARoGuide:
+    """The guide with a copy of its grid router that decodes at `temperature` (`TARoRouterConfig.grid_temperature`)."""
+    import copy
+
+    router = copy.deepcopy(guide.router)
+    router.config.grid_temperature = temperature
+    return guide._replace(router=router)
 
 
 _DECODER: Decoder | None = None  # a worker process's own (`decode_all`)
@@ -304,21 +317,27 @@ def choose_router(
     checkpoints use."""
     from transformers_taro.files import copy_folder
 
-    candidates = [m for m in ROUTER_CANDIDATES if (ckpt / candidate_folder(m)).is_dir()]
-    jobs = [("small", (m,), f"val_{d}") for m in candidates for d in "ab"]
+    trained = [m for m in ROUTER_CANDIDATES if (ckpt / candidate_folder(m)).is_dir()]
+    specs = [(m, t) if ROUTER_CANDIDATES[m].get("oracle_weight") else (m,) for m in trained for t in GRID_TEMPERATURES]
+    specs = list(dict.fromkeys(specs))  # an NLL router has no temperature: listed once
+    jobs = [("small", spec, f"val_{d}") for spec in specs for d in "ab"]
     runs = decode_all(cfg, ckpt, data, work / "eval-mixed-val", jobs, processes)
     scores = {}
-    for m in candidates:
-        correct = [r["correct"] for d in "ab" for r in runs["small", (m,), f"val_{d}"]]
-        means = {d: [r["mean_alpha"] for r in runs["small", (m,), f"val_{d}"] if r["mean_alpha"]] for d in "ab"}
-        scores[m] = {
+    for spec in specs:
+        rows = {d: runs["small", spec, f"val_{d}"] for d in "ab"}
+        correct = [r["correct"] for d in "ab" for r in rows[d]]
+        means = {d: [r["mean_alpha"] for r in rows[d] if r["mean_alpha"]] for d in "ab"}
+        scores[spec_name(spec)] = {
             "accuracy": sum(correct) / len(correct),
-            "by_domain": {d: _accuracy(runs["small", (m,), f"val_{d}"]) for d in "ab"},
+            "by_domain": {d: _accuracy(rows[d]) for d in "ab"},
             "mean_weight": {d: {f"rm_{k}": statistics.mean(w[k] for w in means[d]) for k in "ab"} for d in "ab"},
         }
-    chosen = max(candidates, key=lambda m: (scores[m]["accuracy"], -candidates.index(m)))
-    copy_folder(ckpt / candidate_folder(chosen), ckpt / GUIDE_MULTI)
-    return {"router_candidates_on_validation": scores, "router": chosen}
+    chosen = max(specs, key=lambda spec: (scores[spec_name(spec)]["accuracy"], -specs.index(spec)))
+    copy_folder(ckpt / candidate_folder(chosen[0]), ckpt / GUIDE_MULTI)
+    if len(chosen) == 2:  # the chosen decoding temperature travels with the shipped router
+        config_file = ckpt / GUIDE_MULTI / "router" / "config.json"
+        write_json(config_file, {**json.loads(config_file.read_text()), "grid_temperature": chosen[1]})
+    return {"router_candidates_on_validation": scores, "router": list(chosen)}
 
 
 # -- mixed test traffic ----------------------------------------------------------------------------------------------
@@ -333,7 +352,7 @@ def method_jobs(base: str, method: str, choice: dict) -> dict[str, Job]:
         "genarm_b": {d: ("b", best["b"]) for d in "ab"},
         "fixed_pair": {d: ("pair", pair["a"], pair["b"]) for d in "ab"},
         "per_domain": {d: (d, best[d]) for d in "ab"},
-        "taro_multi": {d: (choice["router"],) for d in "ab"},
+        "taro_multi": {d: tuple(choice["router"]) for d in "ab"},
     }.get(method, {d: (method,) for d in "ab"})
     return {d: (base, spec[d], f"test_{d}") for d in "ab"}
 
@@ -420,15 +439,14 @@ def evaluate_mixed(
 
 
 def token_pictures(
-    ckpt: Path, data: dict[str, list[dict]], work: Path, test_seed: int, out_stem: Path, router: str
+    ckpt: Path, data: dict[str, list[dict]], work: Path, test_seed: int, out_stem: Path, router: Spec
 ) -> list[Path]:
-    """One A and one B test problem decoded by `taro_multi` (the candidate `router`) on the small base, both weights
-    per token: HTML and PNG
-    (the PNG needs matplotlib; without it, the HTML alone)."""
+    """One A and one B test problem decoded by `taro_multi` (the chosen candidate, `router`) on the small base, both
+    weights per token: HTML and PNG (the PNG needs matplotlib; without it, the HTML alone)."""
     tok = load_tokenizer(str(ckpt / "small"))
     sections = []
     for d, title in (("a", "A (arithmetic)"), ("b", "B (comparisons)")):
-        job = ("small", (router,), f"test_{d}")
+        job = ("small", router, f"test_{d}")
         record = load_records(job_folder(work / f"eval-mixed-test{test_seed}", job))[0]
         gen = Generation(record["output"], record["token_ids"], record["alphas"], ["a", "b"])
         heading = f"{title}: {data[f'test_{d}'][record['index']]['question']}"
@@ -489,7 +507,7 @@ def run_mixed(
     results["reward_models_on_heldout_pairs"] = reward_model_accuracy(ckpt, data)
     results.update(evaluate_mixed(cfg, ckpt, data, work, test_seed, choice, processes))
     if pictures is not None:
-        token_pictures(ckpt, data, work, test_seed, pictures, choice["router"])
+        token_pictures(ckpt, data, work, test_seed, pictures, tuple(choice["router"]))
     results["mixed_seconds"] = round(time.time() - start)
     return results
 
