@@ -403,3 +403,21 @@ def test_adapter_parts_the_delta_does_not_describe_fall_back(tmp_path, extra):
     reference = TARoGuide(reloaded, alpha=1.0)
     want = reference.generate(base, fused=False, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
     assert torch.equal(out.sequences, want.sequences)
+
+
+def test_without_private_torch_the_fused_path_decodes_the_same_tokens(tmp_path, monkeypatch):
+    """`TARO_NO_PRIVATE_TORCH=1`: no version counters, no oneDNN output layer; the same tokens, still fused, and a
+    change of weights is still seen (every call compares them)."""
+    from transformers_taro import fused
+
+    base, guide = lora_guide(tmp_path)
+    ids, mask = left_padded(PROMPTS)
+    want = guide.generate(base, fused=True, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+    monkeypatch.setenv(fused.PRIVATE_TORCH_ENV, "1")
+    assert not fused.private_torch("version") and not fused.private_torch("onednn")
+    assert not fused.onednn_applies(base.get_output_embeddings())
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda *a: pytest.fail("private op"), raising=False)
+    got = guide.generate(base, input_ids=ids, attention_mask=mask, do_sample=False, **GEN)
+    assert got.decoding == "fused" and torch.equal(got.sequences, want.sequences)
+    base.load_state_dict(tiny_lm(seed=99).state_dict())
+    assert guide.generate(base, input_ids=ids, attention_mask=mask, do_sample=False, **GEN).decoding == "processor"

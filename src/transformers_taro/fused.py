@@ -19,7 +19,6 @@ reward blocks taken off on the way out), a `DynamicCache` whose beam reordering 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -38,6 +37,21 @@ from transformers import DynamicCache, PreTrainedModel
 from .processor import RewardState, TARoProcessor, positions_from_mask, tensor_per_model
 
 _PEFT_PREFIX = "base_model.model."
+PRIVATE_TORCH_ENV = "TARO_NO_PRIVATE_TORCH"
+"""Set to 1 to keep the fused path on torch's public API alone: no `Tensor._version` (every call checks the
+model's weights again) and no oneDNN inner product for the output layer (nn.Linear's own). The tokens are the same."""
+
+
+def private_torch(feature: str) -> bool:
+    """Whether the fused path may use the private torch `feature` ("version" or "onednn"): it exists in this torch,
+    and `TARO_NO_PRIVATE_TORCH` is not set. Each use has a public fallback that decodes the same tokens."""
+    if os.environ.get(PRIVATE_TORCH_ENV, "").strip() not in ("", "0"):
+        return False
+    if feature == "version":
+        return hasattr(torch.Tensor, "_version")
+    if feature == "onednn":
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    raise ValueError(f"unknown private torch feature {feature!r}")
 
 
 class FusedNotApplicable(ValueError):
@@ -55,20 +69,25 @@ class LoRAWeights:
     @classmethod
     def from_folder(cls, folder: str | os.PathLike) -> LoRAWeights:
         """Read a peft LoRA adapter folder; refuse what the delta `scale · B A x` does not describe."""
+        from peft import LoraConfig, PeftConfig
+
         folder = Path(folder)
-        config = json.loads((folder / "adapter_config.json").read_text())
+        config = PeftConfig.from_pretrained(str(folder))
+        if not isinstance(config, LoraConfig):
+            raise FusedNotApplicable(
+                f"the adapter in {folder} is a {config.peft_type} adapter, which the fused path does not implement."
+            )
         unsupported = [
             what
             for what, present in (
-                ("a non-LoRA adapter", config.get("peft_type", "LORA") != "LORA"),
-                ("DoRA", config.get("use_dora")),
-                ("modules_to_save", config.get("modules_to_save")),
-                ("trained biases", config.get("bias", "none") != "none"),
-                ("fan_in_fan_out (GPT-2 Conv1D) layers", config.get("fan_in_fan_out")),
-                ("per-module ranks or scales", config.get("rank_pattern") or config.get("alpha_pattern")),
-                ("layer replication", config.get("layer_replication")),
-                ("lora_bias", config.get("lora_bias")),
-                ("trainable_token_indices", config.get("trainable_token_indices")),
+                ("DoRA", config.use_dora),
+                ("modules_to_save", config.modules_to_save),
+                ("trained biases", config.bias != "none"),
+                ("fan_in_fan_out (GPT-2 Conv1D) layers", config.fan_in_fan_out),
+                ("per-module ranks or scales", config.rank_pattern or config.alpha_pattern),
+                ("layer replication", config.layer_replication),
+                ("lora_bias", config.lora_bias),
+                ("trainable_token_indices", config.trainable_token_indices),
             )
             if present
         ]
@@ -76,8 +95,8 @@ class LoRAWeights:
             raise FusedNotApplicable(
                 f"the adapter in {folder} uses {', '.join(unsupported)}, which the fused path does not implement."
             )
-        r = config["r"]
-        scale = config["lora_alpha"] / (math.sqrt(r) if config.get("use_rslora") else r)
+        r = config.r
+        scale = config.lora_alpha / (math.sqrt(r) if config.use_rslora else r)
         if not (folder / "adapter_model.safetensors").is_file():
             raise FusedNotApplicable(
                 f"the adapter in {folder} has no adapter_model.safetensors (the fused path reads "
@@ -100,7 +119,7 @@ class LoRAWeights:
             if key.endswith(".lora_A.weight"):
                 name = key.removesuffix(".lora_A.weight").removeprefix(_PEFT_PREFIX)
                 modules[name] = (a, weights[key.replace(".lora_A.", ".lora_B.")])
-        return cls(config.get("base_model_name_or_path"), scale, modules)
+        return cls(config.base_model_name_or_path, scale, modules)
 
 
 def check_same_base(model: PreTrainedModel, lora: LoRAWeights) -> None:
@@ -172,9 +191,12 @@ class FusedAdapter:
 
     def base_verdict(self, model: PreTrainedModel) -> str | None:
         """Why `model` is not the adapter's base (None: it is), cached until its parameters change."""
-        state = tuple((p.data_ptr(), p._version) for p in model.parameters())
+        # A parameter's version counter moves with every in-place change: the verdict holds until one does. Without
+        # it (a torch that drops the private counter, or TARO_NO_PRIVATE_TORCH), every call compares the weights.
+        versions = private_torch("version")
+        state = tuple((p.data_ptr(), p._version if versions else None) for p in model.parameters())
         cached = self._verdicts.get(model)
-        if cached is None or cached[0] != state:
+        if cached is None or cached[0] != state or not versions:
             try:
                 check_same_base(model, self.lora)
                 cached = (state, None)
@@ -519,8 +541,7 @@ def onednn_applies(layer: Any) -> bool:
         type(layer) is torch.nn.Linear
         and layer.weight.device.type == "cpu"
         and layer.weight.dtype == torch.float32
-        and torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        and private_torch("onednn")
     )
 
 
