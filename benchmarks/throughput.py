@@ -5,6 +5,10 @@ size, in interleaved rounds (so drift of a shared machine hits every method alik
 - plain `generate` (no guidance);
 - the processor path: `guide.generate(base, fused=False)` (base forward + reward-model forward per token);
 - the fused path: `guide.generate(base, fused=True)` (one forward over 2B rows);
+- peft's own mixed batch: one `PeftModel` over a second copy of the base with the guide's adapter(s), each prompt
+  repeated once per block with `adapter_names=["__base__", ..., "default", ...]`, guided by a logits processor that
+  mixes the blocks' scores with the same router (`mixing.guided_scores`) and gives every block the guided scores,
+  so all blocks take the same token: what a peft user would build first;
 - transformers' CFG processor with the reward model as its guide (`UnbatchedClassifierFreeGuidanceLogitsProcessor`),
   a peer that also runs a second model per token;
 - on CPU, for information: plain `generate` with its output layer run through oneDNN, as the fused path runs its
@@ -41,19 +45,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import transformers
+from peft import PeftConfig
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    LogitsProcessor,
     LogitsProcessorList,
     UnbatchedClassifierFreeGuidanceLogitsProcessor,
 )
 
 from transformers_taro import DEFAULT_GUIDE, TARoGuide
 from transformers_taro.fused import onednn_applies, onednn_forward
+from transformers_taro.mixing import guided_scores
 from transformers_taro.models import load_causal_lm, load_tokenizer
 
 QUESTIONS = [
@@ -128,6 +136,58 @@ def load(random_weights: str | None, device: str, dtype: str = "float32", reward
     if reward_models > 1:
         guide = several(guide, reward_models, dtype)
     return tok, base.to(device), guide.to(device)
+
+
+class MixedBatchGuidance(LogitsProcessor):
+    """Guidance over peft's mixed batch: rows `[j*B:(j+1)*B]` are block j (0: the base, j: adapter j). The base
+    block's scores are mixed with the adapters' by the guide's router or fixed weights, and every block gets the
+    mixed scores, so that each block's greedy token is the same (the adapters' caches follow the decoded text)."""
+
+    def __init__(self, guide: TARoGuide, blocks: int):
+        self.guide, self.blocks = guide, blocks
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        b = scores.shape[0] // self.blocks
+        rewards = [scores[j * b : (j + 1) * b] for j in range(1, self.blocks)]
+        if self.guide.method == "taro":
+            mixed, _ = guided_scores(scores[:b], rewards if len(rewards) > 1 else rewards[0], router=self.guide.router)
+        else:
+            weights = self.guide.config.weights()
+            mixed, _ = guided_scores(scores[:b], rewards if len(rewards) > 1 else rewards[0], alpha=weights)
+        return mixed.repeat(self.blocks, 1)
+
+
+def peft_mixed_batch(guide: TARoGuide, random_weights: str | None, device: str, dtype: str) -> Any:
+    """A `PeftModel` over a fresh copy of the base holding the guide's adapter(s) by name, and `run(enc, gen)`,
+    which decodes `enc` as one mixed batch guided by `MixedBatchGuidance`; returns the base block's sequences."""
+    from peft import PeftModel
+
+    if random_weights is None:
+        copy = load_causal_lm(None, dtype=dtype)
+    else:
+        adapter = next(iter(guide._rewards.values())).adapter
+        copy = load_causal_lm(PeftConfig.from_pretrained(str(adapter)).base_model_name_or_path, dtype=dtype)
+    names = guide.reward_model_names
+    folders = [reward.adapter for reward in guide._rewards.values()]
+    model = PeftModel.from_pretrained(copy, str(folders[0]), adapter_name=names[0])
+    for name, folder in zip(names[1:], folders[1:]):
+        model.load_adapter(str(folder), adapter_name=name)
+    model = model.to(device).eval()
+    blocks = len(names) + 1
+
+    def run(enc: dict, gen: dict) -> torch.Tensor:
+        b = enc["input_ids"].shape[0]
+        adapter_names = [name for name in ["__base__", *names] for _ in range(b)]
+        out = model.generate(
+            input_ids=enc["input_ids"].repeat(blocks, 1),
+            attention_mask=enc["attention_mask"].repeat(blocks, 1),
+            adapter_names=adapter_names,
+            logits_processor=LogitsProcessorList([MixedBatchGuidance(guide, blocks)]),
+            **gen,
+        )
+        return out[:b]
+
+    return run
 
 
 def _device_memory_mib(device: str, peak: bool) -> float:
@@ -216,6 +276,8 @@ def main() -> None:
         "processor path": lambda enc: guide.generate(base, fused=False, **enc, **gen),
         "fused path": lambda enc: guide.generate(base, fused=True, **enc, **gen),
     }
+    mixed_batch = peft_mixed_batch(guide, args.random_weights, args.device, args.dtype)
+    methods["peft mixed batch"] = lambda enc: mixed_batch(enc, gen)
     if k == 1:
         # The peer reads the whole prompt with its guide model, as a reward model must: same work as a prefill.
         methods["CFG processor (transformers)"] = lambda enc: base.generate(
@@ -269,6 +331,7 @@ def main() -> None:
             spread = f"{min(speeds[name]):.1f}-{max(speeds[name]):.1f}"
             print(f"  {name:36s} {value:7.1f} tok/s  (rounds {spread})  {value / limit:5.2f}x the limit")
         print(f"  fused / processor path: {median['fused path'] / median['processor path']:.2f}x")
+        print(f"  fused path / peft mixed batch: {median['fused path'] / median['peft mixed batch']:.2f}x")
         if "plain generate, oneDNN output layer" in median:
             stronger = median["plain generate, oneDNN output layer"] / (k + 1)
             print(
@@ -283,11 +346,14 @@ def main() -> None:
         alphas_fused = guide.alphas.clone()
         proc = guide.generate(base, fused=False, **enc, **gen)
         alphas_proc = guide.alphas.clone()
+        peft = mixed_batch(enc, gen)
     same = sum(bool(torch.equal(a, b)) for a, b in zip(fused, proc))
     print(
         f"\nidentical tokens, fused vs processor path (greedy, batch {rows}, {n} tokens): {same}/{rows} rows; "
         f"max |alpha difference| {float((alphas_fused - alphas_proc).abs().max()):.2e}"
     )
+    same_peft = sum(bool(torch.equal(a, b)) for a, b in zip(fused, peft))
+    print(f"identical tokens, fused path vs peft mixed batch: {same_peft}/{rows} rows")
 
     held = "device memory allocated" if args.device.startswith("cuda") else "resident"
     print(
