@@ -291,6 +291,28 @@ def test_the_same_seed_gives_the_same_router(tiny_model_dir, gsm8k_file, trained
         assert torch.equal(p, q)  # initial weights seeded too, not only the data order
 
 
+def test_a_router_can_start_from_a_saved_one(tiny_model_dir, gsm8k_file, trained_rm, tmp_path):
+    first = str(tmp_path / "first")
+    train_router(tiny_model_dir, trained_rm, gsm8k_file, first, router_config(first, max_steps=2, alpha_init=2.0))
+    start = TARoRouter.from_pretrained(first)
+    again = str(tmp_path / "again")
+    cfg = router_config(again, max_steps=1, learning_rate=0.0, init_router=first, seed=5)  # seed 5: another init
+    train_router(tiny_model_dir, trained_rm, gsm8k_file, again, cfg)
+    resumed = TARoRouter.from_pretrained(again)
+    assert resumed.config.alpha_init == 2.0  # the saved router's settings, not the config's default of 1
+    for p, q in zip(start.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)  # learning rate 0: it is the saved router
+    other = {"a": trained_rm, "b": trained_rm}
+    with pytest.raises(ValueError, match="weighs 1 reward model"):
+        train_router(
+            tiny_model_dir,
+            other,
+            gsm8k_file,
+            str(tmp_path / "x"),
+            router_config(str(tmp_path / "x"), init_router=first),
+        )
+
+
 def test_router_margin_and_geometric_mixture_train_and_are_recorded(tiny_model_dir, gsm8k_file, trained_rm, tmp_path):
     """A geometric router trained on NLL + step margin: the loss is the documented objective, computed by hand."""
     from transformers_taro.training.router import RouterTrainer

@@ -146,6 +146,13 @@ class RouterTrainingConfig(TrainingArguments):
         },
     )
     alpha_prior: float | None = field(default=None, metadata={"help": "Prior alpha (default: alpha_init)."})
+    init_router: str | None = field(
+        default=None,
+        metadata={
+            "help": "Start from this saved router (folder or Hub id; its shape, features and mixture) instead of a "
+            "fresh one: e.g. an NLL-trained router, refined by the outcome term."
+        },
+    )
     max_length: int = field(default=512, metadata={"help": "Maximum trace length in tokens."})
     learning_rate: float = field(default=1e-3, metadata={"help": "The router is small: a large rate is fine."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Rows are tokenized by the collator."})
@@ -591,7 +598,20 @@ def train_router(
     named = ", ".join(f"{n}={p}" for n, p in specs.items()) if isinstance(specs, dict) else specs
     names = dict(base_model_name_or_path=base_model or DEFAULT_MODEL, reward_model_name_or_path=named)
     set_seed(config.seed)  # the router's initial weights too, not only the Trainer's data order
-    router = TARoRouter(config.router_config(vocab, hidden_sizes.pop(), len(rms), **names))
+    if config.init_router:
+        from ..models import resolve
+
+        router = TARoRouter.from_pretrained(resolve(config.init_router))
+        if router.config.num_reward_models != len(rms):
+            raise ValueError(
+                f"init_router={config.init_router} weighs {router.config.num_reward_models} reward model(s), not "
+                f"the {len(rms)} given: start from a router trained with these reward models."
+            )
+        if config.oracle_weight > 0 and router.config.weight_grid is None:
+            raise ValueError(f"init_router={config.init_router} has no weight_grid: the oracle term needs one.")
+        router.config.update(names)
+    else:
+        router = TARoRouter(config.router_config(vocab, hidden_sizes.pop(), len(rms), **names))
     pairs = (
         build_step_pairs(config.pairs_data, tokenizer, seed=config.seed, system=config.system_prompt)
         if config.margin_weight > 0

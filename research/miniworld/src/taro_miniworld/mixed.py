@@ -72,13 +72,21 @@ ROUTER_CANDIDATES: dict[str, dict[str, Any]] = {
         alpha_init=0.25,  # the fixed pair chosen on seed 3's validation: the policy starts at GenARM's weights
         max_steps=300,
     ),
+    "taro_multi_outcome_from_nll": dict(
+        nll_weight=0.0,
+        outcome_weight=1.0,
+        outcome_problems=16,
+        outcome_rollouts=4,
+        init_router="taro_multi_nll",  # the NLL candidate's router: the policy starts where NLL left it
+        max_steps=300,
+    ),
 }
 """The routers over both reward models that validation chooses among (objective x features), each a
 `RouterTrainingConfig` change to `train_miniworld_router`'s settings: guided NLL on correct traces (the router
 shipped until the oracle objective), the oracle objective with the reward models' hidden states among the features,
 the oracle objective on the distributions' features alone, and the outcome objective (REINFORCE on graded rollouts
-of the router's pools, 16 problems x 4 rollouts a step, from the validated fixed weight). The one best on mixed
-validation is `taro_multi`."""
+of the router's pools, 16 problems x 4 rollouts a step), from the validated fixed weight or from the NLL router. The
+one best on mixed validation is `taro_multi`."""
 PAIR_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 """The fixed pairs `(alpha_A, alpha_B)` searched on mixed validation traffic."""
 MIXED_BLOCKS = {"mixed": "small", "transfer_mixed": "large"}
@@ -145,6 +153,8 @@ def train_router_multi(
     objective = ROUTER_CANDIDATES[method]
     if objective.get("outcome_weight"):
         objective = {**objective, "outcome_max_new_tokens": cfg.max_new_tokens}
+    if objective.get("init_router"):
+        objective = {**objective, "init_router": str(ckpt / candidate_folder(objective["init_router"]) / "router")}
     if objective.get("oracle_weight"):
         rows = [row for pair in zip(data["router_a"], data["router_b"]) for row in pair]
         objective = {**objective, "oracle_max_new_tokens": cfg.max_new_tokens, "oracle_batch_size": cfg.eval_batch_size}
