@@ -185,7 +185,7 @@ def test_eval_cli_refuses_missing_parts(tiny_model_dir, tmp_path):
                 str(tmp_path),
             ]
         )
-    with pytest.raises(ValueError, match="no_repeat_ngram_size must be at least 1"):
+    with pytest.raises(SystemExit, match="no_repeat_ngram_size must be at least 1"):
         main(
             [
                 "eval",
