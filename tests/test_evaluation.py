@@ -201,7 +201,7 @@ def test_eval_cli_refuses_missing_parts(tiny_model_dir, tmp_path):
                 str(tmp_path),
             ]
         )
-    with pytest.raises(ValueError, match="negative"):
+    with pytest.raises(SystemExit, match="negative"):
         main(
             [
                 "eval",
