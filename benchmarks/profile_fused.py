@@ -43,8 +43,8 @@ def main() -> None:
     for batch in args.batch_sizes:
         enc = tok([guide.format_prompt(QUESTION, tok)] * batch, return_tensors="pt", padding=True)
         runs = {
-            "plain generate": lambda: base.generate(**enc, **gen),
-            "fused path": lambda: guide.generate(base, fused=True, **enc, **gen),
+            "plain generate": lambda enc=enc: base.generate(**enc, **gen),
+            "fused path": lambda enc=enc: guide.generate(base, fused=True, **enc, **gen),
         }
         for run in runs.values():  # warm-up: the fused path's weight check and first-call costs
             with torch.inference_mode():
