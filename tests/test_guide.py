@@ -299,3 +299,15 @@ def test_what_a_guide_was_measured_on_travels_with_it(tmp_path):
     card = (tmp_path / "g" / "README.md").read_text()
     assert "## Evaluation\n\n| problems | n | base | GenARM |" in card and "| multiply | 1000 | 0.45 | 0.60 |" in card
     assert TARoGuide.from_pretrained(tmp_path / "g").config.evaluation == guide.config.evaluation
+
+
+def test_the_guide_config_reads_and_writes_like_a_peft_config(tmp_path):
+    guide = TARoGuide(tiny_lm(seed=2), alpha=0.5)
+    guide.save_pretrained(tmp_path / "skipped", is_main_process=False)
+    assert not (tmp_path / "skipped").exists()  # another process's save writes nothing
+    guide.save_pretrained(tmp_path / "g")
+    config = TARoGuideConfig.from_pretrained(tmp_path / "g")  # no model loaded
+    assert config.to_dict() == guide.config.to_dict() and config.alpha == 0.5
+    config.alpha = 2.0
+    config.save_pretrained(tmp_path / "g")
+    assert TARoGuide.from_pretrained(tmp_path / "g").alpha == 2.0

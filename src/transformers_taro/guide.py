@@ -202,6 +202,23 @@ class TARoGuideConfig:
             return [self.alpha[n] for n in self.reward_models]
         return self.alpha
 
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as `guide_config.json` holds them."""
+        return dataclasses.asdict(self)
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Write `guide_config.json` into `save_directory` (atomically), as peft's configs write theirs."""
+        Path(save_directory).mkdir(parents=True, exist_ok=True)
+        write_json(Path(save_directory) / GUIDE_CONFIG_NAME, self.to_dict())
+
+    @classmethod
+    def from_pretrained(cls, pretrained_guide_name_or_path: str | os.PathLike, **hub_kwargs: Any) -> TARoGuideConfig:
+        """Read a guide's config from its folder or Hub id (`revision`, `token`, `cache_dir`, `local_files_only`
+        as `TARoGuide.from_pretrained` takes them), without loading its models."""
+        keys = ("revision", "token", "cache_dir", "local_files_only")
+        folder = _guide_folder(pretrained_guide_name_or_path, *(hub_kwargs.get(k) for k in keys))
+        return cls.from_file(folder / GUIDE_CONFIG_NAME)
+
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> TARoGuideConfig:
         """Read `guide_config.json`; an error names the file and what is wrong in it."""
@@ -561,7 +578,9 @@ class TARoGuide:
 
     # -- saving and loading ----------------------------------------------------------------------------------
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *, overwrite: bool = False) -> None:
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, *, overwrite: bool = False, is_main_process: bool = True
+    ) -> None:
         """Write the guide folder: `guide_config.json`, `reward_model/` (or `reward_models/<name>/` for each of
         several), `router/` (TARo), `README.md`.
 
@@ -569,8 +588,11 @@ class TARoGuide:
         that is not a guide folder is refused unless `overwrite=True`; a file, or the working directory, always.
         Each entry is replaced in one rename and `guide_config.json` goes last, so a crash never leaves a folder
         that loads a mix of two guides. The guide's own adapter is copied before anything is replaced, so saving a
-        guide onto the folder it was loaded from works.
+        guide onto the folder it was loaded from works. Under several processes, pass `is_main_process`
+        (accelerate's `state.is_main_process`): the others write nothing.
         """
+        if not is_main_process:
+            return
 
         def write(folder: Path) -> None:
             folder.mkdir()
@@ -593,7 +615,7 @@ class TARoGuide:
                 self.tokenizer.save_pretrained(rm_dir)
         if self.router is not None:
             self.router.save_pretrained(folder / ROUTER_DIR)
-        write_json(folder / GUIDE_CONFIG_NAME, dataclasses.asdict(self.config))
+        self.config.save_pretrained(folder)
         (folder / "README.md").write_text(render_card("guide.md", self._card_fields()), encoding="utf-8")
 
     def _card_fields(self) -> dict[str, Any]:

@@ -916,9 +916,15 @@ def test_mixed_traffic_end_to_end_at_toy_size(tmp_path, monkeypatch):
     ckpt, work = tmp_path / "ckpt", tmp_path / "work"
     train_all(cfg, ckpt, data, work)
     mixed.train_mixed(cfg, ckpt, data, work, resume=False)
-    guide = TARoGuide.from_pretrained(ckpt / "guide-multi")
+    guide = TARoGuide.from_pretrained(ckpt / mixed.candidate_folder("taro_multi_nll"))
     assert guide.reward_model_names == ["a", "b"] and guide.router.config.num_reward_models == 2
     results = mixed.run_mixed(cfg, ckpt, data, work, test_seed=1, pictures=tmp_path / "tokens")
+    # Every candidate that trained is scored on validation; the best is copied to guide-multi (the shipped name).
+    scored = results["router_candidates_on_validation"]
+    assert "taro_multi_nll" in scored and "taro_multi_outcome" in scored
+    best = max(scored.values(), key=lambda v: v["accuracy"])["accuracy"]
+    assert scored[mixed.spec_name(tuple(results["router"]))]["accuracy"] == best
+    assert TARoGuide.from_pretrained(ckpt / "guide-multi").router.config.num_reward_models == 2
     for block in mixed.MIXED_BLOCKS:
         assert list(results[block]) == list(mixed.MIXED_METHODS)
         assert all(r["n"] == 2 * cfg.n_test for r in results[block].values())

@@ -48,6 +48,10 @@ logger = logging.getLogger(__name__)
 ORACLE_FILE = "oracle_grid.jsonl"
 
 
+class OracleUninformative(ValueError):
+    """No training problem separates the grid's weights: each was solved at every point, or at none."""
+
+
 def decode_fixed(
     base: PreTrainedModel,
     reward_models: list[PreTrainedModel],

@@ -45,7 +45,7 @@ from ..router import TARoRouter, TARoRouterConfig, check_weight_grid, grid_point
 from ..tasks import Task
 from .collate import TraceCollator
 from .common import check_max_steps, resume_point
-from .oracle import check_grid_size, oracle_loss, oracle_rows
+from .oracle import OracleUninformative, check_grid_size, oracle_loss, oracle_rows
 
 logger = logging.getLogger(__name__)
 
@@ -538,7 +538,7 @@ def _oracle_traces(
     )
     logger.warning("Oracle grid: %s", summary)
     if not rows:
-        raise ValueError(
+        raise OracleUninformative(
             f"No training problem of {data} separates the grid's weights (each was solved at every grid point, or at "
             "none): the oracle term has nothing to learn. Use more or harder problems, or a wider oracle_grid."
         )

@@ -39,6 +39,7 @@ from transformers_taro.files import write_json
 from transformers_taro.generation import Generation
 from transformers_taro.guide import TARoGuide
 from transformers_taro.models import load_causal_lm, load_tokenizer
+from transformers_taro.training.oracle import ORACLE_FILE, OracleUninformative
 from transformers_taro.visualize import AlphaScale, alpha_html, alpha_png, model_sections, token_strings
 
 from .pipeline import (
@@ -70,7 +71,6 @@ ROUTER_CANDIDATES: dict[str, dict[str, Any]] = {
         outcome_problems=16,
         outcome_rollouts=4,
         alpha_init=0.25,  # the fixed pair chosen on seed 3's validation: the policy starts at GenARM's weights
-        max_steps=300,
     ),
     "taro_multi_outcome_from_nll": dict(
         nll_weight=0.0,
@@ -78,7 +78,6 @@ ROUTER_CANDIDATES: dict[str, dict[str, Any]] = {
         outcome_problems=16,
         outcome_rollouts=4,
         init_router="taro_multi_nll",  # the NLL candidate's router: the policy starts where NLL left it
-        max_steps=300,
     ),
 }
 """The routers over both reward models that validation chooses among (objective x features), each a
@@ -151,15 +150,14 @@ def train_router_multi(
     candidates: the grid file is copied, not decoded again)."""
     reward_models = {"a": str(ckpt / "guide-a" / "reward_model"), "b": str(ckpt / GUIDE_B / "reward_model")}
     objective = ROUTER_CANDIDATES[method]
-    if objective.get("outcome_weight"):
-        objective = {**objective, "outcome_max_new_tokens": cfg.max_new_tokens}
+    if objective.get("outcome_weight"):  # half the NLL router's steps: each decodes 64 rollouts (300 at full size)
+        steps = max(1, cfg.router_steps // 2)
+        objective = {**objective, "outcome_max_new_tokens": cfg.max_new_tokens, "max_steps": steps}
     if objective.get("init_router"):
         objective = {**objective, "init_router": str(ckpt / candidate_folder(objective["init_router"]) / "router")}
     if objective.get("oracle_weight"):
         rows = [row for pair in zip(data["router_a"], data["router_b"]) for row in pair]
         objective = {**objective, "oracle_max_new_tokens": cfg.max_new_tokens, "oracle_batch_size": cfg.eval_batch_size}
-        from transformers_taro.training.oracle import ORACLE_FILE
-
         grid_file = work / method / ORACLE_FILE
         decoded = [work / m / ORACLE_FILE for m in ROUTER_CANDIDATES if m != method]
         if not grid_file.is_file() and any(f.is_file() for f in decoded):
@@ -167,7 +165,11 @@ def train_router_multi(
             shutil.copy(next(f for f in decoded if f.is_file()), grid_file)
     else:
         rows = data["router_a"] + data["router_b"]
-    train_miniworld_router(cfg, ckpt, rows, work, method, ckpt / candidate_folder(method), reward_models, **objective)
+    try:
+        target = ckpt / candidate_folder(method)
+        train_miniworld_router(cfg, ckpt, rows, work, method, target, reward_models, **objective)
+    except OracleUninformative as err:  # a world whose problems every weight solves alike: not a candidate there
+        logger.warning("%s is not a candidate: %s", method, err)
 
 
 def train_mixed(
