@@ -7,7 +7,7 @@ size, in interleaved rounds (so drift of a shared machine hits every method alik
 - the fused path: `guide.generate(base, fused=True)` (one forward over 2B rows);
 - peft's own mixed batch: one `PeftModel` over a second copy of the base with the guide's adapter(s), each prompt
   repeated once per block with `adapter_names=["__base__", ..., "default", ...]`, guided by a logits processor that
-  mixes the blocks' scores with the same router (`mixing.guided_scores`) and gives every block the guided scores,
+  mixes the blocks' scores with the same router (`guidance.guided_scores`) and gives every block the guided scores,
   so all blocks take the same token: what a peft user would build first;
 - transformers' CFG processor with the reward model as its guide (`UnbatchedClassifierFreeGuidanceLogitsProcessor`),
   a peer that also runs a second model per token;
@@ -61,7 +61,7 @@ from transformers import (
 
 from transformers_taro import DEFAULT_GUIDE, TARoGuide
 from transformers_taro.fused import onednn_applies, onednn_forward
-from transformers_taro.mixing import guided_scores
+from transformers_taro.guidance import guided_scores
 from transformers_taro.models import load_causal_lm, load_tokenizer
 
 QUESTIONS = [

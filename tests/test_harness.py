@@ -8,8 +8,8 @@ from conftest import GSM8K_TEST, tiny_lm
 
 from transformers_taro.cli import main
 from transformers_taro.evaluation.session import Session
+from transformers_taro.guidance import guided_scores
 from transformers_taro.guide import TARoGuide
-from transformers_taro.mixing import guided_scores
 from transformers_taro.models import load_causal_lm, load_tokenizer
 from transformers_taro.router import TARoRouter, TARoRouterConfig
 

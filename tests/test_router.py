@@ -134,7 +134,7 @@ def test_forward_returns_the_weights_only_and_the_guided_nll_trains_them():
 
 def test_geometric_router_mixes_convexly_and_decodes_greedily_like_its_product_alpha(tmp_path):
     from transformers_taro import TARoRouterConfig
-    from transformers_taro.mixing import guided_scores
+    from transformers_taro.guidance import guided_scores
 
     torch.manual_seed(0)
     router = TARoRouter(TARoRouterConfig(vocab_size=50, mixture="geometric", alpha_init=1.0)).eval()

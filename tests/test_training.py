@@ -11,7 +11,7 @@ from conftest import gsm8k_rows
 
 from transformers_taro import TARoGuide, TARoProcessor, TARoRouter
 from transformers_taro.data import build_step_pairs, build_traces
-from transformers_taro.mixing import guided_scores
+from transformers_taro.guidance import guided_scores
 from transformers_taro.models import load_causal_lm, load_tokenizer
 from transformers_taro.training import (
     RewardModelConfig,

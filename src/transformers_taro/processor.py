@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerBase
 
-from .mixing import check_alpha, guided_scores
+from .guidance import guided_scores
+from .mixing import check_alpha
 from .router import TARoRouter
 from .vocabulary import check_same_vocabulary, check_vocabulary_sizes
 

@@ -14,7 +14,7 @@ enough: `lm_eval.simple_evaluate(model="taro", model_args="method=genarm,alpha=0
 
 Generation tasks decode with `guide.generate` (the fused path when it applies, else `TARoProcessor`);
 log-likelihood tasks score with the same mixed distribution, `log_softmax(log p_b + sum_k alpha_k,t * log p_r_k)` from
-`mixing.guided_scores`, alpha_t from the router teacher-forced on the request.
+`guidance.guided_scores`, alpha_t from the router teacher-forced on the request.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ require("lm_eval")  # a missing [lm-eval] extra is named, not a bare ModuleNotFo
 from lm_eval.api.registry import register_model  # noqa: E402
 from lm_eval.models.huggingface import HFLM  # noqa: E402
 
-from ..mixing import guided_scores  # noqa: E402
+from ..guidance import guided_scores  # noqa: E402
 from .session import Session, load_session  # noqa: E402
 
 
