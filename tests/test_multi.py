@@ -271,21 +271,19 @@ def test_fixed_and_only_give_the_baselines():
 def test_a_mismatch_in_the_number_of_reward_models_is_refused(tmp_path):
     a, b = tiny_lm(seed=2), tiny_lm(seed=3)
     one = TARoRouter(TARoRouterConfig(vocab_size=VOCAB))
-    with pytest.raises(ValueError, match=r"trained for 1 reward model\(s\), and this guide holds 2"):
+    with pytest.raises(ValueError, match=r"trained for 1 reward model\(s\), and 2 are given \(a, b\)"):
         TARoGuide({"a": a, "b": b}, router=one)
     with pytest.raises(ValueError, match=r"trained for 2 reward model\(s\)"):
         TARoGuide(a, router=two_router())
-    with pytest.raises(ValueError, match=r"trained for 1 reward model\(s\), and 2 were given"):
+    with pytest.raises(ValueError, match=r"trained for 1 reward model\(s\), and 2 are given: use a router"):
         TARoProcessor([a, b], router=one)
     TARoGuide({"a": a, "b": b}, router=two_router()).save_pretrained(tmp_path / "g")
     one.save_pretrained(tmp_path / "g" / "router")  # a router of another guide put in its place
-    with pytest.raises(
-        ValueError, match=r"router/ was trained for 1 reward model\(s\), but the guide holds 2 \(a, b\)"
-    ):
+    with pytest.raises(ValueError, match=r"its router/ was trained for 1 reward model\(s\), and 2 are given \(a, b\)"):
         TARoGuide.from_pretrained(tmp_path / "g")
     one.save_pretrained(tmp_path / "one-router")
     TARoGuide({"a": a, "b": b}, alpha={"a": 1.0, "b": 1.0}).save_pretrained(tmp_path / "fixed")
-    with pytest.raises(ValueError, match=r"--router was trained for 1 reward model\(s\); the guide holds 2"):
+    with pytest.raises(ValueError, match=r"one-router was trained for 1 reward model\(s\), and 2 are given \(a, b\)"):
         load_guide(tmp_path / "fixed", router=str(tmp_path / "one-router"))
 
 

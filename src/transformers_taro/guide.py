@@ -315,11 +315,8 @@ class TARoGuide:
                     "load its weights before building the guide."
                 )
         alpha = check_alphas(alpha, names if named else None)
-        if router is not None and router.config.num_reward_models != len(names):
-            raise ValueError(
-                f"The router was trained for {router.config.num_reward_models} reward model(s), and this guide holds "
-                f"{len(names)} ({', '.join(names)}): use a router trained with as many reward models, in this order."
-            )
+        if router is not None:
+            router.config.check_reward_model_count(names)
         sizes = {n: _vocab_size(m) for n, m in models.items() if m is not None}
         for name, size in sizes.items():
             first = next(iter(sizes))
@@ -654,12 +651,7 @@ class TARoGuide:
                 raise FileNotFoundError(f"{folder}: a TARo guide needs {ROUTER_DIR}/config.json, which is missing.")
             with quiet_progress():
                 router = TARoRouter.from_pretrained(folder / ROUTER_DIR)
-            if router.config.num_reward_models != len(folders):
-                raise ValueError(
-                    f"{folder}: {ROUTER_DIR}/ was trained for {router.config.num_reward_models} reward model(s), but "
-                    f"the guide holds {len(folders)} ({', '.join(folders)}). The router belongs to another guide: "
-                    "save it with the reward models it was trained with."
-                )
+            router.config.check_reward_model_count(list(folders), where=f"{folder}: its {ROUTER_DIR}/")
         models, adapters, tokenizers = {}, {}, {}
         for name, rm_dir in folders.items():
             models[name], adapters[name] = _reward_model_parts(folder, rm_dir, dtype, device_map)
@@ -914,11 +906,7 @@ def load_guide(
         result = TARoGuide.from_pretrained(guide or DEFAULT_GUIDE, **load_kwargs)
         if loaded_router is not None:
             result = result._replace(router=loaded_router, config=dataclasses.replace(result.config, method="taro"))
-            if loaded_router.config.num_reward_models != len(result.reward_model_names):
-                raise ValueError(
-                    f"--router was trained for {loaded_router.config.num_reward_models} reward model(s); the guide "
-                    f"holds {len(result.reward_model_names)} ({', '.join(result.reward_model_names)})."
-                )
+            loaded_router.config.check_reward_model_count(result.reward_model_names, where=f"The router {router}")
     if only:
         unused = sorted(set(alpha) - {only}) if isinstance(alpha, Mapping) else []
         if unused and only not in alpha:

@@ -151,11 +151,8 @@ class TARoProcessor(LogitsProcessor):
                 f"{len(self._alphas)} fixed weight(s) for {k} reward models: give alpha as a sequence of one weight "
                 "per reward model, in their order."
             )
-        if router is not None and router.config.num_reward_models != k:
-            raise ValueError(
-                f"The router was trained for {router.config.num_reward_models} reward model(s), and {k} were given: "
-                "use a router trained with as many reward models, in the same order."
-            )
+        if router is not None:
+            router.config.check_reward_model_count(k)
         self._reward_prompts = list(
             zip(
                 tensor_per_model(reward_input_ids, k, "reward_input_ids"),

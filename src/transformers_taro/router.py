@@ -119,6 +119,19 @@ class TARoRouterConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         super().__init__(**kwargs)
 
+    def check_reward_model_count(self, given: int | Sequence[str], where: str = "The router") -> None:
+        """The one rule for how many reward models a router serves: as many as it was trained for
+        (`num_reward_models`), in the same order. `given` is a count or the reward models' names; `where` names the
+        router in the error."""
+        names = None if isinstance(given, int) else list(given)
+        count = given if names is None else len(names)
+        if count != self.num_reward_models:
+            listed = f" ({', '.join(names)})" if names else ""
+            raise ValueError(
+                f"{where} was trained for {self.num_reward_models} reward model(s), and {count} are given{listed}: "
+                "use a router trained with as many reward models, in the same order."
+            )
+
     @property
     def weight_max(self) -> float:
         """The largest weight the router outputs: `alpha_max` (product) or 1 (geometric)."""
@@ -235,11 +248,7 @@ class TARoRouter(PreTrainedModel):
         part would let a router trained on 301 tokens guide models of 49152.
         """
         reward_vocabs = [reward_vocab] if isinstance(reward_vocab, int) else list(reward_vocab)
-        if len(reward_vocabs) != self.config.num_reward_models:
-            raise ValueError(
-                f"This router was trained for {self.config.num_reward_models} reward model(s) and got "
-                f"{len(reward_vocabs)}: use a router trained with as many reward models as the guide holds."
-            )
+        self.config.check_reward_model_count(len(reward_vocabs))
         trained = self.config.vocab_size
         sizes = [("base", base_vocab)] + [("reward", size) for size in reward_vocabs]
         for what, size in sizes:

@@ -262,11 +262,7 @@ class RouterTrainer(Trainer):
             self._check_cache_size()
         self.base_model = base_model.eval().requires_grad_(False)
         models = [reward_model] if isinstance(reward_model, torch.nn.Module) else list(reward_model)
-        if len(models) != self.model.config.num_reward_models:
-            raise ValueError(
-                f"The router is made for {self.model.config.num_reward_models} reward model(s), and {len(models)} "
-                "were given: build it with num_reward_models equal to the number of reward models."
-            )
+        self.model.config.check_reward_model_count(len(models))
         self.reward_models = [m.eval().requires_grad_(False) for m in models]
         for frozen in (self.base_model, *self.reward_models):
             if getattr(frozen, "hf_device_map", None) is None:  # device_map="auto" models stay where they are
@@ -602,11 +598,7 @@ def train_router(
         from ..models import resolve
 
         router = TARoRouter.from_pretrained(resolve(config.init_router))
-        if router.config.num_reward_models != len(rms):
-            raise ValueError(
-                f"init_router={config.init_router} weighs {router.config.num_reward_models} reward model(s), not "
-                f"the {len(rms)} given: start from a router trained with these reward models."
-            )
+        router.config.check_reward_model_count(len(rms), where=f"init_router={config.init_router}")
         if config.oracle_weight > 0 and router.config.weight_grid is None:
             raise ValueError(f"init_router={config.init_router} has no weight_grid: the oracle term needs one.")
         router.config.update(names)
