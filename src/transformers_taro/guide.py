@@ -31,7 +31,7 @@ from .cards import push_folder_to_hub, render_card
 from .files import check_weight_files, copy_final_files, read_json_object, write_entries_atomically, write_json
 from .fused import FusedAdapter, FusedCache, FusedForward, FusedNotApplicable, FusedProcessor, why_not_fused
 from .mixing import check_alpha
-from .models import is_peft_adapter, load_causal_lm, load_tokenizer, looks_like_a_path, quiet_progress, resolve
+from .models import could_be_repo_id, is_peft_adapter, load_causal_lm, load_tokenizer, quiet_progress, resolve
 from .processor import TARoProcessor, cache_keyword
 from .prompts import format_prompt
 from .router import TARoRouter, TARoRouterConfig
@@ -831,7 +831,7 @@ def _guide_folder(
                 "TARoGuide(reward_model, router=..., alpha=...).save_pretrained(folder)."
             )
         return path
-    if looks_like_a_path(str(name)) or "/" not in str(name):  # a guide's Hub id is always owner/name
+    if not could_be_repo_id(str(name), owner=True):
         raise FileNotFoundError(f"{name}: no such folder (and it is not a Hub id of the form 'owner/name').")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError

@@ -128,6 +128,12 @@ def looks_like_a_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
+def could_be_repo_id(name: str, owner: bool = False) -> bool:
+    """The one rule for "is this a Hub id": not `looks_like_a_path`, and of the form `owner/name` where the kind of
+    repository always has an owner (`owner=True`: datasets and guides; a model may be a bare `name`)."""
+    return not looks_like_a_path(name) and (not owner or "/" in name)
+
+
 def resolve(name_or_path: str | None) -> str:
     """A local folder for a model name: the folder as given, a Hub id's snapshot (HF cache first, then the Hub
     where reachable), or the embedded default (None, '' or 'default').

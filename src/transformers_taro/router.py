@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,18 +278,23 @@ class TARoRouter(PreTrainedModel):
         base_logprobs: torch.Tensor,
         reward_logprobs: torch.Tensor | Sequence[torch.Tensor],
         reward_hidden_states: torch.Tensor | Sequence[torch.Tensor] | None = None,
+        logit_hook: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """The weight for each position: inputs `[..., V]` log-probs (and `[..., H]` hidden states), output `[...]`;
         with a sequence of K reward models' log-probs (and hidden states), output `[..., K]`.
 
-        Alpha in `[0, alpha_max]` for a product router, w in `[0, 1]` for a geometric one (`config.mixture`)."""
+        Alpha in `[0, alpha_max]` for a product router, w in `[0, 1]` for a geometric one (`config.mixture`).
+        `logit_hook(logit, features, reward_hidden_states)`, if given, replaces the weight's logit before its
+        sigmoid (the outcome objective's exploring policy draws around it; not for grid routers)."""
         rewards = as_list(reward_logprobs)
         self.check_inputs(base_logprobs.shape[-1], [r.shape[-1] for r in rewards], reward_hidden_states)
         features = router_features(base_logprobs, reward_logprobs, self.config.num_top_logprobs)
         if self.config.weight_grid is not None:
             return per_model(self.expected_weight(self.grid_logits(features, reward_hidden_states)), reward_logprobs)
-        weight = self.config.weight_max * torch.sigmoid(self.weight_logit(features, reward_hidden_states))
-        return per_model(weight, reward_logprobs)
+        logit = self.weight_logit(features, reward_hidden_states)
+        if logit_hook is not None:
+            logit = logit_hook(logit, features, reward_hidden_states)
+        return per_model(self.config.weight_max * torch.sigmoid(logit), reward_logprobs)
 
     def expected_weight(self, grid_logits: torch.Tensor) -> torch.Tensor:
         """A grid router's weights from its scores `[..., G]`: the expected grid point under the softmax of the
@@ -373,12 +378,12 @@ class TARoRouter(PreTrainedModel):
         """
         from safetensors import SafetensorError
 
-        from .models import looks_like_a_path
+        from .models import could_be_repo_id
 
         folder = Path(pretrained_model_name_or_path)
         if folder.is_dir():
             _check_router_folder(folder)
-        elif looks_like_a_path(str(folder)):
+        elif not could_be_repo_id(str(folder)):
             raise FileNotFoundError(f"{folder}: no such folder (and not a Hub id, which has the form 'owner/name').")
         try:
             model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)

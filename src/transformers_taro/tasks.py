@@ -12,7 +12,7 @@ from typing import Any
 
 from .data import dataset_rows, numbered_jsonl, parse_number
 from .graders import extract_choice, extract_number, grade_math, grade_number
-from .models import looks_like_a_path
+from .models import could_be_repo_id
 
 _DEFAULT_FILES = {
     "gsm8k": "gsm8k/test.jsonl",
@@ -130,7 +130,7 @@ def load_task(
         )
     if path is None or not Path(path).is_file():
         source = HUB_DATASETS[name] if path is None else (path, None, "test")
-        if path is not None and not Path(path).is_dir() and (looks_like_a_path(path) or "/" not in path):
+        if path is not None and not Path(path).is_dir() and not could_be_repo_id(path, owner=True):
             raise FileNotFoundError(f"{path}: no such file or folder (nor a Hub dataset id of the form 'owner/name').")
         rows, lines, where = dataset_rows(*source), None, source[0]
     else:

@@ -9,7 +9,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from ..extras import require
-from ..models import looks_like_a_path
+from ..models import could_be_repo_id
 from .gsm8k import gsm8k_solutions, step_pairs_from_solutions, traces_from_solutions
 from .prompts import SYSTEM_PROMPT
 from .rows import MalformedRow, read_jsonl
@@ -26,7 +26,7 @@ def load_rows(id_or_path: str, split: str = "train") -> list[dict[str, Any]]:
         return list(read_jsonl(path))
     if path.exists():
         raise FileNotFoundError(f"{id_or_path}: not a JSON/JSONL file")
-    if looks_like_a_path(id_or_path) or path.suffix in (".json", ".jsonl", ".csv", ".parquet"):
+    if not could_be_repo_id(id_or_path) or path.suffix in (".json", ".jsonl", ".csv", ".parquet"):
         raise FileNotFoundError(
             f"{id_or_path}: no such file (and not a Hub dataset id, which has the form 'owner/name')."
         )

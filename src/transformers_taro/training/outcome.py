@@ -26,11 +26,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..features import router_features
 from ..generation import stop_ids
 from ..mixing import as_list
 from ..processor import TARoProcessor
-from ..router import TARoRouter, per_model
+from ..router import TARoRouter
 
 
 class ExploringRouter(nn.Module):
@@ -57,18 +56,17 @@ class ExploringRouter(nn.Module):
         reward_logprobs: torch.Tensor | Sequence[torch.Tensor],
         reward_hidden_states: torch.Tensor | Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        vocabs = [r.shape[-1] for r in as_list(reward_logprobs)]
-        self.router.check_inputs(base_logprobs.shape[-1], vocabs, reward_hidden_states)
-        features = router_features(base_logprobs, reward_logprobs, self.config.num_top_logprobs)
+        return self.router.compute_alpha(base_logprobs, reward_logprobs, reward_hidden_states, logit_hook=self._draw)
+
+    def _draw(self, mean: torch.Tensor, features: torch.Tensor, reward_hidden_states: Any) -> torch.Tensor:
+        """`z ~ N(mean, sigma^2)`, recorded with what the policy's mean is recomputed from."""
+        noise = torch.randn(mean.shape, generator=self.generator, device="cpu").to(mean.device)
+        z = mean.detach().float() + self.sigma * noise
         hidden = None
         if self.config.use_reward_hidden_states:
             hidden = torch.stack(as_list(reward_hidden_states), dim=-2)  # [..., K, H], as weight_logit reads it
-        with torch.no_grad():
-            mean = self.router.weight_logit(features, hidden).float()
-        noise = torch.randn(mean.shape, generator=self.generator, device="cpu").to(mean.device)
-        z = mean + self.sigma * noise
         self.steps.append((features, hidden, z))
-        return per_model(self.config.weight_max * torch.sigmoid(z), reward_logprobs)
+        return z
 
 
 @dataclass
