@@ -191,3 +191,20 @@ def test_the_arithmetic_guide_pipeline_runs_end_to_end_and_resumes(tiny_model_di
     again = subprocess.run(["bash", script], env=env, check=True, capture_output=True, text=True)
     assert "==" not in again.stdout  # every stage finished before: none runs again
     assert len((runs / "stages.jsonl").read_text().splitlines()) == len(stages)
+
+
+def test_the_example_scripts_python_snippets_import_what_exists():
+    """Each `python -c "..."` snippet in the example shell scripts imports names the library has."""
+    import ast
+    import importlib
+    import re
+    from pathlib import Path
+
+    scripts = sorted((Path(__file__).resolve().parents[1] / "examples").rglob("*.sh"))
+    snippets = [code for script in scripts for code in re.findall(r'python -c "(.*?)"', script.read_text(), re.S)]
+    assert any("data_dir" in code for code in snippets)  # measure.sh's
+    for code in snippets:
+        for node in ast.walk(ast.parse(code.replace("\\\n", ""))):
+            if isinstance(node, ast.ImportFrom):
+                module = importlib.import_module(node.module)
+                assert all(hasattr(module, alias.name) for alias in node.names), (node.module, code)

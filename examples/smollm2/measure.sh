@@ -22,7 +22,7 @@ OUT=${OUT:-runs/smollm2-eval}
 BATCH=${BATCH:-32}
 EVAL_ARGS=${EVAL_ARGS:-}  # e.g. "--device-map auto" on a GPU
 GUIDE=${GUIDE:-research/smollm2/smollm2-135m-gsm8k}
-TRAIN=${TRAIN:-$(python -c "from transformers_taro.evaluation.tasks import data_dir; print(data_dir() / 'gsm8k' / 'train.jsonl')")}
+TRAIN=${TRAIN:-$(python -c "from transformers_taro.tasks import data_dir; print(data_dir() / 'gsm8k' / 'train.jsonl')")}
 
 run() {  # run OUTPUT_DIR taro-eval-args...
   local dir=$1; shift

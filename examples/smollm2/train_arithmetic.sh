@@ -16,14 +16,16 @@
 # trainers from their last checkpoint, `taro eval` from its generations. Run it alone on the CPU.
 #   ship        the guide to $SHIP, its card carrying the test table; `taro demo`'s problems to $DEMO (the next
 #               DEMO_PER_FAMILY test problems of each in-domain family after the measured ones).
-# Usage: bash examples/smollm2/train_arithmetic.sh   (outputs under $RUNS; SHIP= to ship elsewhere, SHIP=none not
-# at all; MODEL= a base model folder or Hub id instead of the embedded SmolLM2; every count above can be set)
+# Usage: bash examples/smollm2/train_arithmetic.sh   (everything under $RUNS, the guide in $RUNS/guide; to replace
+# the package's shipped guide and demo problems: SHIP=src/transformers_taro/pretrained/smollm2-135m-arithmetic
+# DEMO=src/transformers_taro/demo/arithmetic_demo.jsonl; SHIP=none ships nothing; MODEL= a base model folder or
+# Hub id instead of the embedded SmolLM2; every count above can be set)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-runs/smollm2-arith}
-SHIP=${SHIP:-src/transformers_taro/pretrained/smollm2-135m-arithmetic}
+SHIP=${SHIP:-$RUNS/guide}
 RESULTS=${RESULTS:-results/smollm2/arithmetic.json}
-DEMO=${DEMO:-src/transformers_taro/demo/arithmetic_demo.jsonl}
+DEMO=${DEMO:-$RUNS/arithmetic_demo.jsonl}
 DEMO_PER_FAMILY=${DEMO_PER_FAMILY:-20}
 MODEL=${MODEL:-}
 SYSTEM=${SYSTEM:-Answer with the number.}
