@@ -1,11 +1,18 @@
-"""Pieces both trainers share: where to resume, and checks of their arguments."""
+"""Pieces the trainers share: where to resume, checks of their arguments, and greedy decoding of training
+problems (the router's outcome and oracle terms)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+import torch
+from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerBase
+
+from ..generation import stop_ids
 
 logger = logging.getLogger(__name__)
 
@@ -54,3 +61,29 @@ def check_max_steps(max_steps: int) -> None:
     """`max_steps` is a number of steps, or -1 for "by epochs"; 0 would still train one step and save it."""
     if max_steps == 0 or max_steps < -1:
         raise ValueError(f"--max_steps must be positive (or -1 to train for --num_train_epochs), got {max_steps}.")
+
+
+def greedy_decode(
+    base: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    processor_for: Callable[[torch.Tensor], LogitsProcessor],
+    max_new_tokens: int,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """`prompts` as one left-padded batch, decoded greedily with the processor `processor_for(attention_mask)`
+    builds: the new tokens `[N, T]`, which of them are each answer's (up to and including its first end of
+    sequence), and the answers' texts."""
+    enc = tokenizer(prompts, return_tensors="pt", padding=True).to(base.device)
+    with torch.no_grad():
+        out = base.generate(
+            **enc,
+            logits_processor=[processor_for(enc["attention_mask"])],
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    new = out[:, enc["input_ids"].shape[1] :]
+    is_stop = torch.isin(new, torch.tensor(sorted(stop_ids(base, tokenizer)), device=new.device)).long()
+    answer = (is_stop.cumsum(1) - is_stop) == 0  # no end of sequence before the token
+    texts = [tokenizer.decode(row[m], skip_special_tokens=True) for row, m in zip(new, answer)]
+    return new, answer, texts

@@ -39,9 +39,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..data import format_prompt
 from ..data.rows import read_jsonl
 from ..files import write_atomically
-from ..generation import stop_ids
 from ..processor import TARoProcessor
 from ..tasks import Task
+from .common import greedy_decode
 
 logger = logging.getLogger(__name__)
 
@@ -62,23 +62,14 @@ def decode_fixed(
     batch_size: int,
 ) -> list[str]:
     """Greedy GenARM decoding of `prompts` at the fixed `weights` (one per reward model), in batches."""
+
+    def processor_for(mask: torch.Tensor) -> TARoProcessor:
+        return TARoProcessor(reward_models, alpha=weights, attention_mask=mask)
+
     texts: list[str] = []
-    stops = torch.tensor(sorted(stop_ids(base, tokenizer)))
     for start in range(0, len(prompts), batch_size):
-        enc = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(base.device)
-        processor = TARoProcessor(reward_models, alpha=weights, attention_mask=enc["attention_mask"])
-        with torch.no_grad():
-            out = base.generate(
-                **enc,
-                logits_processor=[processor],
-                do_sample=False,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        new = out[:, enc["input_ids"].shape[1] :]
-        is_stop = torch.isin(new, stops.to(new.device)).long()
-        keep = (is_stop.cumsum(1) - is_stop) == 0  # up to and including the first end-of-sequence
-        texts += [tokenizer.decode(row[m], skip_special_tokens=True) for row, m in zip(new, keep)]
+        batch = prompts[start : start + batch_size]
+        texts += greedy_decode(base, tokenizer, batch, processor_for, max_new_tokens)[2]
     return texts
 
 

@@ -26,10 +26,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..generation import stop_ids
 from ..mixing import as_list
 from ..processor import TARoProcessor
 from ..router import TARoRouter
+from .common import greedy_decode
 
 
 class ExploringRouter(nn.Module):
@@ -93,23 +93,13 @@ def rollouts(
 ) -> Rollouts:
     """Greedy guided decoding of `prompts` (one left-padded batch) with the weight drawn per token by the policy."""
     policy = ExploringRouter(router, sigma, generator)
-    enc = tokenizer(prompts, return_tensors="pt", padding=True).to(base.device)
-    processor = TARoProcessor(reward_model, router=policy, attention_mask=enc["attention_mask"])
-    with torch.no_grad():
-        out = base.generate(
-            **enc,
-            logits_processor=[processor],
-            do_sample=False,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    new = out[:, enc["input_ids"].shape[1] :]
-    is_stop = torch.isin(new, torch.tensor(sorted(stop_ids(base, tokenizer)), device=new.device)).long()
-    # A token counts up to and including the row's first end-of-sequence: no stop before it.
-    mask = (is_stop.cumsum(1) - is_stop) == 0
+
+    def processor_for(mask: torch.Tensor) -> TARoProcessor:
+        return TARoProcessor(reward_model, router=policy, attention_mask=mask)
+
+    new, mask, texts = greedy_decode(base, tokenizer, prompts, processor_for, max_new_tokens)
     recorded = policy.steps[: new.shape[1]]
     hidden = torch.stack([h for _, h, _ in recorded], 1).clone() if recorded[0][1] is not None else None
-    texts = [tokenizer.decode(row[m], skip_special_tokens=True) for row, m in zip(new, mask)]
     return Rollouts(
         torch.stack([f for f, _, _ in recorded], 1).clone(),
         hidden,

@@ -582,8 +582,11 @@ def train_router(
     tokenizer = load_tokenizer(base_model, padding_side="right")
     base = load_causal_lm(base_model, device_map=device_map)
     rms = {name: load_causal_lm(path, device_map=device_map) for name, path in paths.items()}
-    traces = build_traces(data, tokenizer, limit=limit, system=config.system_prompt)
-    if not traces:
+    # The oracle term trains on its own correct guided decodes (built below, after every cheaper check).
+    traces = None
+    if config.oracle_weight <= 0:
+        traces = build_traces(data, tokenizer, limit=limit, system=config.system_prompt)
+    if traces == []:
         raise ValueError(f"No traces could be built from {data}.")
     vocab = min(_vocab_rows(base), *(_vocab_rows(rm) for rm in rms.values()))
     hidden_sizes = {rm.config.get_text_config().hidden_size for rm in rms.values()}
