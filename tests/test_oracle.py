@@ -8,6 +8,7 @@ import os
 import pytest
 import torch
 from conftest import gsm8k_rows, tiny_lm
+from test_training import router_config
 
 from transformers_taro import TARoGuide, TARoRouter, TARoRouterConfig
 from transformers_taro.data import SYSTEM_PROMPT, format_prompt
@@ -146,24 +147,10 @@ def test_oracle_rows_decode_the_grid_grade_and_resume(tiny_model_dir, tmp_path, 
 
 
 def _oracle_config(out: str, **kw) -> RouterTrainingConfig:
-    settings = dict(
-        output_dir=out,
-        max_steps=4,
-        per_device_train_batch_size=2,
-        logging_steps=1,
-        save_steps=4,
-        use_cpu=True,
-        disable_tqdm=True,
-        report_to="none",
-        nll_weight=0.0,
-        oracle_weight=1.0,
-        oracle_grid=[0.0, 4.0],
-        oracle_problems=6,
-        oracle_max_new_tokens=6,
-        oracle_batch_size=3,
-        learning_rate=5e-2,
-    )
-    return RouterTrainingConfig(**{**settings, **kw})
+    """`test_training.router_config` with the oracle term alone, on a grid of two weights, at toy size."""
+    oracle = dict(nll_weight=0.0, oracle_weight=1.0, oracle_grid=[0.0, 4.0], oracle_problems=6)
+    toy = dict(max_steps=4, per_device_train_batch_size=2, save_steps=4, learning_rate=5e-2)
+    return router_config(out, **{**toy, **oracle, "oracle_max_new_tokens": 6, "oracle_batch_size": 3, **kw})
 
 
 @pytest.mark.slow
