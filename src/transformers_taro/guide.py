@@ -212,11 +212,18 @@ class TARoGuideConfig:
         write_json(Path(save_directory) / GUIDE_CONFIG_NAME, self.to_dict())
 
     @classmethod
-    def from_pretrained(cls, pretrained_guide_name_or_path: str | os.PathLike, **hub_kwargs: Any) -> TARoGuideConfig:
-        """Read a guide's config from its folder or Hub id (`revision`, `token`, `cache_dir`, `local_files_only`
-        as `TARoGuide.from_pretrained` takes them), without loading its models."""
-        keys = ("revision", "token", "cache_dir", "local_files_only")
-        folder = _guide_folder(pretrained_guide_name_or_path, *(hub_kwargs.get(k) for k in keys))
+    def from_pretrained(
+        cls,
+        pretrained_guide_name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool | None = None,
+    ) -> TARoGuideConfig:
+        """Read a guide's config from its folder or Hub id (as `TARoGuide.from_pretrained` finds it), without
+        loading its models."""
+        folder = _guide_folder(pretrained_guide_name_or_path, revision, token, cache_dir, local_files_only)
         return cls.from_file(folder / GUIDE_CONFIG_NAME)
 
     @classmethod
