@@ -59,26 +59,17 @@ GUIDE_B, GUIDE_MULTI = "guide-b", "guide-multi"
 ORACLE_GRID = [0.0, 0.5, 1.0, 2.0, 4.0]
 """Each reward model's weights in the oracle objective's grid (`RouterTrainingConfig.oracle_grid`): 25 pairs."""
 ORACLE = dict(nll_weight=0.0, oracle_weight=1.0, oracle_grid=ORACLE_GRID, oracle_problems=800)
+OUTCOME = dict(nll_weight=0.0, outcome_weight=1.0, outcome_problems=16, outcome_rollouts=4)
 GRID_TEMPERATURES = (1.0, 0.3, 0.1)
 """The decoding temperatures (`TARoRouterConfig.grid_temperature`) each oracle router is scored at on validation."""
 ROUTER_CANDIDATES: dict[str, dict[str, Any]] = {
     "taro_multi_nll": {},
     "taro_multi_oracle": ORACLE,
     "taro_multi_oracle_dists": {**ORACLE, "use_reward_hidden_states": False},
-    "taro_multi_outcome": dict(
-        nll_weight=0.0,
-        outcome_weight=1.0,
-        outcome_problems=16,
-        outcome_rollouts=4,
-        alpha_init=0.25,  # the fixed pair chosen on seed 3's validation: the policy starts at GenARM's weights
-    ),
-    "taro_multi_outcome_from_nll": dict(
-        nll_weight=0.0,
-        outcome_weight=1.0,
-        outcome_problems=16,
-        outcome_rollouts=4,
-        init_router="taro_multi_nll",  # the NLL candidate's router: the policy starts where NLL left it
-    ),
+    # From the fixed pair chosen on seed 3's validation: the policy starts at GenARM's weights.
+    "taro_multi_outcome": {**OUTCOME, "alpha_init": 0.25},
+    # From the NLL candidate's router: the policy starts where NLL left it.
+    "taro_multi_outcome_from_nll": {**OUTCOME, "init_router": "taro_multi_nll"},
 }
 """The routers over both reward models that validation chooses among (objective x features), each a
 `RouterTrainingConfig` change to `train_miniworld_router`'s settings: guided NLL on correct traces (the router
